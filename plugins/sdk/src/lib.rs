@@ -1,0 +1,189 @@
+//! Rust guest SDK for plume plugins.
+//!
+//! A plugin crate is a `cdylib` built for `wasm32-wasip2`. It implements the
+//! `Guest` trait of one world and exports it with that world's macro:
+//!
+//! ```ignore
+//! use plume_sdk::processor::{Guest, export_processor};
+//! use plume_sdk::types::{Batch, BatchResult, Manifest};
+//!
+//! struct MyPlugin;
+//! impl Guest for MyPlugin {
+//!     fn init(config: String) -> Result<Manifest, String> { todo!() }
+//!     fn process(batch: Batch) -> Result<BatchResult, String> { todo!() }
+//! }
+//! export_processor!(MyPlugin);
+//! ```
+//!
+//! The WIT in `wit/pipeline.wit` is the reference for every type and call.
+//! Besides the bindings, this crate offers [`Rows`] to walk a projected batch,
+//! [`parse_config`] to read the JSON config, and [`log`] helpers.
+
+#![allow(unsafe_code)] // generated bindings
+
+/// Bindings of the `processor` world.
+#[allow(missing_docs)]
+pub mod processor {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "processor",
+        additional_derives: [PartialEq],
+        pub_export_macro: true,
+        export_macro_name: "export_processor",
+        default_bindings_module: "plume_sdk::processor",
+    });
+}
+
+/// Bindings of the `evaluator` world.
+#[allow(missing_docs)]
+pub mod evaluator {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "evaluator",
+        pub_export_macro: true,
+        export_macro_name: "export_evaluator",
+        default_bindings_module: "plume_sdk::evaluator",
+        with: {
+            "plume:pipeline/types@0.1.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.1.0": crate::processor::plume::pipeline::host,
+        },
+    });
+}
+
+/// Bindings of the `router` world.
+#[allow(missing_docs)]
+pub mod router {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "router",
+        pub_export_macro: true,
+        export_macro_name: "export_router",
+        default_bindings_module: "plume_sdk::router",
+        with: {
+            "plume:pipeline/types@0.1.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.1.0": crate::processor::plume::pipeline::host,
+        },
+    });
+}
+
+/// Bindings of the `exporter` world.
+#[allow(missing_docs)]
+pub mod exporter {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "exporter",
+        pub_export_macro: true,
+        export_macro_name: "export_exporter",
+        default_bindings_module: "plume_sdk::exporter",
+        with: {
+            "plume:pipeline/types@0.1.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.1.0": crate::processor::plume::pipeline::host,
+        },
+    });
+}
+
+/// The shared WIT types (`value`, `field`, `manifest`, `batch`, `alert`, ...).
+pub use processor::plume::pipeline::types;
+use processor::plume::pipeline::host;
+use types::{Batch, Value};
+
+/// Parses the plugin's JSON config into `T`; `{}` when the stage has none.
+///
+/// Errors name the offending key, as serde_json reports it, prefixed with
+/// `config: ` so the host can show it next to the stage name.
+pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
+    let text = if config.trim().is_empty() { "{}" } else { config };
+    serde_json::from_str(text).map_err(|e| format!("config: {e}"))
+}
+
+/// Logs through the host at `info`.
+pub fn log_info(message: &str) {
+    host::log(host::Level::Info, message);
+}
+
+/// Logs through the host at `warn`.
+pub fn log_warn(message: &str) {
+    host::log(host::Level::Warn, message);
+}
+
+/// A view of a projected batch as rows of values, one value per declared read.
+pub struct Rows<'a> {
+    width: usize,
+    values: &'a [Value],
+    rows: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// Views `batch` as rows of `width` values (`width` = number of reads).
+    pub fn new(batch: &'a Batch, width: usize) -> Self {
+        let rows = batch.rows as usize;
+        debug_assert_eq!(batch.values.len(), rows * width);
+        Rows { width, values: &batch.values, rows }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// True when the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// The values of row `r`, in manifest order.
+    pub fn row(&self, r: usize) -> &'a [Value] {
+        &self.values[r * self.width..(r + 1) * self.width]
+    }
+
+    /// Iterates over `(row index, values)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [Value])> + '_ {
+        (0..self.rows).map(move |r| (r as u32, self.row(r)))
+    }
+}
+
+impl Value {
+    /// The string, if this is a `str`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number as `f64` for `int` and `float`, and for numeric strings
+    /// (some instrumentations record token counts as strings).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            Value::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The number as `i64` for `int`, integral `float`s and integer strings.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
+            Value::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The boolean for `boolean`, and for the strings `true` / `false`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Boolean(b) => Some(*b),
+            Value::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+            Value::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        }
+    }
+
+    /// True unless the field was absent.
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Value::Absent)
+    }
+}
