@@ -1,1 +1,10 @@
+//! plume: a WebAssembly plugin host for observability pipelines of LLM agents.
+//!
+//! The data path, one module each: [`ingest`] reads spans, [`span`] holds
+//! them, [`engine`] runs batches through the plugins of [`plugin`] as declared
+//! by [`config`], and the [`cli`] ties it together.
 
+pub mod config;
+pub mod engine;
+pub mod plugin;
+pub mod span;

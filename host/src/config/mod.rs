@@ -1,0 +1,532 @@
+//! `pipeline.toml`: parsing, environment substitution and validation.
+//!
+//! ```toml
+//! [ingest]
+//! jsonl = ["spans.jsonl"]          # files to read; "-" is stdin. Default: none
+//! otlp_http = "127.0.0.1:4318"     # OTLP/HTTP listener (served from the service issue on)
+//! otlp_grpc = "127.0.0.1:4317"     # OTLP/gRPC listener (idem)
+//!
+//! [api]
+//! listen = "127.0.0.1:9464"        # reports, metrics, admin (idem)
+//!
+//! [batch]
+//! max_spans = 256                  # spans per batch, 1..=65536
+//! max_wait_ms = 200                # a partial batch is flushed after this long (service mode)
+//!
+//! [dead_letter]
+//! path = "dead-letter.jsonl"       # where `on_error = "dead-letter"` writes
+//!
+//! [[stage]]                        # processors, in order
+//! name = "price"                   # default: the plugin's name; unique
+//! plugin = "builtin:pricer"        # or a path to a .wasm component
+//! config = { table = "p.json" }    # given to the plugin as JSON; default {}
+//! on_error = "pass"                # pass | drop | dead-letter; default pass
+//! limits = { memory_mb = 64, timeout_ms = 100 }   # defaults shown; 1..=4096 MiB, 1..=60000 ms
+//!
+//! [[evaluator]]                    # same keys as a stage
+//! [[router]]                       # at most one; same keys
+//! [[export]]                       # same keys
+//! ```
+//! Relative paths are relative to the working directory, as in the
+//! OpenTelemetry Collector. `${NAME}` and `${NAME:-default}` are substituted
+//! from the environment before parsing.
+
+pub mod env;
+
+use crate::plugin::builtins;
+use crate::plugin::PluginKind;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The whole pipeline file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Sources.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// The HTTP API.
+    #[serde(default)]
+    pub api: Option<ApiConfig>,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Where dead-lettered spans go.
+    #[serde(default)]
+    pub dead_letter: DeadLetterConfig,
+    /// Processors, in order.
+    #[serde(default)]
+    pub stage: Vec<Spanned<PluginConfig>>,
+    /// Evaluators.
+    #[serde(default)]
+    pub evaluator: Vec<Spanned<PluginConfig>>,
+    /// The alert router (at most one).
+    #[serde(default)]
+    pub router: Vec<Spanned<PluginConfig>>,
+    /// Exporters.
+    #[serde(default)]
+    pub export: Vec<Spanned<PluginConfig>>,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// OTLP/HTTP listen address.
+    pub otlp_http: Option<Spanned<String>>,
+    /// OTLP/gRPC listen address.
+    pub otlp_grpc: Option<Spanned<String>>,
+    /// JSONL files; `-` is standard input.
+    #[serde(default)]
+    pub jsonl: Vec<String>,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address.
+    pub listen: Spanned<String>,
+}
+
+/// `[batch]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Spans per batch.
+    #[serde(default = "default_max_spans")]
+    pub max_spans: Spanned<usize>,
+    /// Flush a partial batch after this long.
+    #[serde(default = "default_max_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+fn default_max_spans() -> Spanned<usize> {
+    Spanned::new(0..0, 256)
+}
+fn default_max_wait_ms() -> u64 {
+    200
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_spans: default_max_spans(), max_wait_ms: default_max_wait_ms() }
+    }
+}
+
+/// `[dead_letter]`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// JSONL file that receives dead-lettered spans with their error.
+    #[serde(default = "default_dead_letter_path")]
+    pub path: PathBuf,
+}
+
+fn default_dead_letter_path() -> PathBuf {
+    PathBuf::from("dead-letter.jsonl")
+}
+
+impl Default for DeadLetterConfig {
+    fn default() -> Self {
+        DeadLetterConfig { path: default_dead_letter_path() }
+    }
+}
+
+/// What happens to a batch when its stage fails (trap, limit, plugin error).
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// The batch goes on unchanged by this stage.
+    #[default]
+    Pass,
+    /// The batch is dropped (and counted).
+    Drop,
+    /// The batch's spans are written to the dead-letter file with the error.
+    DeadLetter,
+}
+
+/// Per-plugin limits.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Linear memory limit, MiB.
+    #[serde(default = "default_memory_mb")]
+    pub memory_mb: u64,
+    /// Wall-clock limit per call, ms (enforced by epoch interruption).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_memory_mb() -> u64 {
+    64
+}
+fn default_timeout_ms() -> u64 {
+    100
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mb: default_memory_mb(), timeout_ms: default_timeout_ms() }
+    }
+}
+
+/// One `[[stage]]`, `[[evaluator]]`, `[[router]]` or `[[export]]` entry.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Unique name; defaults to the plugin's name.
+    pub name: Option<String>,
+    /// `builtin:NAME` or a path to a `.wasm` component.
+    pub plugin: Spanned<String>,
+    /// Plugin configuration, passed as JSON.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Failure policy.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// Limits.
+    #[serde(default = "default_limits")]
+    pub limits: Spanned<Limits>,
+}
+
+fn default_limits() -> Spanned<Limits> {
+    Spanned::new(0..0, Limits::default())
+}
+
+/// Where a plugin's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PluginSource {
+    /// Embedded in the binary.
+    Builtin(String),
+    /// A component file.
+    Path(PathBuf),
+}
+
+impl PluginSource {
+    /// Parses a `plugin = "..."` value.
+    pub fn parse(s: &str) -> PluginSource {
+        match s.strip_prefix("builtin:") {
+            Some(name) => PluginSource::Builtin(name.to_string()),
+            None => PluginSource::Path(PathBuf::from(s)),
+        }
+    }
+
+    /// A short default name: the builtin's name or the file stem.
+    pub fn default_name(&self) -> String {
+        match self {
+            PluginSource::Builtin(n) => n.clone(),
+            PluginSource::Path(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        }
+    }
+}
+
+/// A validated plugin entry, ready to instantiate.
+#[derive(Debug, Clone)]
+pub struct PluginSpec {
+    /// Unique name.
+    pub name: String,
+    /// Which world it implements.
+    pub kind: PluginKind,
+    /// Where its code is.
+    pub source: PluginSource,
+    /// Its config as JSON text.
+    pub config_json: String,
+    /// Failure policy.
+    pub on_error: OnError,
+    /// Limits.
+    pub limits: Limits,
+    /// The file it was declared in.
+    pub file: String,
+    /// The line of its `[[section]]` header.
+    pub line: usize,
+    /// Its key path, e.g. `stage[2]`.
+    pub key: String,
+}
+
+impl PluginSpec {
+    /// A configuration error about this entry.
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.file.clone(), line: self.line, key: format!("{} ({})", self.key, self.name), message: message.into() }
+    }
+}
+
+/// A validated pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it came from (or `<embedded default>`).
+    pub file: String,
+    /// Sources.
+    pub ingest: IngestConfig,
+    /// API listen address, if any.
+    pub api_listen: Option<SocketAddr>,
+    /// Spans per batch.
+    pub batch_max_spans: usize,
+    /// Flush a partial batch after this long, ms.
+    pub batch_max_wait_ms: u64,
+    /// Dead-letter file.
+    pub dead_letter_path: PathBuf,
+    /// Processors, in order.
+    pub stages: Vec<PluginSpec>,
+    /// Evaluators.
+    pub evaluators: Vec<PluginSpec>,
+    /// Router.
+    pub router: Option<PluginSpec>,
+    /// Exporters.
+    pub exports: Vec<PluginSpec>,
+}
+
+/// A configuration error: file, line and the key path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// File name.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// Key path, e.g. `stage[1].limits.memory_mb`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.key.is_empty()) {
+            (0, true) => write!(f, "{}: {}", self.file, self.message),
+            (0, false) => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+            (l, true) => write!(f, "{}:{}: {}", self.file, l, self.message),
+            (l, false) => write!(f, "{}:{}: {}: {}", self.file, l, self.key, self.message),
+        }
+    }
+}
+
+/// All errors found in one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The pipeline used when `plume run` is given no file.
+pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
+
+/// Loads and validates a pipeline file.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, key: String::new(), message: format!("cannot read: {e}") }])
+    })?;
+    parse(&file, &text, |name| std::env::var(name).ok())
+}
+
+/// Parses and validates pipeline text. `file` names it in messages.
+pub fn parse(file: &str, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigErrors> {
+    let err = |line: usize, key: &str, message: String| ConfigError { file: file.to_string(), line, key: key.to_string(), message };
+    let text = env::substitute(text, env)
+        .map_err(|errs| ConfigErrors(errs.into_iter().map(|(line, m)| err(line, "", m)).collect()))?;
+    let raw: PipelineConfig = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
+        ConfigErrors(vec![err(line, "", e.message().trim().to_string())])
+    })?;
+    validate(file, &text, raw)
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut err = |span: std::ops::Range<usize>, key: String, message: String| {
+        let line = if span.is_empty() && span.start == 0 { 0 } else { line_of(text, span.start) };
+        errors.push(ConfigError { file: file.to_string(), line, key, message });
+    };
+
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut specs = |section: &str, kind: PluginKind, entries: Vec<Spanned<PluginConfig>>, err: &mut dyn FnMut(std::ops::Range<usize>, String, String)| {
+        let mut out = Vec::new();
+        for (i, entry) in entries.into_iter().enumerate() {
+            let span = entry.span();
+            let c = entry.into_inner();
+            let key = format!("{section}[{i}]");
+            let source = PluginSource::parse(c.plugin.get_ref());
+            match &source {
+                PluginSource::Builtin(name) => match builtins::lookup(name) {
+                    None => err(
+                        c.plugin.span(),
+                        format!("{key}.plugin"),
+                        format!("unknown builtin {:?}; builtins are: {}", c.plugin.get_ref(), builtins::names().join(", ")),
+                    ),
+                    Some(b) if b.kind != kind => err(
+                        c.plugin.span(),
+                        format!("{key}.plugin"),
+                        format!("builtin:{name} is {} plugin; [[{section}]] needs {} plugin", b.kind.with_article(), kind.with_article()),
+                    ),
+                    Some(_) => {}
+                },
+                PluginSource::Path(p) => {
+                    if !p.is_file() {
+                        err(c.plugin.span(), format!("{key}.plugin"), format!("plugin file {} not found (a path to a .wasm component, or builtin:NAME)", p.display()));
+                    }
+                }
+            }
+            let name = c.name.clone().unwrap_or_else(|| source.default_name());
+            if name.is_empty() {
+                err(span.clone(), format!("{key}.name"), "must not be empty".into());
+            }
+            if let Some(other) = names.insert(name.clone(), key.clone()) {
+                err(span.clone(), format!("{key}.name"), format!("name {name:?} is already used by {other}; set a unique `name`"));
+            }
+            let limits = *c.limits.get_ref();
+            if !(1..=4096).contains(&limits.memory_mb) {
+                err(c.limits.span(), format!("{key}.limits.memory_mb"), format!("must be 1..=4096, got {}", limits.memory_mb));
+            }
+            if !(1..=60_000).contains(&limits.timeout_ms) {
+                err(c.limits.span(), format!("{key}.limits.timeout_ms"), format!("must be 1..=60000, got {}", limits.timeout_ms));
+            }
+            if kind != PluginKind::Processor && c.on_error == OnError::DeadLetter {
+                err(span.clone(), format!("{key}.on_error"), "dead-letter applies to [[stage]] processors only; use pass or drop".into());
+            }
+            let config_json = match serde_json::to_string(&c.config) {
+                Ok(j) => j,
+                Err(e) => {
+                    err(span.clone(), format!("{key}.config"), format!("cannot be passed to the plugin: {e}"));
+                    String::new()
+                }
+            };
+            out.push(PluginSpec {
+                name,
+                kind,
+                source,
+                config_json,
+                on_error: c.on_error,
+                limits,
+                file: file.to_string(),
+                line: line_of(text, span.start),
+                key,
+            });
+        }
+        out
+    };
+    let stages = specs("stage", PluginKind::Processor, raw.stage, &mut err);
+    let evaluators = specs("evaluator", PluginKind::Evaluator, raw.evaluator, &mut err);
+    let router_span = raw.router.get(1).map(|r| r.span());
+    let mut routers = specs("router", PluginKind::Router, raw.router, &mut err);
+    let exports = specs("export", PluginKind::Exporter, raw.export, &mut err);
+    if let Some(span) = router_span {
+        err(span, "router[1]".into(), "at most one [[router]] is allowed".into());
+    }
+
+    for (key, addr) in [("ingest.otlp_http", &raw.ingest.otlp_http), ("ingest.otlp_grpc", &raw.ingest.otlp_grpc)] {
+        if let Some(a) = addr {
+            if a.get_ref().parse::<SocketAddr>().is_err() {
+                err(a.span(), key.into(), format!("{:?} is not an address like 127.0.0.1:4318", a.get_ref()));
+            }
+        }
+    }
+    let api_listen = match &raw.api {
+        None => None,
+        Some(api) => match api.listen.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                err(api.listen.span(), "api.listen".into(), format!("{:?} is not an address like 127.0.0.1:9464", api.listen.get_ref()));
+                None
+            }
+        },
+    };
+    let max_spans = *raw.batch.max_spans.get_ref();
+    if !(1..=65_536).contains(&max_spans) {
+        err(raw.batch.max_spans.span(), "batch.max_spans".into(), format!("must be 1..=65536, got {max_spans}"));
+    }
+    if exports.is_empty() && !stages.is_empty() {
+        tracing::debug!("{file}: no [[export]]: processed spans are discarded");
+    }
+
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Pipeline {
+        file: file.to_string(),
+        ingest: raw.ingest,
+        api_listen,
+        batch_max_spans: max_spans,
+        batch_max_wait_ms: raw.batch.max_wait_ms,
+        dead_letter_path: raw.dead_letter.path,
+        stages,
+        evaluators,
+        router: routers.pop(),
+        exports,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let p = parse("<default>", DEFAULT_PIPELINE, no_env).unwrap();
+        assert!(!p.exports.is_empty());
+    }
+
+    #[test]
+    fn unknown_stage_key_names_key_and_line() {
+        let text = "[[stage]]\nplugin = \"builtin:attributes\"\nbogus = 1\n";
+        let e = parse("p.toml", text, no_env).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].line, 3);
+        assert!(e.0[0].to_string().starts_with("p.toml:3:"), "{}", e);
+        assert!(e.0[0].message.contains("unknown field `bogus`"), "{}", e);
+    }
+
+    #[test]
+    fn reports_every_error_at_once() {
+        let text = r#"
+[[stage]]
+plugin = "builtin:nope"
+
+[[stage]]
+name = "a"
+plugin = "builtin:attributes"
+limits = { memory_mb = 0 }
+
+[[export]]
+name = "a"
+plugin = "builtin:attributes"
+"#;
+        let e = parse("p.toml", text, no_env).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("p.toml:3: stage[0].plugin: unknown builtin"), "{text}");
+        assert!(text.contains("p.toml:8: stage[1].limits.memory_mb: must be 1..=4096, got 0"), "{text}");
+        assert!(text.contains("export[0].name: name \"a\" is already used by stage[1]"), "{text}");
+        assert!(text.contains("export[0].plugin: builtin:attributes is a processor plugin; [[export]] needs an exporter plugin"), "{text}");
+    }
+
+    #[test]
+    fn substitutes_environment_and_passes_config_as_json() {
+        let text = "[[export]]\nplugin = \"builtin:jsonl\"\nconfig = { path = \"${OUT:-out/x.jsonl}\" }\n";
+        let p = parse("p.toml", text, no_env).unwrap();
+        assert_eq!(p.exports[0].config_json, r#"{"path":"out/x.jsonl"}"#);
+        assert_eq!(p.exports[0].name, "jsonl");
+        assert_eq!((p.exports[0].line, p.exports[0].key.as_str()), (1, "export[0]"));
+    }
+}

@@ -1,0 +1,584 @@
+//! The engine: one batch at a time through processors (in order), evaluators,
+//! the router and the exporters. It is synchronous and single-threaded by
+//! design: the service runs one engine per shard on its own thread and feeds
+//! it batches (see `cli::run`), and `replay` drives it directly, so both see
+//! exactly the same behaviour in event time.
+
+pub mod sink;
+pub mod stats;
+
+use crate::config::{ConfigErrors, OnError, Pipeline, PluginSpec};
+use crate::plugin::bindings::evaluator::Evaluator;
+use crate::plugin::bindings::exporter::Exporter;
+use crate::plugin::bindings::router::Router;
+use crate::plugin::bindings::types::{Alert, Batch as WitBatch, Notification, Part, Severity, Sink as WitSink, Value};
+use crate::plugin::bindings::Processor;
+use crate::plugin::instance::{PluginError, Sandbox};
+use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
+use crate::plugin::runtime::Runtime;
+use crate::span::{Batch, Span, flat};
+use serde_json::{Map, Value as Json, json};
+use sink::Sink;
+use stats::{EntryStats, PipelineStats};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Options that change how an engine is built, not what it does.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Write exporter payloads nowhere (benchmarks).
+    pub discard_output: bool,
+}
+
+struct Stage {
+    sandbox: Sandbox<Processor>,
+    projection: Projection,
+    stats: EntryStats,
+}
+
+struct EvaluatorStage {
+    sandbox: Sandbox<Evaluator>,
+    projection: Projection,
+    stats: EntryStats,
+}
+
+struct RouterStage {
+    sandbox: Sandbox<Router>,
+    stats: EntryStats,
+}
+
+struct ExportStage {
+    sandbox: Sandbox<Exporter>,
+    projection: Projection,
+    sink: Sink,
+    stats: EntryStats,
+}
+
+/// Reused buffers for projections, so steady-state batches allocate little.
+#[derive(Default)]
+struct Scratch {
+    batch: WitBatch,
+    rows: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl Default for WitBatch {
+    fn default() -> Self {
+        WitBatch { rows: 0, values: Vec::new() }
+    }
+}
+
+/// A running pipeline.
+pub struct Engine {
+    stages: Vec<Stage>,
+    evaluators: Vec<EvaluatorStage>,
+    router: Option<RouterStage>,
+    exports: Vec<ExportStage>,
+    dead_letter_path: PathBuf,
+    dead_letter: Option<Sink>,
+    /// Greatest span end time seen: the pipeline's event time.
+    event_time: u64,
+    /// Notifications sent, for the report when no router keeps its own.
+    alerts: Vec<Json>,
+    spans_in: u64,
+    spans_out: u64,
+    scratch: Scratch,
+}
+
+fn entry_stats(spec: &PluginSpec) -> EntryStats {
+    EntryStats { name: spec.name.clone(), ..EntryStats::default() }
+}
+
+impl Engine {
+    /// Instantiates every plugin of `pipeline` and calls its `init`. All
+    /// failures are returned together, each naming its entry and line.
+    pub fn build(pipeline: &Pipeline, rt: &Runtime, options: &EngineOptions) -> Result<Engine, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut stages = Vec::new();
+        for spec in &pipeline.stages {
+            match Sandbox::<Processor>::new(rt, spec) {
+                Ok((sandbox, m)) => match Projection::new(m.reads, m.writes, m.require_any) {
+                    Ok(projection) => stages.push(Stage { sandbox, projection, stats: entry_stats(spec) }),
+                    Err(e) => errors.push(spec.error(e)),
+                },
+                Err(e) => errors.push(spec.error(e)),
+            }
+        }
+        let mut evaluators = Vec::new();
+        for spec in &pipeline.evaluators {
+            match Sandbox::<Evaluator>::new(rt, spec) {
+                Ok((sandbox, m)) if m.writes.is_empty() => match Projection::new(m.reads, vec![], m.require_any) {
+                    Ok(projection) => evaluators.push(EvaluatorStage { sandbox, projection, stats: entry_stats(spec) }),
+                    Err(e) => errors.push(spec.error(e)),
+                },
+                Ok(_) => errors.push(spec.error("an evaluator's manifest must not declare writes")),
+                Err(e) => errors.push(spec.error(e)),
+            }
+        }
+        let mut router = None;
+        if let Some(spec) = &pipeline.router {
+            match Sandbox::<Router>::new(rt, spec) {
+                Ok((sandbox, ())) => router = Some(RouterStage { sandbox, stats: entry_stats(spec) }),
+                Err(e) => errors.push(spec.error(e)),
+            }
+        }
+        let mut exports = Vec::new();
+        for spec in &pipeline.exports {
+            match Sandbox::<Exporter>::new(rt, spec) {
+                Ok((sandbox, m)) => {
+                    let projection = Projection::new(m.reads, vec![], vec![]);
+                    let sink = match (&m.sink, options.discard_output) {
+                        (_, true) => Ok(Sink::Discard),
+                        (WitSink::File(path), false) => Sink::open(path).map_err(|e| format!("{e:#}")),
+                    };
+                    match (projection, sink) {
+                        (Ok(projection), Ok(sink)) => exports.push(ExportStage { sandbox, projection, sink, stats: entry_stats(spec) }),
+                        (Err(e), _) | (_, Err(e)) => errors.push(spec.error(e)),
+                    }
+                }
+                Err(e) => errors.push(spec.error(e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Engine {
+            stages,
+            evaluators,
+            router,
+            exports,
+            dead_letter_path: pipeline.dead_letter_path.clone(),
+            dead_letter: None,
+            event_time: 0,
+            alerts: Vec::new(),
+            spans_in: 0,
+            spans_out: 0,
+            scratch: Scratch::default(),
+        })
+    }
+
+    /// Runs one batch through the whole pipeline.
+    pub fn process(&mut self, mut batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        self.spans_in += batch.len() as u64;
+        for i in 0..self.stages.len() {
+            if batch.is_empty() {
+                return;
+            }
+            if !self.run_stage(i, &mut batch) {
+                return;
+            }
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let batch_time = batch.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0);
+        for ev in &mut self.evaluators {
+            let started = Instant::now();
+            ev.stats.spans_in += batch.len() as u64;
+            ev.projection.project(&batch, &mut self.scratch.batch, &mut self.scratch.rows);
+            if self.scratch.batch.rows > 0 {
+                if let Err(e) = ev.sandbox.observe(&self.scratch.batch) {
+                    note_error(&mut ev.stats, ev.sandbox.spec(), &e);
+                    if ev.sandbox.spec().on_error == OnError::Drop {
+                        ev.stats.dropped_on_error += batch.len() as u64;
+                        return;
+                    }
+                }
+            }
+            ev.stats.restarts = ev.sandbox.restarts;
+            ev.stats.nanos += started.elapsed().as_nanos() as u64;
+        }
+        let mut notifications = Vec::new();
+        if batch_time > self.event_time {
+            self.event_time = batch_time;
+            notifications = self.tick();
+        }
+        self.export(&batch, &notifications);
+        self.spans_out += batch.len() as u64;
+    }
+
+    /// Runs processor `i`; false when the batch is gone (dropped or
+    /// dead-lettered on error).
+    fn run_stage(&mut self, i: usize, batch: &mut Batch) -> bool {
+        let stage = &mut self.stages[i];
+        let started = Instant::now();
+        stage.stats.spans_in += batch.len() as u64;
+        stage.projection.project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
+        let outcome = if self.scratch.batch.rows == 0 {
+            Ok(())
+        } else {
+            stage.sandbox.process(&self.scratch.batch).and_then(|result| {
+                apply_result(&stage.projection, batch, &self.scratch.rows, result, &mut stage.stats)
+            })
+        };
+        stage.stats.restarts = stage.sandbox.restarts;
+        let keep = match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                note_error(&mut stage.stats, stage.sandbox.spec(), &e);
+                match stage.sandbox.spec().on_error {
+                    OnError::Pass => {
+                        stage.stats.passed_on_error += batch.len() as u64;
+                        true
+                    }
+                    OnError::Drop => {
+                        stage.stats.dropped_on_error += batch.len() as u64;
+                        false
+                    }
+                    OnError::DeadLetter => {
+                        let name = stage.sandbox.spec().name.clone();
+                        stage.stats.dead_lettered += batch.len() as u64;
+                        self.dead_letter(&name, &e, batch);
+                        false
+                    }
+                }
+            }
+        };
+        let stage = &mut self.stages[i];
+        if keep {
+            stage.stats.spans_out += batch.len() as u64;
+        }
+        stage.stats.nanos += started.elapsed().as_nanos() as u64;
+        keep
+    }
+
+    /// Writes failed spans, each with its stage and error, to the dead-letter
+    /// file. If even that fails, the spans are logged as lost: never silent.
+    fn dead_letter(&mut self, stage: &str, error: &PluginError, batch: &[Span]) {
+        if self.dead_letter.is_none() {
+            match Sink::open(&self.dead_letter_path.display().to_string()) {
+                Ok(s) => self.dead_letter = Some(s),
+                Err(e) => {
+                    tracing::error!(stage, "dead-letter file unusable, {} spans lost: {e:#}", batch.len());
+                    return;
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(batch.len() * 700);
+        for span in batch {
+            out.extend_from_slice(br#"{"stage":"#);
+            flat::write_str(&mut out, stage);
+            out.extend_from_slice(br#","error":"#);
+            flat::write_str(&mut out, &error.to_string());
+            out.extend_from_slice(br#","span":"#);
+            flat::write(&mut out, span);
+            out.extend_from_slice(b"}\n");
+        }
+        if let Some(sink) = &mut self.dead_letter {
+            if let Err(e) = sink.write_all(&out).and_then(|_| sink.flush()) {
+                tracing::error!(stage, "writing the dead-letter file failed, {} spans lost: {e}", batch.len());
+            }
+        }
+    }
+
+    /// Advances evaluators to the current event time and routes their alerts.
+    fn tick(&mut self) -> Vec<Notification> {
+        let now = self.event_time;
+        let mut alerts: Vec<Alert> = Vec::new();
+        for ev in &mut self.evaluators {
+            match ev.sandbox.tick(now) {
+                Ok(mut a) => alerts.append(&mut a),
+                Err(e) => note_error(&mut ev.stats, ev.sandbox.spec(), &e),
+            }
+        }
+        if alerts.is_empty() {
+            return Vec::new();
+        }
+        let notifications = match &mut self.router {
+            Some(r) => match r.sandbox.route(&alerts, now) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Alerts must not vanish because the router failed: send
+                    // them unrouted to every exporter.
+                    note_error(&mut r.stats, r.sandbox.spec(), &e);
+                    alerts.into_iter().map(unrouted).collect()
+                }
+            },
+            None => alerts.into_iter().map(unrouted).collect(),
+        };
+        if self.router.is_none() {
+            for n in &notifications {
+                self.alerts.push(notification_json(n));
+            }
+        }
+        notifications
+    }
+
+    fn export(&mut self, batch: &[Span], notifications: &[Notification]) {
+        for ex in &mut self.exports {
+            let started = Instant::now();
+            ex.stats.spans_in += batch.len() as u64;
+            ex.projection.project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
+            let bytes = &mut self.scratch.bytes;
+            bytes.clear();
+            let spans_result = ex.sandbox.export_spans(&self.scratch.batch).and_then(|parts| render(bytes, &parts, batch, &self.scratch.rows));
+            match spans_result {
+                Ok(()) => match ex.sink.write_all(bytes) {
+                    Ok(()) => {
+                        ex.stats.exported += batch.len() as u64;
+                        ex.stats.bytes += bytes.len() as u64;
+                    }
+                    Err(e) => {
+                        *ex.stats.errors.entry("io").or_default() += 1;
+                        ex.stats.dropped_on_error += batch.len() as u64;
+                        tracing::error!(export = %ex.sandbox.spec().name, "write failed, {} spans lost: {e}", batch.len());
+                    }
+                },
+                Err(e) => {
+                    note_error(&mut ex.stats, ex.sandbox.spec(), &e);
+                    ex.stats.dropped_on_error += batch.len() as u64;
+                }
+            }
+            let mine: Vec<Notification> = notifications
+                .iter()
+                .filter(|n| n.destinations.is_empty() || n.destinations.iter().any(|d| *d == ex.sandbox.spec().name))
+                .cloned()
+                .collect();
+            if !mine.is_empty() {
+                bytes.clear();
+                match ex.sandbox.export_alerts(&mine).and_then(|parts| render(bytes, &parts, &[], &[])) {
+                    Ok(()) => {
+                        if let Err(e) = ex.sink.write_all(bytes) {
+                            tracing::error!(export = %ex.sandbox.spec().name, "{} alerts lost: {e}", mine.len());
+                        }
+                    }
+                    Err(e) => note_error(&mut ex.stats, ex.sandbox.spec(), &e),
+                }
+            }
+            if let Err(e) = ex.sink.flush() {
+                tracing::error!(export = %ex.sandbox.spec().name, "flush failed: {e}");
+            }
+            ex.stats.restarts = ex.sandbox.restarts;
+            ex.stats.nanos += started.elapsed().as_nanos() as u64;
+        }
+    }
+
+    /// Flushes every sink. Call once at the end of a run.
+    pub fn flush(&mut self) {
+        for ex in &mut self.exports {
+            if let Err(e) = ex.sink.flush() {
+                tracing::error!(export = %ex.sandbox.spec().name, "flush failed: {e}");
+            }
+        }
+        if let Some(dl) = &mut self.dead_letter {
+            let _ = dl.flush();
+        }
+    }
+
+    /// The pipeline's event time (greatest span end time seen), ns.
+    pub fn event_time(&self) -> u64 {
+        self.event_time
+    }
+
+    /// Counters of every entry.
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            lines_read: 0,
+            lines_failed: 0,
+            spans_in: self.spans_in,
+            spans_out: self.spans_out,
+            stages: self.stages.iter().map(|s| s.stats.clone()).collect(),
+            evaluators: self.evaluators.iter().map(|s| s.stats.clone()).collect(),
+            router: self.router.as_ref().map(|r| r.stats.clone()),
+            exports: self.exports.iter().map(|s| s.stats.clone()).collect(),
+        }
+    }
+
+    /// The report: every evaluator's and the router's sections merged (arrays
+    /// concatenated), plus the alerts sent when there is no router.
+    pub fn report(&mut self) -> Json {
+        let mut report = Map::new();
+        let mut sections: Vec<(String, String)> = Vec::new();
+        for ev in &mut self.evaluators {
+            match ev.sandbox.report() {
+                Ok(text) => sections.push((ev.sandbox.spec().name.clone(), text)),
+                Err(e) => note_error(&mut ev.stats, ev.sandbox.spec(), &e),
+            }
+        }
+        if let Some(r) = &mut self.router {
+            match r.sandbox.report() {
+                Ok(text) => sections.push((r.sandbox.spec().name.clone(), text)),
+                Err(e) => note_error(&mut r.stats, r.sandbox.spec(), &e),
+            }
+        } else {
+            report.insert("alerts".into(), Json::Array(self.alerts.clone()));
+        }
+        for (name, text) in sections {
+            match serde_json::from_str::<Json>(&text) {
+                Ok(Json::Object(obj)) => merge_report(&mut report, obj),
+                _ => tracing::warn!(entry = %name, "report is not a JSON object; ignored"),
+            }
+        }
+        Json::Object(report)
+    }
+}
+
+/// Merges one plugin's report into the whole: arrays are concatenated, other
+/// values replace earlier ones.
+fn merge_report(into: &mut Map<String, Json>, from: Map<String, Json>) {
+    for (k, v) in from {
+        match (into.get_mut(&k), v) {
+            (Some(Json::Array(existing)), Json::Array(mut more)) => existing.append(&mut more),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+fn note_error(stats: &mut EntryStats, spec: &PluginSpec, e: &PluginError) {
+    *stats.errors.entry(e.label()).or_default() += 1;
+    tracing::warn!(entry = %spec.name, on_error = ?spec.on_error, "plugin {e}");
+}
+
+/// Validates every edit before applying any, so a bad answer leaves the batch
+/// untouched for the `on_error` policy.
+fn apply_result(
+    projection: &Projection,
+    batch: &mut Batch,
+    rows: &[u32],
+    result: crate::plugin::bindings::types::BatchResult,
+    stats: &mut EntryStats,
+) -> Result<(), PluginError> {
+    for e in &result.edits {
+        if e.row as usize >= rows.len() || e.slot as usize >= projection.writes.len() {
+            return Err(PluginError::Contract(format!(
+                "edit (row {}, slot {}) is out of range ({} rows, {} writes)",
+                e.row,
+                e.slot,
+                rows.len(),
+                projection.writes.len()
+            )));
+        }
+        if let Value::Json(text) = &e.value {
+            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+                return Err(PluginError::Contract(format!("edit of {} holds invalid JSON", projection.writes[e.slot as usize])));
+            }
+        }
+    }
+    if let Some(bad) = result.drops.iter().find(|&&r| r as usize >= rows.len()) {
+        return Err(PluginError::Contract(format!("drop of row {bad}, but the batch has {} rows", rows.len())));
+    }
+    for e in result.edits {
+        projection.apply(batch, rows, e.row, e.slot, e.value).map_err(PluginError::Contract)?;
+    }
+    if !result.drops.is_empty() {
+        let mut doomed = vec![false; batch.len()];
+        for r in &result.drops {
+            doomed[rows[*r as usize] as usize] = true;
+        }
+        let before = batch.len();
+        let mut i = 0;
+        batch.retain(|_| {
+            let keep = !doomed[i];
+            i += 1;
+            keep
+        });
+        stats.dropped_by_plugin += (before - batch.len()) as u64;
+    }
+    Ok(())
+}
+
+/// Renders an exporter's parts into bytes.
+fn render(out: &mut Vec<u8>, parts: &[Part], batch: &[Span], rows: &[u32]) -> Result<(), PluginError> {
+    for part in parts {
+        match part {
+            Part::Bytes(b) => out.extend_from_slice(b),
+            Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Part::SpanFlat(r) | Part::SpanOtlpJson(r) => {
+                let span = rows
+                    .get(*r as usize)
+                    .and_then(|&i| batch.get(i as usize))
+                    .ok_or_else(|| PluginError::Contract(format!("part names row {r}, but the batch has {} rows", rows.len())))?;
+                if matches!(part, Part::SpanFlat(_)) {
+                    render_flat(out, span);
+                } else {
+                    render_otlp_json(out, span);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The notification for an alert when no router decides: every exporter.
+fn unrouted(alert: Alert) -> Notification {
+    let mut labels = alert.labels.clone();
+    labels.sort();
+    let mut hasher = Fnv1a::default();
+    hasher.write(alert.rule.as_bytes());
+    for (k, v) in &labels {
+        hasher.write(&[0]);
+        hasher.write(k.as_bytes());
+        hasher.write(&[1]);
+        hasher.write(v.as_bytes());
+    }
+    Notification { fingerprint: format!("{:016x}", hasher.0), count: 1, first_seen: alert.at, destinations: vec![], alert }
+}
+
+/// FNV-1a: a stable hash for alert fingerprints (std's hasher may change).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Page => "page",
+    }
+}
+
+/// A notification as the report's `alerts` entry (DESIGN.md shape).
+pub fn notification_json(n: &Notification) -> Json {
+    let labels: Map<String, Json> = n.alert.labels.iter().map(|(k, v)| (k.clone(), Json::from(v.as_str()))).collect();
+    json!({
+        "id": n.fingerprint,
+        "rule": n.alert.rule,
+        "severity": severity_name(n.alert.severity),
+        "status": if n.alert.firing { "firing" } else { "resolved" },
+        "labels": labels,
+        "summary": n.alert.summary,
+        "first_seen": crate::span::format_unix_nanos(n.first_seen),
+        "count": n.count,
+        "runbook": n.alert.runbook,
+    })
+}
+
+/// Writes the processed-span summary line used by `run` and `replay`.
+pub fn write_summary(out: &mut impl Write, stats: &PipelineStats) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "plume: {} lines read ({} failed), {} spans in, {} spans out",
+        stats.lines_read, stats.lines_failed, stats.spans_in, stats.spans_out
+    )?;
+    for s in stats.stages.iter().chain(&stats.evaluators).chain(&stats.router).chain(&stats.exports) {
+        let errors: u64 = s.errors.values().sum();
+        let lost = s.dropped_on_error + s.dead_lettered;
+        if errors > 0 || lost > 0 || s.dropped_by_plugin > 0 {
+            writeln!(
+                out,
+                "plume:   {}: {} errors {:?}, {} spans passed on error, {} dropped on error, {} dead-lettered, {} dropped by plugin",
+                s.name, errors, s.errors, s.passed_on_error, s.dropped_on_error, s.dead_lettered, s.dropped_by_plugin
+            )?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Counts kept per pipeline entry: never silent about what was dropped,
+//! failed or dead-lettered. Serialised into the report's `pipeline` section.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Counters of one processor, evaluator, router or exporter.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct EntryStats {
+    /// Entry name.
+    pub name: String,
+    /// Spans that reached the entry.
+    pub spans_in: u64,
+    /// Spans it passed on (processors).
+    pub spans_out: u64,
+    /// Spans the plugin chose to drop.
+    pub dropped_by_plugin: u64,
+    /// Calls that failed, by cause (timeout, memory, trap, error, contract).
+    pub errors: BTreeMap<&'static str, u64>,
+    /// Spans passed on unchanged because the entry failed (`on_error = pass`).
+    pub passed_on_error: u64,
+    /// Spans dropped because the entry failed (`on_error = drop`).
+    pub dropped_on_error: u64,
+    /// Spans written to the dead-letter file (`on_error = dead-letter`).
+    pub dead_lettered: u64,
+    /// Spans exported (exporters).
+    pub exported: u64,
+    /// Bytes written (exporters).
+    pub bytes: u64,
+    /// Instances rebuilt after a trap.
+    pub restarts: u64,
+    /// Time spent in the entry (projection, call, applying edits), ns.
+    pub nanos: u64,
+}
+
+/// Counters of the whole run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PipelineStats {
+    /// Lines read from JSONL sources.
+    pub lines_read: u64,
+    /// Lines that could not be parsed.
+    pub lines_failed: u64,
+    /// Spans that entered the pipeline.
+    pub spans_in: u64,
+    /// Spans that reached the exporters.
+    pub spans_out: u64,
+    /// Processor stages, in order.
+    pub stages: Vec<EntryStats>,
+    /// Evaluators.
+    pub evaluators: Vec<EntryStats>,
+    /// Router.
+    pub router: Option<EntryStats>,
+    /// Exporters.
+    pub exports: Vec<EntryStats>,
+}

@@ -1,0 +1,272 @@
+//! One sandboxed instance per pipeline entry, created from a pre-linked
+//! `InstancePre` and reused for every call. A call runs under the entry's time
+//! limit; a trap poisons the instance, which is rebuilt (and re-initialised)
+//! before its next call, so one bad batch never takes the stage down for good.
+
+use super::bindings::evaluator::{Evaluator, EvaluatorPre};
+use super::bindings::exporter::{Exporter, ExporterPre};
+use super::bindings::router::{Router, RouterPre};
+use super::bindings::types::{Alert, Batch as WitBatch, ExporterManifest, Manifest, Notification, Part};
+use super::bindings::{Processor, ProcessorPre};
+use super::runtime::{HostState, Runtime, deadline_ticks, new_store};
+use crate::config::PluginSpec;
+use std::fmt;
+use wasmtime::{Engine, Store};
+
+/// Why a plugin call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PluginError {
+    /// The call ran past its time limit and was interrupted.
+    Timeout {
+        /// The limit.
+        limit_ms: u64,
+    },
+    /// The plugin tried to grow its memory past the limit.
+    MemoryLimit {
+        /// The limit.
+        limit_mb: u64,
+    },
+    /// The plugin trapped (a Rust panic, an `unreachable`, ...).
+    Trap {
+        /// wasmtime's description.
+        message: String,
+        /// The tail of what the plugin wrote to stderr (e.g. a panic message).
+        stderr: String,
+    },
+    /// The plugin returned an error.
+    Returned(String),
+    /// The plugin's answer broke the contract (bad row or slot index, ...).
+    Contract(String),
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginError::Timeout { limit_ms } => write!(f, "timed out (limit {limit_ms} ms)"),
+            PluginError::MemoryLimit { limit_mb } => write!(f, "exceeded its memory limit ({limit_mb} MiB)"),
+            PluginError::Trap { message, stderr } if stderr.is_empty() => write!(f, "trapped: {message}"),
+            PluginError::Trap { message, stderr } => write!(f, "trapped: {message}; stderr: {stderr}"),
+            PluginError::Returned(m) => write!(f, "returned an error: {m}"),
+            PluginError::Contract(m) => write!(f, "broke the plugin contract: {m}"),
+        }
+    }
+}
+
+impl PluginError {
+    /// A short label for metrics: timeout, memory, trap, error, contract.
+    pub fn label(&self) -> &'static str {
+        match self {
+            PluginError::Timeout { .. } => "timeout",
+            PluginError::MemoryLimit { .. } => "memory",
+            PluginError::Trap { .. } => "trap",
+            PluginError::Returned(_) => "error",
+            PluginError::Contract(_) => "contract",
+        }
+    }
+}
+
+/// What each world's generated bindings have in common.
+pub trait World: Sized {
+    /// Pre-linked form, checked against the world's exports.
+    type Pre: Clone;
+    /// What `init` returns.
+    type Manifest;
+    /// Checks the component exports this world.
+    fn pre(ip: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre>;
+    /// Instantiates into a store.
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
+    /// Calls the world's `init`.
+    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<Self::Manifest, String>>;
+}
+
+impl World for Processor {
+    type Pre = ProcessorPre<HostState>;
+    type Manifest = Manifest;
+    fn pre(ip: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        ProcessorPre::new(ip)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<Manifest, String>> {
+        self.call_init(store, config)
+    }
+}
+
+impl World for Evaluator {
+    type Pre = EvaluatorPre<HostState>;
+    type Manifest = Manifest;
+    fn pre(ip: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        EvaluatorPre::new(ip)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<Manifest, String>> {
+        self.call_init(store, config)
+    }
+}
+
+impl World for Router {
+    type Pre = RouterPre<HostState>;
+    type Manifest = ();
+    fn pre(ip: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        RouterPre::new(ip)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<(), String>> {
+        self.call_init(store, config)
+    }
+}
+
+impl World for Exporter {
+    type Pre = ExporterPre<HostState>;
+    type Manifest = ExporterManifest;
+    fn pre(ip: wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<Self::Pre> {
+        ExporterPre::new(ip)
+    }
+    fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
+        pre.instantiate(store)
+    }
+    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<ExporterManifest, String>> {
+        self.call_init(store, config)
+    }
+}
+
+/// A live, sandboxed plugin instance of world `W`.
+pub struct Sandbox<W: World> {
+    engine: Engine,
+    pre: W::Pre,
+    store: Store<HostState>,
+    world: W,
+    spec: PluginSpec,
+    poisoned: bool,
+    /// How many times the instance was rebuilt after a trap.
+    pub restarts: u64,
+}
+
+impl<W: World> Sandbox<W> {
+    /// Compiles (or reuses) the component, links, instantiates and calls
+    /// `init`. Errors are messages for the operator.
+    pub fn new(rt: &Runtime, spec: &PluginSpec) -> Result<(Self, W::Manifest), String> {
+        let component = rt.component(&spec.source).map_err(|e| format!("{e:#}"))?;
+        let ip = rt.linker().instantiate_pre(&component).map_err(|e| {
+            format!("cannot link: {e:#} (plugins may import only WASI 0.2 and plume:pipeline/host)")
+        })?;
+        let pre = W::pre(ip).map_err(|e| {
+            format!("is not {} plugin (world `{}` of plume:pipeline): {e:#}", spec.kind.with_article(), spec.kind)
+        })?;
+        let mut store = new_store(rt.engine(), &spec.name, &spec.limits);
+        let world = W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
+        let mut sandbox = Sandbox { engine: rt.engine().clone(), pre, store, world, spec: spec.clone(), poisoned: false, restarts: 0 };
+        let config = spec.config_json.clone();
+        let manifest = sandbox.call(|w, s| w.init(s, &config)).map_err(|e| format!("init failed: {e}"))?;
+        Ok((sandbox, manifest))
+    }
+
+    /// The entry this instance serves.
+    pub fn spec(&self) -> &PluginSpec {
+        &self.spec
+    }
+
+    /// Rebuilds a poisoned instance: a new store, a new instance, `init` again.
+    fn revive(&mut self) -> Result<(), PluginError> {
+        let mut store = new_store(&self.engine, &self.spec.name, &self.spec.limits);
+        let world = W::instantiate(&self.pre, &mut store)
+            .map_err(|e| PluginError::Trap { message: format!("re-instantiation failed: {e:#}"), stderr: String::new() })?;
+        self.store = store;
+        self.world = world;
+        self.poisoned = false;
+        self.restarts += 1;
+        let config = self.spec.config_json.clone();
+        self.call(|w, s| w.init(s, &config)).map(|_| ())
+    }
+
+    /// Calls into the plugin under its time limit. Traps and limit breaches
+    /// poison the instance; the plugin's own `Err` does not.
+    pub fn call<T>(
+        &mut self,
+        f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, PluginError> {
+        if self.poisoned {
+            self.revive()?;
+        }
+        self.store.set_epoch_deadline(deadline_ticks(self.spec.limits.timeout_ms));
+        match f(&self.world, &mut self.store) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(message)) => Err(PluginError::Returned(message)),
+            Err(e) => {
+                self.poisoned = true;
+                Err(self.classify(e))
+            }
+        }
+    }
+
+    fn classify(&self, e: wasmtime::Error) -> PluginError {
+        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+            return PluginError::Timeout { limit_ms: self.spec.limits.timeout_ms };
+        }
+        let message = format!("{e:#}");
+        if message.contains("forcing trap when growing memory") {
+            return PluginError::MemoryLimit { limit_mb: self.spec.limits.memory_mb };
+        }
+        let captured = self.store.data().stderr.contents();
+        let text = String::from_utf8_lossy(&captured);
+        let tail: String = text.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+        PluginError::Trap { message: first_line(&message), stderr: tail }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+/// Processor calls.
+impl Sandbox<Processor> {
+    /// Runs `process` on a projected batch.
+    pub fn process(&mut self, batch: &WitBatch) -> Result<super::bindings::types::BatchResult, PluginError> {
+        self.call(|w, s| w.call_process(s, batch))
+    }
+}
+
+/// Evaluator calls.
+impl Sandbox<Evaluator> {
+    /// Observes a projected batch.
+    pub fn observe(&mut self, batch: &WitBatch) -> Result<(), PluginError> {
+        self.call(|w, s| w.call_observe(s, batch))
+    }
+    /// Advances event time.
+    pub fn tick(&mut self, now: u64) -> Result<Vec<Alert>, PluginError> {
+        self.call(|w, s| w.call_tick(s, now))
+    }
+    /// The evaluator's report (JSON object text).
+    pub fn report(&mut self) -> Result<String, PluginError> {
+        self.call(|w, s| w.call_report(s).map(Ok))
+    }
+}
+
+/// Router calls.
+impl Sandbox<Router> {
+    /// Routes alerts.
+    pub fn route(&mut self, alerts: &[Alert], now: u64) -> Result<Vec<Notification>, PluginError> {
+        self.call(|w, s| w.call_route(s, alerts, now))
+    }
+    /// The router's report.
+    pub fn report(&mut self) -> Result<String, PluginError> {
+        self.call(|w, s| w.call_report(s).map(Ok))
+    }
+}
+
+/// Exporter calls.
+impl Sandbox<Exporter> {
+    /// The payload for a batch.
+    pub fn export_spans(&mut self, batch: &WitBatch) -> Result<Vec<Part>, PluginError> {
+        self.call(|w, s| w.call_export_spans(s, batch))
+    }
+    /// The payload for notifications.
+    pub fn export_alerts(&mut self, notifications: &[Notification]) -> Result<Vec<Part>, PluginError> {
+        self.call(|w, s| w.call_export_alerts(s, notifications))
+    }
+}

@@ -1,0 +1,192 @@
+//! The data plane: spans stay in host memory; a plugin receives only the
+//! fields it declared (a projection, row by row) and answers with edits.
+//! Measured against whole-span and per-field designs in BENCHMARKS.md.
+
+use super::bindings::types::{Batch as WitBatch, Field, Value};
+use crate::span::{AttrValue, Key, Span, flat, otlp_json};
+use serde_json::value::RawValue;
+
+/// A field a plugin reads, resolved once at init.
+#[derive(Debug, Clone)]
+pub enum FieldSpec {
+    /// Span attribute.
+    Attribute(Key),
+    /// Resource attribute.
+    Resource(Key),
+    /// Attribute of the first event with a name.
+    EventAttribute(String, Key),
+    /// Trace id.
+    TraceId,
+    /// Span id.
+    SpanId,
+    /// Parent span id.
+    ParentSpanId,
+    /// Name.
+    Name,
+    /// Kind.
+    Kind,
+    /// Start time.
+    StartTime,
+    /// End time.
+    EndTime,
+    /// Duration.
+    Duration,
+    /// Status code.
+    StatusCode,
+    /// Status message.
+    StatusMessage,
+    /// Scope name.
+    ScopeName,
+    /// Number of events.
+    EventCount,
+    /// The whole span as flat JSON.
+    SpanJson,
+}
+
+impl From<Field> for FieldSpec {
+    fn from(f: Field) -> Self {
+        match f {
+            Field::Attribute(k) => FieldSpec::Attribute(Key::from(k)),
+            Field::ResourceAttribute(k) => FieldSpec::Resource(Key::from(k)),
+            Field::EventAttribute(e) => FieldSpec::EventAttribute(e.event, Key::from(e.key)),
+            Field::TraceId => FieldSpec::TraceId,
+            Field::SpanId => FieldSpec::SpanId,
+            Field::ParentSpanId => FieldSpec::ParentSpanId,
+            Field::Name => FieldSpec::Name,
+            Field::Kind => FieldSpec::Kind,
+            Field::StartTime => FieldSpec::StartTime,
+            Field::EndTime => FieldSpec::EndTime,
+            Field::Duration => FieldSpec::Duration,
+            Field::StatusCode => FieldSpec::StatusCode,
+            Field::StatusMessage => FieldSpec::StatusMessage,
+            Field::ScopeName => FieldSpec::ScopeName,
+            Field::EventCount => FieldSpec::EventCount,
+            Field::SpanJson => FieldSpec::SpanJson,
+        }
+    }
+}
+
+fn attr_to_value(v: Option<&AttrValue>) -> Value {
+    match v {
+        None => Value::Absent,
+        Some(AttrValue::Str(s)) => Value::Str(s.clone()),
+        Some(AttrValue::Int(i)) => Value::Int(*i),
+        Some(AttrValue::Float(f)) => Value::Float(*f),
+        Some(AttrValue::Bool(b)) => Value::Boolean(*b),
+        Some(AttrValue::Json(raw)) => Value::Json(raw.get().to_string()),
+    }
+}
+
+/// The value of one field of a span.
+pub fn read(span: &Span, field: &FieldSpec) -> Value {
+    let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    match field {
+        FieldSpec::Attribute(k) => attr_to_value(span.attributes.get(k)),
+        FieldSpec::Resource(k) => attr_to_value(span.resource.get(k)),
+        FieldSpec::EventAttribute(name, k) => {
+            attr_to_value(span.events.iter().find(|e| &e.name == name).and_then(|e| e.attributes.get(k)))
+        }
+        FieldSpec::TraceId => Value::Str(span.trace_id.to_string()),
+        FieldSpec::SpanId => Value::Str(span.span_id.to_string()),
+        FieldSpec::ParentSpanId => span.parent_span_id.map_or(Value::Absent, |p| Value::Str(p.to_string())),
+        FieldSpec::Name => Value::Str(span.name.clone()),
+        FieldSpec::Kind => Value::Str(span.kind.as_str().to_string()),
+        FieldSpec::StartTime => int(span.start_time_unix_nano),
+        FieldSpec::EndTime => int(span.end_time_unix_nano),
+        FieldSpec::Duration => int(span.duration_nanos()),
+        FieldSpec::StatusCode => Value::Str(span.status.code.as_str().to_string()),
+        FieldSpec::StatusMessage => {
+            if span.status.message.is_empty() { Value::Absent } else { Value::Str(span.status.message.clone()) }
+        }
+        FieldSpec::ScopeName => span.scope.as_ref().map_or(Value::Absent, |s| Value::Str(s.name.clone())),
+        FieldSpec::EventCount => Value::Int(span.events.len() as i64),
+        FieldSpec::SpanJson => {
+            let mut out = Vec::with_capacity(512);
+            flat::write(&mut out, span);
+            Value::Str(String::from_utf8(out).unwrap_or_default())
+        }
+    }
+}
+
+/// How a plugin's manifest maps onto spans, resolved once at init.
+#[derive(Debug, Clone, Default)]
+pub struct Projection {
+    /// Fields read, in manifest order.
+    pub reads: Vec<FieldSpec>,
+    /// Attribute keys written, by slot.
+    pub writes: Vec<Key>,
+    /// Indexes into `reads`; a span is sent only if one of them is present.
+    pub require_any: Vec<usize>,
+}
+
+impl Projection {
+    /// Builds the projection of a manifest, checking its indexes.
+    pub fn new(reads: Vec<Field>, writes: Vec<String>, require_any: Vec<u32>) -> Result<Self, String> {
+        let reads: Vec<FieldSpec> = reads.into_iter().map(FieldSpec::from).collect();
+        let require_any = require_any
+            .into_iter()
+            .map(|i| {
+                let i = i as usize;
+                if i < reads.len() { Ok(i) } else { Err(format!("manifest.require-any index {i} is out of range ({} reads)", reads.len())) }
+            })
+            .collect::<Result<_, _>>()?;
+        for w in &writes {
+            if w.is_empty() {
+                return Err("manifest.writes holds an empty key".into());
+            }
+        }
+        Ok(Projection { reads, writes: writes.into_iter().map(Key::from).collect(), require_any })
+    }
+
+    /// Projects `spans` into `out` (reused across calls) and returns the
+    /// indexes of the spans sent, in row order.
+    pub fn project(&self, spans: &[Span], out: &mut WitBatch, rows: &mut Vec<u32>) {
+        out.values.clear();
+        rows.clear();
+        out.values.reserve(spans.len() * self.reads.len());
+        for (i, span) in spans.iter().enumerate() {
+            let start = out.values.len();
+            for f in &self.reads {
+                out.values.push(read(span, f));
+            }
+            let wanted = self.require_any.is_empty()
+                || self.require_any.iter().any(|&r| !matches!(out.values[start + r], Value::Absent));
+            if wanted {
+                rows.push(i as u32);
+            } else {
+                out.values.truncate(start);
+            }
+        }
+        out.rows = rows.len() as u32;
+    }
+
+    /// Applies one edit from a plugin. `rows` maps batch rows to spans.
+    pub fn apply(&self, spans: &mut [Span], rows: &[u32], row: u32, slot: u32, value: Value) -> Result<(), String> {
+        let span_index = *rows.get(row as usize).ok_or_else(|| format!("edit names row {row}, but the batch has {} rows", rows.len()))?;
+        let key = self.writes.get(slot as usize).ok_or_else(|| format!("edit names slot {slot}, but the manifest declares {} writes", self.writes.len()))?;
+        let span = &mut spans[span_index as usize];
+        let value = match value {
+            Value::Absent => {
+                span.attributes.remove(key);
+                return Ok(());
+            }
+            Value::Str(s) => AttrValue::Str(s),
+            Value::Int(i) => AttrValue::Int(i),
+            Value::Float(f) => AttrValue::Float(f),
+            Value::Boolean(b) => AttrValue::Bool(b),
+            Value::Json(j) => AttrValue::Json(RawValue::from_string(j).map_err(|e| format!("edit of {key} holds invalid JSON: {e}"))?),
+        };
+        span.attributes.set(key.clone(), value);
+        Ok(())
+    }
+}
+
+/// Renders a span part of an exporter's payload.
+pub fn render_flat(out: &mut Vec<u8>, span: &Span) {
+    flat::write(out, span);
+}
+
+/// Renders a span as a one-span OTLP/JSON request.
+pub fn render_otlp_json(out: &mut Vec<u8>, span: &Span) {
+    otlp_json::write_request(out, span);
+}

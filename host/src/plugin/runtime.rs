@@ -1,0 +1,177 @@
+//! The wasmtime engine shared by all plugins: compilation, the linker (WASI
+//! with no capabilities plus plume's `host` interface), and the epoch ticker
+//! that enforces time limits.
+
+use super::bindings::host_api;
+use crate::config::{Limits, PluginSource};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// How often the epoch advances; time limits are rounded up to this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bytes of a plugin's stderr kept to explain a trap (a Rust panic message).
+const STDERR_CAPTURE: usize = 16 * 1024;
+
+/// Per-store state: WASI context, resource table, limits, and the stage name
+/// for log lines.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// Stage name, prefixed to the plugin's log lines.
+    pub stage: Arc<str>,
+    /// The plugin's captured stderr.
+    pub stderr: MemoryOutputPipe,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl host_api::Host for HostState {
+    fn log(&mut self, level: host_api::Level, message: String) {
+        let stage = &*self.stage;
+        match level {
+            host_api::Level::Trace => tracing::trace!(stage, "{message}"),
+            host_api::Level::Debug => tracing::debug!(stage, "{message}"),
+            host_api::Level::Info => tracing::info!(stage, "{message}"),
+            host_api::Level::Warn => tracing::warn!(stage, "{message}"),
+            host_api::Level::Error => tracing::error!(stage, "{message}"),
+        }
+    }
+}
+
+/// A frozen clock: plugins get no time source unless granted one, so their
+/// output depends only on the spans (event time), as replays require.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// The engine, linker and compiled-component cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    compiled: Mutex<HashMap<PluginSource, Component>>,
+}
+
+impl Runtime {
+    /// Creates the engine and starts the epoch ticker.
+    pub fn new() -> Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // Component-model async is unused; turning it off makes calls cheaper.
+        config.concurrency_support(false);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        host_api::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let weak = engine.weak();
+        std::thread::Builder::new().name("plume-epoch".into()).spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        Ok(Runtime { engine, linker, compiled: Mutex::new(HashMap::new()) })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The linker with WASI and plume's host interface.
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// Compiles a plugin, once per source for the life of the runtime.
+    pub fn component(&self, source: &PluginSource) -> Result<Component> {
+        if let Some(c) = self.compiled.lock().map_err(|_| anyhow::anyhow!("compile cache poisoned"))?.get(source) {
+            return Ok(c.clone());
+        }
+        let component = match source {
+            PluginSource::Builtin(name) => {
+                let b = super::builtins::lookup(name).with_context(|| format!("unknown builtin:{name}"))?;
+                Component::new(&self.engine, b.bytes)?
+            }
+            PluginSource::Path(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                Component::new(&self.engine, &bytes)
+                    .map_err(|e| anyhow::anyhow!("{} is not a valid component: {e}", path.display()))?
+            }
+        };
+        self.compiled
+            .lock()
+            .map_err(|_| anyhow::anyhow!("compile cache poisoned"))?
+            .insert(source.clone(), component.clone());
+        Ok(component)
+    }
+
+    /// A fresh sandboxed store for `stage`.
+    pub fn store(&self, stage: &str, limits: &Limits) -> Store<HostState> {
+        new_store(&self.engine, stage, limits)
+    }
+}
+
+/// A fresh sandboxed store: no files, network, environment, arguments or
+/// clock; stdout discarded; stderr captured; memory limited; calls
+/// interruptible by epoch.
+pub fn new_store(engine: &Engine, stage: &str, limits: &Limits) -> Store<HostState> {
+    {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_mb as usize * 1024 * 1024)
+                .trap_on_grow_failure(true)
+                .instances(4)
+                .build(),
+            stage: Arc::from(stage),
+            stderr,
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store
+    }
+}
+
+/// Epoch ticks for a time limit.
+pub fn deadline_ticks(timeout_ms: u64) -> u64 {
+    let tick = EPOCH_TICK.as_millis() as u64;
+    // One more tick than the limit, so a call always gets at least its limit.
+    timeout_ms.div_ceil(tick) + 1
+}

@@ -1,0 +1,394 @@
+//! plume's flat span JSON: one span per object (see DESIGN.md, "Span JSONL").
+//!
+//! Reading is lenient where producers differ (ids in either case, times as
+//! integers or decimal strings, kinds and status codes as names or OTLP
+//! numbers) and strict where a guess would corrupt data (bad ids, bad times).
+
+use super::{
+    Attributes, AttrValue, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId, parse_hex_id,
+};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+struct FlatSpan<'a> {
+    #[serde(borrow)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow)]
+    span_id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    parent_span_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    trace_state: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    kind: Option<NameOrNumber>,
+    #[serde(deserialize_with = "de_time")]
+    start_time_unix_nano: u64,
+    #[serde(deserialize_with = "de_time")]
+    end_time_unix_nano: u64,
+    #[serde(default)]
+    status: Option<FlatStatus>,
+    #[serde(default)]
+    attributes: Attributes,
+    #[serde(default)]
+    events: Vec<FlatEvent>,
+    #[serde(default, borrow)]
+    links: Vec<FlatLink<'a>>,
+    #[serde(default)]
+    resource: Option<Attributes>,
+    #[serde(default)]
+    scope: Option<FlatScope>,
+}
+
+#[derive(Deserialize)]
+struct FlatStatus {
+    #[serde(default)]
+    code: Option<NameOrNumber>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FlatEvent {
+    #[serde(default)]
+    name: String,
+    #[serde(default, deserialize_with = "de_time")]
+    time_unix_nano: u64,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+#[derive(Deserialize)]
+struct FlatLink<'a> {
+    #[serde(borrow)]
+    trace_id: Cow<'a, str>,
+    #[serde(borrow)]
+    span_id: Cow<'a, str>,
+    #[serde(default)]
+    trace_state: Option<String>,
+    #[serde(default)]
+    attributes: Attributes,
+}
+
+#[derive(Deserialize)]
+struct FlatScope {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    version: String,
+}
+
+/// A kind or status code given as a name or as its OTLP number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum NameOrNumber {
+    Number(i64),
+    Name(String),
+}
+
+/// Parses one flat span object.
+pub fn parse(line: &str) -> Result<Span, String> {
+    let f: FlatSpan = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let kind = match f.kind {
+        None => SpanKind::Unspecified,
+        Some(NameOrNumber::Number(n)) => {
+            SpanKind::from_otlp_number(n).ok_or_else(|| format!("unknown span kind {n}"))?
+        }
+        Some(NameOrNumber::Name(s)) => {
+            SpanKind::from_name(&s).ok_or_else(|| format!("unknown span kind {s:?}"))?
+        }
+    };
+    let status = match f.status {
+        None => Status::default(),
+        Some(s) => Status {
+            code: match s.code {
+                None => StatusCode::Unset,
+                Some(NameOrNumber::Number(n)) => StatusCode::from_otlp_number(n)
+                    .ok_or_else(|| format!("unknown status code {n}"))?,
+                Some(NameOrNumber::Name(n)) => StatusCode::from_name(&n)
+                    .ok_or_else(|| format!("unknown status code {n:?}"))?,
+            },
+            message: s.message.unwrap_or_default(),
+        },
+    };
+    let parent_span_id = match f.parent_span_id.as_deref() {
+        None | Some("") => None,
+        Some(p) => Some(SpanId(parse_hex_id(p, "parent_span_id")?)),
+    };
+    let links = f
+        .links
+        .into_iter()
+        .map(|l| {
+            Ok(Link {
+                trace_id: TraceId(parse_hex_id(&l.trace_id, "links[].trace_id")?),
+                span_id: SpanId(parse_hex_id(&l.span_id, "links[].span_id")?),
+                trace_state: l.trace_state.unwrap_or_default(),
+                attributes: l.attributes,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    Ok(Span {
+        trace_id: TraceId(parse_hex_id(&f.trace_id, "trace_id")?),
+        span_id: SpanId(parse_hex_id(&f.span_id, "span_id")?),
+        parent_span_id,
+        trace_state: f.trace_state.unwrap_or_default(),
+        name: f.name,
+        kind,
+        start_time_unix_nano: f.start_time_unix_nano,
+        end_time_unix_nano: f.end_time_unix_nano,
+        status,
+        attributes: f.attributes,
+        events: f
+            .events
+            .into_iter()
+            .map(|e| Event { name: e.name, time_unix_nano: e.time_unix_nano, attributes: e.attributes })
+            .collect(),
+        links,
+        resource: Arc::new(f.resource.unwrap_or_default()),
+        scope: f.scope.map(|s| Arc::new(Scope { name: s.name, version: s.version })),
+    })
+}
+
+/// Times: a non-negative integer, or a decimal string (JSON cannot carry
+/// every u64 exactly as a number for all producers).
+pub(crate) fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a time in ns since the Unix epoch (integer or decimal string)")
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("negative time {v}")))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+            v.trim().parse().map_err(|_| E::custom(format!("time is not a decimal integer: {v:?}")))
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// Classifies a raw JSON value by its first byte and parses only that value.
+pub(crate) fn attr_value_from_raw(raw: &RawValue) -> Result<Option<AttrValue>, String> {
+    let text = raw.get();
+    Ok(Some(match text.as_bytes().first() {
+        Some(b'"') => AttrValue::Str(serde_json::from_str(text).map_err(|e| e.to_string())?),
+        Some(b't') => AttrValue::Bool(true),
+        Some(b'f') => AttrValue::Bool(false),
+        Some(b'n') => return Ok(None),
+        Some(b'[' | b'{') => AttrValue::Json(raw.to_owned()),
+        Some(_) => {
+            if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+                AttrValue::Float(text.parse().map_err(|_| format!("bad number {text}"))?)
+            } else {
+                match text.parse::<i64>() {
+                    Ok(i) => AttrValue::Int(i),
+                    // Integers beyond i64 (e.g. u64 counters) keep their magnitude.
+                    Err(_) => AttrValue::Float(text.parse().map_err(|_| format!("bad number {text}"))?),
+                }
+            }
+        }
+        None => return Err("empty value".into()),
+    }))
+}
+
+impl<'de> Deserialize<'de> for Attributes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Attributes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of attributes")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Attributes, E> {
+                Ok(Attributes::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let raw: &'de RawValue = map.next_value()?;
+                    if let Some(v) = attr_value_from_raw(raw).map_err(de::Error::custom)? {
+                        out.push((Key::from(key.as_ref()), v));
+                    }
+                }
+                Ok(Attributes(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Writes a JSON string (escaped).
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Writes one attribute value as JSON.
+pub(crate) fn write_value(out: &mut Vec<u8>, v: &AttrValue) {
+    match v {
+        AttrValue::Str(s) => write_str(out, s),
+        AttrValue::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        AttrValue::Float(f) => {
+            let _ = serde_json::to_writer(&mut *out, f);
+        }
+        AttrValue::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        AttrValue::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
+    }
+}
+
+fn write_attributes(out: &mut Vec<u8>, attrs: &Attributes) {
+    out.push(b'{');
+    for (i, (k, v)) in attrs.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        write_value(out, v);
+    }
+    out.push(b'}');
+}
+
+/// Appends the span as one flat JSON object (no newline).
+pub fn write(out: &mut Vec<u8>, s: &Span) {
+    let _ = write!(out, r#"{{"trace_id":"{}","span_id":"{}","parent_span_id":"#, s.trace_id, s.span_id);
+    match s.parent_span_id {
+        Some(p) => {
+            let _ = write!(out, r#""{p}""#);
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    if !s.trace_state.is_empty() {
+        out.extend_from_slice(br#","trace_state":"#);
+        write_str(out, &s.trace_state);
+    }
+    out.extend_from_slice(br#","name":"#);
+    write_str(out, &s.name);
+    let _ = write!(
+        out,
+        r#","kind":"{}","start_time_unix_nano":{},"end_time_unix_nano":{},"status":{{"code":"{}""#,
+        s.kind.as_str(),
+        s.start_time_unix_nano,
+        s.end_time_unix_nano,
+        s.status.code.as_str()
+    );
+    if !s.status.message.is_empty() {
+        out.extend_from_slice(br#","message":"#);
+        write_str(out, &s.status.message);
+    }
+    out.extend_from_slice(br#"},"attributes":"#);
+    write_attributes(out, &s.attributes);
+    if !s.events.is_empty() {
+        out.extend_from_slice(br#","events":["#);
+        for (i, e) in s.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"name":"#);
+            write_str(out, &e.name);
+            let _ = write!(out, r#","time_unix_nano":{},"attributes":"#, e.time_unix_nano);
+            write_attributes(out, &e.attributes);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    if !s.links.is_empty() {
+        out.extend_from_slice(br#","links":["#);
+        for (i, l) in s.links.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let _ = write!(out, r#"{{"trace_id":"{}","span_id":"{}""#, l.trace_id, l.span_id);
+            if !l.trace_state.is_empty() {
+                out.extend_from_slice(br#","trace_state":"#);
+                write_str(out, &l.trace_state);
+            }
+            out.extend_from_slice(br#","attributes":"#);
+            write_attributes(out, &l.attributes);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    if !s.resource.is_empty() {
+        out.extend_from_slice(br#","resource":"#);
+        write_attributes(out, &s.resource);
+    }
+    if let Some(scope) = &s.scope {
+        out.extend_from_slice(br#","scope":{"name":"#);
+        write_str(out, &scope.name);
+        out.extend_from_slice(br#","version":"#);
+        write_str(out, &scope.version);
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESIGN_EXAMPLE: &str = r#"{"trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736","span_id":"00f067aa0ba902b7",
+ "parent_span_id":null,"name":"chat gpt-4o","kind":"client",
+ "start_time_unix_nano":1732000000000000000,"end_time_unix_nano":"1732000001200000000",
+ "status":{"code":"error","message":"rate limited"},
+ "attributes":{"gen_ai.request.model":"gpt-4o","gen_ai.usage.input_tokens":1200,"x.f":0.5,"x.b":true,"x.a":[1,"two"],"x.n":null},
+ "events":[{"name":"exception","time_unix_nano":1732000001100000000,
+            "attributes":{"exception.type":"RateLimitError","exception.message":"..."}}],
+ "resource":{"service.name":"support-agent"}}"#;
+
+    #[test]
+    fn reads_the_design_example() {
+        let s = parse(DESIGN_EXAMPLE).unwrap();
+        assert_eq!(s.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.duration_nanos(), 1_200_000_000);
+        assert_eq!(s.status.code, StatusCode::Error);
+        assert_eq!(s.attributes.get("gen_ai.usage.input_tokens"), Some(&AttrValue::Int(1200)));
+        assert_eq!(s.attributes.get("x.f"), Some(&AttrValue::Float(0.5)));
+        assert_eq!(s.attributes.get("x.b"), Some(&AttrValue::Bool(true)));
+        assert!(matches!(s.attributes.get("x.a"), Some(AttrValue::Json(j)) if j.get() == r#"[1,"two"]"#));
+        assert_eq!(s.attributes.get("x.n"), None, "null attributes are dropped");
+        assert_eq!(s.events[0].attributes.get("exception.type").and_then(|v| v.as_str()), Some("RateLimitError"));
+        assert_eq!(s.resource.get("service.name").and_then(|v| v.as_str()), Some("support-agent"));
+    }
+
+    #[test]
+    fn write_then_read_is_identity() {
+        let s = parse(DESIGN_EXAMPLE).unwrap();
+        let mut out = Vec::new();
+        write(&mut out, &s);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains(r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736""#), "ids are written lower case");
+        assert_eq!(parse(&text).unwrap(), s);
+    }
+
+    #[test]
+    fn rejects_bad_ids_and_times() {
+        let bad_id = DESIGN_EXAMPLE.replace("00f067aa0ba902b7", "00f067aa0ba902");
+        assert!(parse(&bad_id).unwrap_err().contains("span_id must be 16 hex digits"));
+        let bad_time = DESIGN_EXAMPLE.replace(r#""1732000001200000000""#, r#""soon""#);
+        assert!(parse(&bad_time).unwrap_err().contains("time is not a decimal integer"));
+    }
+
+    #[test]
+    fn kinds_and_codes_accept_otlp_numbers_and_names() {
+        let s = DESIGN_EXAMPLE.replace(r#""kind":"client""#, r#""kind":3"#).replace(r#""code":"error""#, r#""code":"STATUS_CODE_OK""#);
+        let s = parse(&s).unwrap();
+        assert_eq!(s.kind, SpanKind::Client);
+        assert_eq!(s.status.code, StatusCode::Ok);
+    }
+}
