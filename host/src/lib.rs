@@ -4,7 +4,10 @@
 //! them, [`engine`] runs batches through the plugins of [`plugin`] as declared
 //! by [`config`], and the [`cli`] ties it together.
 
+pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod ingest;
 pub mod plugin;
 pub mod span;

@@ -4,6 +4,7 @@
 //! it batches (see `cli::run`), and `replay` drives it directly, so both see
 //! exactly the same behaviour in event time.
 
+pub mod batcher;
 pub mod sink;
 pub mod stats;
 

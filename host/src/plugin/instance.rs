@@ -13,6 +13,10 @@ use crate::config::PluginSpec;
 use std::fmt;
 use wasmtime::{Engine, Store};
 
+/// Time allowed for instantiation (start functions), separate from the
+/// per-call limit: interpreters' start-up may take longer than a batch.
+const INSTANTIATE_TIMEOUT_MS: u64 = 10_000;
+
 /// Why a plugin call failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PluginError {
@@ -159,6 +163,7 @@ impl<W: World> Sandbox<W> {
             format!("is not {} plugin (world `{}` of plume:pipeline): {e:#}", spec.kind.with_article(), spec.kind)
         })?;
         let mut store = new_store(rt.engine(), &spec.name, &spec.limits);
+        store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
         let world = W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
         let mut sandbox = Sandbox { engine: rt.engine().clone(), pre, store, world, spec: spec.clone(), poisoned: false, restarts: 0 };
         let config = spec.config_json.clone();
@@ -174,6 +179,7 @@ impl<W: World> Sandbox<W> {
     /// Rebuilds a poisoned instance: a new store, a new instance, `init` again.
     fn revive(&mut self) -> Result<(), PluginError> {
         let mut store = new_store(&self.engine, &self.spec.name, &self.spec.limits);
+        store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
         let world = W::instantiate(&self.pre, &mut store)
             .map_err(|e| PluginError::Trap { message: format!("re-instantiation failed: {e:#}"), stderr: String::new() })?;
         self.store = store;

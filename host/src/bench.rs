@@ -1,0 +1,121 @@
+//! Synthetic GenAI spans for `plume bench` and the benchmark scripts:
+//! realistic shapes (chat calls of several providers, tool calls, agent
+//! spans; ~12 attributes each), deterministic for a given seed.
+
+use crate::span::{AttrValue, Attributes, Key, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
+use std::sync::Arc;
+
+const MODELS: &[(&str, &str)] = &[
+    ("gpt-4o", "openai"),
+    ("gpt-4o-mini", "openai"),
+    ("claude-sonnet-4-5", "anthropic"),
+    ("claude-haiku-4-5", "anthropic"),
+    ("gemini-2.5-pro", "gcp.gemini"),
+];
+const TOOLS: &[&str] = &["search_docs", "get_weather", "create_ticket", "run_sql"];
+const FEATURES: &[&str] = &["chat", "summarize", "triage"];
+
+/// `n` spans in traces of 4 (agent, two chat calls, one tool call), starting
+/// at `start_ns`, one trace every 50 ms of event time.
+pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let resource = Arc::new(Attributes(vec![
+        (Key::from("service.name"), AttrValue::Str("support-agent".into())),
+        (Key::from("service.version"), AttrValue::Str("1.4.2".into())),
+    ]));
+    let mut out = Vec::with_capacity(n);
+    let mut trace_no = 0u64;
+    while out.len() < n {
+        let mut trace = [0u8; 16];
+        rng.fill(&mut trace);
+        let trace_id = TraceId(trace);
+        let t0 = start_ns + trace_no * 50_000_000;
+        trace_no += 1;
+        let root = SpanId(rng.u64(..).to_be_bytes());
+        let user = format!("user-{}", rng.u32(..500));
+        let feature = FEATURES[rng.usize(..FEATURES.len())];
+        let span = |span_id: SpanId, name: String, parent: Option<SpanId>, kind: SpanKind, dur_ms: u64, attrs: Vec<(&str, AttrValue)>, error: bool| Span {
+            trace_id,
+            span_id,
+            parent_span_id: parent,
+            trace_state: String::new(),
+            name,
+            kind,
+            start_time_unix_nano: t0,
+            end_time_unix_nano: t0 + dur_ms * 1_000_000,
+            status: if error { Status { code: StatusCode::Error, message: "rate limited".into() } } else { Status::default() },
+            attributes: Attributes(attrs.into_iter().map(|(k, v)| (Key::from(k), v)).collect()),
+            events: Vec::new(),
+            links: Vec::new(),
+            resource: resource.clone(),
+            scope: None,
+        };
+        let s = |v: &str| AttrValue::Str(v.to_string());
+        out.push(span(
+            root,
+            "invoke_agent support".into(),
+            None,
+            SpanKind::Internal,
+            3000,
+            vec![
+                ("gen_ai.operation.name", s("invoke_agent")),
+                ("gen_ai.agent.name", s("support")),
+                ("plume.feature", s(feature)),
+                ("user.id", s(&user)),
+            ],
+            false,
+        ));
+        for _ in 0..2 {
+            let (model, provider) = MODELS[rng.usize(..MODELS.len())];
+            let input = rng.i64(200..8000);
+            let output = rng.i64(20..1200);
+            let error = rng.u32(..100) < 3;
+            let id = SpanId(rng.u64(..).to_be_bytes());
+            let response_id = format!("chatcmpl-{:016x}", rng.u64(..));
+            out.push(span(
+                id,
+                format!("chat {model}"),
+                Some(root),
+                SpanKind::Client,
+                300 + input as u64 / 4 + output as u64 * 2,
+                vec![
+                    ("gen_ai.operation.name", s("chat")),
+                    ("gen_ai.provider.name", s(provider)),
+                    ("gen_ai.request.model", s(model)),
+                    ("gen_ai.response.model", s(model)),
+                    ("gen_ai.response.id", s(&response_id)),
+                    ("gen_ai.usage.input_tokens", AttrValue::Int(input)),
+                    ("gen_ai.usage.output_tokens", AttrValue::Int(output)),
+                    ("gen_ai.usage.cache_read.input_tokens", AttrValue::Int(input / 4)),
+                    ("gen_ai.request.temperature", AttrValue::Float(0.2)),
+                    ("gen_ai.response.finish_reasons", AttrValue::Json(serde_json::value::RawValue::from_string(r#"["stop"]"#.into()).expect("valid JSON"))),
+                    ("plume.feature", s(feature)),
+                    ("user.id", s(&user)),
+                ],
+                error,
+            ));
+        }
+        let tool = TOOLS[rng.usize(..TOOLS.len())];
+        let id = SpanId(rng.u64(..).to_be_bytes());
+        let call_id = format!("call_{:012x}", rng.u64(..1 << 48));
+        let tool_ms = rng.u64(5..800);
+        out.push(span(
+            id,
+            format!("execute_tool {tool}"),
+            Some(root),
+            SpanKind::Internal,
+            tool_ms,
+            vec![
+                ("gen_ai.operation.name", s("execute_tool")),
+                ("gen_ai.tool.name", s(tool)),
+                ("gen_ai.tool.call.id", s(&call_id)),
+                ("gen_ai.tool.type", s("function")),
+                ("plume.feature", s(feature)),
+                ("user.id", s(&user)),
+            ],
+            false,
+        ));
+    }
+    out.truncate(n);
+    out
+}

@@ -1,0 +1,215 @@
+//! `plume bench`: synthetic GenAI spans through a pipeline, next to a
+//! passthrough (parse, batch, write; no plugins) measured in the same run, and
+//! the plugin boundary measured against the same work done natively.
+
+use crate::bench::synthetic_spans;
+use crate::config::{Limits, OnError, PluginSource, PluginSpec};
+use crate::engine::batcher::Batcher;
+use crate::engine::{Engine, EngineOptions};
+use crate::ingest::jsonl::read_to_end;
+use crate::plugin::PluginKind;
+use crate::plugin::bindings::Processor;
+use crate::plugin::bindings::types::Batch as WitBatch;
+use crate::plugin::instance::Sandbox;
+use crate::plugin::projection::Projection;
+use crate::plugin::runtime::Runtime;
+use crate::span::{AttrValue, Key, Span, flat};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Arguments of `plume bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// pipeline.toml (default: the embedded default pipeline).
+    file: Option<PathBuf>,
+    /// Spans per round.
+    #[arg(long, default_value_t = 200_000)]
+    spans: usize,
+    /// Rounds; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Skip the plugin-boundary measurement.
+    #[arg(long)]
+    no_boundary: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let pipeline = match super::load(args.file.as_deref()) {
+        Ok(p) => p,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let spans = synthetic_spans(args.spans, 42, 1_764_000_000_000_000_000);
+    let mut input = Vec::with_capacity(spans.len() * 700);
+    for s in &spans {
+        flat::write(&mut input, s);
+        input.push(b'\n');
+    }
+    let rt = Runtime::new()?;
+    let options = EngineOptions { discard_output: true };
+    let mut pass_rates = Vec::new();
+    let mut pipe_rates = Vec::new();
+    let mut stage_ns: Vec<(String, Vec<f64>)> = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        // Passthrough: the host's own work, no plugins.
+        let started = Instant::now();
+        let mut out = Vec::with_capacity(1 << 20);
+        let mut batcher = Batcher::new(pipeline.batch_max_spans);
+        let mut write_batch = |b: Vec<Span>| {
+            out.clear();
+            for s in &b {
+                flat::write(&mut out, s);
+                out.push(b'\n');
+            }
+            std::hint::black_box(&out);
+        };
+        read_to_end("bench", &input[..], |s| batcher.push(s, &mut write_batch))?;
+        if let Some(b) = batcher.take() {
+            write_batch(b);
+        }
+        pass_rates.push(spans.len() as f64 / started.elapsed().as_secs_f64());
+
+        // The pipeline (fresh engine each round: evaluator state starts empty).
+        let mut engine = match Engine::build(&pipeline, &rt, &options) {
+            Ok(e) => e,
+            Err(errors) => {
+                eprintln!("{errors}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        let started = Instant::now();
+        let mut batcher = Batcher::new(pipeline.batch_max_spans);
+        read_to_end("bench", &input[..], |s| batcher.push(s, |b| engine.process(b)))?;
+        if let Some(b) = batcher.take() {
+            engine.process(b);
+        }
+        pipe_rates.push(spans.len() as f64 / started.elapsed().as_secs_f64());
+        let stats = engine.stats();
+        for (i, s) in stats.stages.iter().chain(&stats.evaluators).chain(&stats.router).chain(&stats.exports).enumerate() {
+            if stage_ns.len() <= i {
+                stage_ns.push((s.name.clone(), Vec::new()));
+            }
+            stage_ns[i].1.push(s.nanos as f64 / spans.len() as f64);
+        }
+    }
+    let passthrough = median(pass_rates);
+    let piped = median(pipe_rates);
+    let stages: Vec<_> = stage_ns.into_iter().map(|(name, v)| json!({"name": name, "ns_per_span": median(v).round()})).collect();
+    let boundary = if args.no_boundary { vec![] } else { boundary(&rt, &spans, args.rounds.max(1))? };
+    let report = json!({
+        "spans": spans.len(),
+        "pipeline": pipeline.file,
+        "batch_max_spans": pipeline.batch_max_spans,
+        "passthrough_spans_per_s": passthrough.round(),
+        "pipeline_spans_per_s": piped.round(),
+        "pipeline_over_passthrough": (piped / passthrough * 1000.0).round() / 1000.0,
+        "stages": stages,
+        "boundary": boundary,
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{} spans through {} (median of {} rounds)", spans.len(), pipeline.file, args.rounds.max(1));
+        println!("  passthrough  {:>12.0} spans/s", passthrough);
+        println!("  pipeline     {:>12.0} spans/s  ({:.0}% of passthrough)", piped, piped / passthrough * 100.0);
+        for s in &stages {
+            println!("  stage {:<24} {:>8} ns/span", s["name"].as_str().unwrap_or(""), s["ns_per_span"]);
+        }
+        if !boundary.is_empty() {
+            println!("  boundary: read 3 attributes, write 1 (bench-probe vs the same work native)");
+            for b in &boundary {
+                println!(
+                    "    batch {:>5}: wasm {:>7} ns/span, native {:>7} ns/span, ratio {}",
+                    b["batch"], b["wasm_ns_per_span"], b["native_ns_per_span"], b["wasm_over_native"]
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// USD per token (input, output); the same table as `plugins/bench-probe`.
+const PRICES: &[(&str, f64, f64)] = &[
+    ("gpt-4o", 2.5e-6, 1.0e-5),
+    ("gpt-4o-mini", 1.5e-7, 6.0e-7),
+    ("claude-sonnet-4-5", 3.0e-6, 1.5e-5),
+    ("claude-haiku-4-5", 1.0e-6, 5.0e-6),
+    ("gemini-2.5-pro", 1.25e-6, 1.0e-5),
+];
+
+/// The probe's work done natively in the host.
+fn native_probe(batch: &mut [Span], cost_key: &Key) {
+    for span in batch {
+        let Some(model) = span.attributes.get("gen_ai.request.model").and_then(AttrValue::as_str) else { continue };
+        let Some(&(_, pi, po)) = PRICES.iter().find(|p| p.0 == model) else { continue };
+        let input = span.attributes.get("gen_ai.usage.input_tokens").and_then(AttrValue::as_f64).unwrap_or(0.0);
+        let output = span.attributes.get("gen_ai.usage.output_tokens").and_then(AttrValue::as_f64).unwrap_or(0.0);
+        span.attributes.set(cost_key.clone(), AttrValue::Float(input * pi + output * po));
+    }
+}
+
+/// ns/span of `builtin:bench-probe` (projection, call, applying the edits)
+/// against `native_probe`, per batch size, interleaved in one run.
+fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<serde_json::Value>> {
+    let spec = PluginSpec {
+        name: "bench-probe".into(),
+        kind: PluginKind::Processor,
+        source: PluginSource::Builtin("bench-probe".into()),
+        config_json: "{}".into(),
+        on_error: OnError::Pass,
+        limits: Limits { memory_mb: 256, timeout_ms: 10_000 },
+        file: "<bench>".into(),
+        line: 0,
+        key: "bench".into(),
+    };
+    let (mut sandbox, m) = Sandbox::<Processor>::new(rt, &spec).map_err(anyhow::Error::msg)?;
+    let projection = Projection::new(m.reads, m.writes, m.require_any).map_err(anyhow::Error::msg)?;
+    let cost_key = Key::from("gen_ai.usage.cost");
+    let n = spans.len().min(100_000);
+    let mut results = Vec::new();
+    for &size in &[1usize, 64, 256, 1024] {
+        let mut batches: Vec<Vec<Span>> = spans[..n].chunks(size).map(|c| c.to_vec()).collect();
+        let mut scratch = WitBatch { rows: 0, values: Vec::new() };
+        let mut rows = Vec::new();
+        let (mut wasm, mut native) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let started = Instant::now();
+            for b in &mut batches {
+                projection.project(b, &mut scratch, &mut rows);
+                if scratch.rows == 0 {
+                    continue;
+                }
+                let result = sandbox.process(&scratch).map_err(|e| anyhow::anyhow!("bench-probe {e}"))?;
+                for e in result.edits {
+                    projection.apply(b, &rows, e.row, e.slot, e.value).map_err(anyhow::Error::msg)?;
+                }
+            }
+            wasm.push(started.elapsed().as_nanos() as f64 / n as f64);
+            let started = Instant::now();
+            for b in &mut batches {
+                native_probe(b, &cost_key);
+            }
+            native.push(started.elapsed().as_nanos() as f64 / n as f64);
+        }
+        let (w, nat) = (median(wasm), median(native));
+        results.push(json!({
+            "batch": size,
+            "wasm_ns_per_span": w.round(),
+            "native_ns_per_span": nat.round(),
+            "wasm_over_native": (w / nat * 100.0).round() / 100.0,
+        }));
+    }
+    Ok(results)
+}
