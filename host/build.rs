@@ -21,7 +21,10 @@ struct PluginCrate {
 
 fn main() -> anyhow::Result<()> {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let root = manifest_dir.parent().expect("host/ has a parent").to_path_buf();
+    let root = manifest_dir
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf();
     let plugins_dir = root.join("plugins");
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed={}", plugins_dir.display());
@@ -44,13 +47,26 @@ fn main() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "plugin", "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for c in &crates {
         cmd.args(["-p", &c.package]);
     }
     // The outer build's flags are for the host target, not for wasm.
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER"] {
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
         cmd.env_remove(var);
     }
     let status = cmd.status()?;
@@ -62,14 +78,22 @@ fn main() -> anyhow::Result<()> {
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     let artifacts = target_dir.join("wasm32-wasip2").join("plugin");
-    let mut code = String::from("/// Builtin plugins embedded at build time: (name, kind, component bytes).\npub static EMBEDDED: &[(&str, &str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// Builtin plugins embedded at build time: (name, kind, component bytes).\npub static EMBEDDED: &[(&str, &str, &[u8])] = &[\n",
+    );
     let mut tests = Vec::new();
     for c in &crates {
         let file = artifacts.join(format!("{}.wasm", c.package.replace('-', "_")));
         let copy = out_dir.join(format!("{}.wasm", c.builtin));
         std::fs::copy(&file, &copy)?;
         if c.embed {
-            writeln!(code, "    ({:?}, {:?}, include_bytes!({:?})),", c.builtin, c.kind, copy.display().to_string())?;
+            writeln!(
+                code,
+                "    ({:?}, {:?}, include_bytes!({:?})),",
+                c.builtin,
+                c.kind,
+                copy.display().to_string()
+            )?;
         } else {
             tests.push(copy.display().to_string());
         }
@@ -106,7 +130,9 @@ fn read_plugin_manifest(path: &Path) -> anyhow::Result<Option<PluginCrate>> {
             section = line.to_string();
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let (k, v) = (k.trim(), v.trim().trim_matches('"'));
         match (section.as_str(), k) {
             ("[package]", "name") => package = Some(v.to_string()),
@@ -119,5 +145,10 @@ fn read_plugin_manifest(path: &Path) -> anyhow::Result<Option<PluginCrate>> {
     let (Some(package), Some(kind), Some(builtin)) = (package, kind, builtin) else {
         return Ok(None); // not a plugin (e.g. the SDK)
     };
-    Ok(Some(PluginCrate { package, builtin, kind, embed }))
+    Ok(Some(PluginCrate {
+        package,
+        builtin,
+        kind,
+        embed,
+    }))
 }

@@ -2,7 +2,9 @@
 //! realistic shapes (chat calls of several providers, tool calls, agent
 //! spans; ~12 attributes each), deterministic for a given seed.
 
-use crate::span::{AttrValue, Attributes, Key, Span, SpanId, SpanKind, Status, StatusCode, TraceId};
+use crate::span::{
+    AttrValue, Attributes, Key, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
+};
 use std::sync::Arc;
 
 const MODELS: &[(&str, &str)] = &[
@@ -20,7 +22,10 @@ const FEATURES: &[&str] = &["chat", "summarize", "triage"];
 pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let resource = Arc::new(Attributes(vec![
-        (Key::from("service.name"), AttrValue::Str("support-agent".into())),
+        (
+            Key::from("service.name"),
+            AttrValue::Str("support-agent".into()),
+        ),
         (Key::from("service.version"), AttrValue::Str("1.4.2".into())),
     ]));
     let mut out = Vec::with_capacity(n);
@@ -34,7 +39,13 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
         let root = SpanId(rng.u64(..).to_be_bytes());
         let user = format!("user-{}", rng.u32(..500));
         let feature = FEATURES[rng.usize(..FEATURES.len())];
-        let span = |span_id: SpanId, name: String, parent: Option<SpanId>, kind: SpanKind, dur_ms: u64, attrs: Vec<(&str, AttrValue)>, error: bool| Span {
+        let span = |span_id: SpanId,
+                    name: String,
+                    parent: Option<SpanId>,
+                    kind: SpanKind,
+                    dur_ms: u64,
+                    attrs: Vec<(&str, AttrValue)>,
+                    error: bool| Span {
             trace_id,
             span_id,
             parent_span_id: parent,
@@ -43,7 +54,14 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
             kind,
             start_time_unix_nano: t0,
             end_time_unix_nano: t0 + dur_ms * 1_000_000,
-            status: if error { Status { code: StatusCode::Error, message: "rate limited".into() } } else { Status::default() },
+            status: if error {
+                Status {
+                    code: StatusCode::Error,
+                    message: "rate limited".into(),
+                }
+            } else {
+                Status::default()
+            },
             attributes: Attributes(attrs.into_iter().map(|(k, v)| (Key::from(k), v)).collect()),
             events: Vec::new(),
             links: Vec::new(),
@@ -86,9 +104,18 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
                     ("gen_ai.response.id", s(&response_id)),
                     ("gen_ai.usage.input_tokens", AttrValue::Int(input)),
                     ("gen_ai.usage.output_tokens", AttrValue::Int(output)),
-                    ("gen_ai.usage.cache_read.input_tokens", AttrValue::Int(input / 4)),
+                    (
+                        "gen_ai.usage.cache_read.input_tokens",
+                        AttrValue::Int(input / 4),
+                    ),
                     ("gen_ai.request.temperature", AttrValue::Float(0.2)),
-                    ("gen_ai.response.finish_reasons", AttrValue::Json(serde_json::value::RawValue::from_string(r#"["stop"]"#.into()).expect("valid JSON"))),
+                    (
+                        "gen_ai.response.finish_reasons",
+                        AttrValue::Json(
+                            serde_json::value::RawValue::from_string(r#"["stop"]"#.into())
+                                .expect("valid JSON"),
+                        ),
+                    ),
                     ("plume.feature", s(feature)),
                     ("user.id", s(&user)),
                 ],

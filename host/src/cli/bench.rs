@@ -58,7 +58,9 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         input.push(b'\n');
     }
     let rt = Runtime::new()?;
-    let options = EngineOptions { discard_output: true };
+    let options = EngineOptions {
+        discard_output: true,
+    };
     let mut pass_rates = Vec::new();
     let mut pipe_rates = Vec::new();
     let mut stage_ns: Vec<(String, Vec<f64>)> = Vec::new();
@@ -91,13 +93,22 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         };
         let started = Instant::now();
         let mut batcher = Batcher::new(pipeline.batch_max_spans);
-        read_to_end("bench", &input[..], |s| batcher.push(s, |b| engine.process(b)))?;
+        read_to_end("bench", &input[..], |s| {
+            batcher.push(s, |b| engine.process(b))
+        })?;
         if let Some(b) = batcher.take() {
             engine.process(b);
         }
         pipe_rates.push(spans.len() as f64 / started.elapsed().as_secs_f64());
         let stats = engine.stats();
-        for (i, s) in stats.stages.iter().chain(&stats.evaluators).chain(&stats.router).chain(&stats.exports).enumerate() {
+        for (i, s) in stats
+            .stages
+            .iter()
+            .chain(&stats.evaluators)
+            .chain(&stats.router)
+            .chain(&stats.exports)
+            .enumerate()
+        {
             if stage_ns.len() <= i {
                 stage_ns.push((s.name.clone(), Vec::new()));
             }
@@ -106,8 +117,15 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let passthrough = median(pass_rates);
     let piped = median(pipe_rates);
-    let stages: Vec<_> = stage_ns.into_iter().map(|(name, v)| json!({"name": name, "ns_per_span": median(v).round()})).collect();
-    let boundary = if args.no_boundary { vec![] } else { boundary(&rt, &spans, args.rounds.max(1))? };
+    let stages: Vec<_> = stage_ns
+        .into_iter()
+        .map(|(name, v)| json!({"name": name, "ns_per_span": median(v).round()}))
+        .collect();
+    let boundary = if args.no_boundary {
+        vec![]
+    } else {
+        boundary(&rt, &spans, args.rounds.max(1))?
+    };
     let report = json!({
         "spans": spans.len(),
         "pipeline": pipeline.file,
@@ -121,18 +139,36 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{} spans through {} (median of {} rounds)", spans.len(), pipeline.file, args.rounds.max(1));
+        println!(
+            "{} spans through {} (median of {} rounds)",
+            spans.len(),
+            pipeline.file,
+            args.rounds.max(1)
+        );
         println!("  passthrough  {:>12.0} spans/s", passthrough);
-        println!("  pipeline     {:>12.0} spans/s  ({:.0}% of passthrough)", piped, piped / passthrough * 100.0);
+        println!(
+            "  pipeline     {:>12.0} spans/s  ({:.0}% of passthrough)",
+            piped,
+            piped / passthrough * 100.0
+        );
         for s in &stages {
-            println!("  stage {:<24} {:>8} ns/span", s["name"].as_str().unwrap_or(""), s["ns_per_span"]);
+            println!(
+                "  stage {:<24} {:>8} ns/span",
+                s["name"].as_str().unwrap_or(""),
+                s["ns_per_span"]
+            );
         }
         if !boundary.is_empty() {
-            println!("  boundary: read 3 attributes, write 1 (bench-probe vs the same work native)");
+            println!(
+                "  boundary: read 3 attributes, write 1 (bench-probe vs the same work native)"
+            );
             for b in &boundary {
                 println!(
                     "    batch {:>5}: wasm {:>7} ns/span, native {:>7} ns/span, ratio {}",
-                    b["batch"], b["wasm_ns_per_span"], b["native_ns_per_span"], b["wasm_over_native"]
+                    b["batch"],
+                    b["wasm_ns_per_span"],
+                    b["native_ns_per_span"],
+                    b["wasm_over_native"]
                 );
             }
         }
@@ -152,11 +188,28 @@ const PRICES: &[(&str, f64, f64)] = &[
 /// The probe's work done natively in the host.
 fn native_probe(batch: &mut [Span], cost_key: &Key) {
     for span in batch {
-        let Some(model) = span.attributes.get("gen_ai.request.model").and_then(AttrValue::as_str) else { continue };
-        let Some(&(_, pi, po)) = PRICES.iter().find(|p| p.0 == model) else { continue };
-        let input = span.attributes.get("gen_ai.usage.input_tokens").and_then(AttrValue::as_f64).unwrap_or(0.0);
-        let output = span.attributes.get("gen_ai.usage.output_tokens").and_then(AttrValue::as_f64).unwrap_or(0.0);
-        span.attributes.set(cost_key.clone(), AttrValue::Float(input * pi + output * po));
+        let Some(model) = span
+            .attributes
+            .get("gen_ai.request.model")
+            .and_then(AttrValue::as_str)
+        else {
+            continue;
+        };
+        let Some(&(_, pi, po)) = PRICES.iter().find(|p| p.0 == model) else {
+            continue;
+        };
+        let input = span
+            .attributes
+            .get("gen_ai.usage.input_tokens")
+            .and_then(AttrValue::as_f64)
+            .unwrap_or(0.0);
+        let output = span
+            .attributes
+            .get("gen_ai.usage.output_tokens")
+            .and_then(AttrValue::as_f64)
+            .unwrap_or(0.0);
+        span.attributes
+            .set(cost_key.clone(), AttrValue::Float(input * pi + output * po));
     }
 }
 
@@ -169,19 +222,26 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
         source: PluginSource::Builtin("bench-probe".into()),
         config_json: "{}".into(),
         on_error: OnError::Pass,
-        limits: Limits { memory_mb: 256, timeout_ms: 10_000 },
+        limits: Limits {
+            memory_mb: 256,
+            timeout_ms: 10_000,
+        },
         file: "<bench>".into(),
         line: 0,
         key: "bench".into(),
     };
     let (mut sandbox, m) = Sandbox::<Processor>::new(rt, &spec).map_err(anyhow::Error::msg)?;
-    let projection = Projection::new(m.reads, m.writes, m.require_any).map_err(anyhow::Error::msg)?;
+    let projection =
+        Projection::new(m.reads, m.writes, m.require_any).map_err(anyhow::Error::msg)?;
     let cost_key = Key::from("gen_ai.usage.cost");
     let n = spans.len().min(100_000);
     let mut results = Vec::new();
     for &size in &[1usize, 64, 256, 1024] {
         let mut batches: Vec<Vec<Span>> = spans[..n].chunks(size).map(|c| c.to_vec()).collect();
-        let mut scratch = WitBatch { rows: 0, values: Vec::new() };
+        let mut scratch = WitBatch {
+            rows: 0,
+            values: Vec::new(),
+        };
         let mut rows = Vec::new();
         let (mut wasm, mut native) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
@@ -191,9 +251,13 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
                 if scratch.rows == 0 {
                     continue;
                 }
-                let result = sandbox.process(&scratch).map_err(|e| anyhow::anyhow!("bench-probe {e}"))?;
+                let result = sandbox
+                    .process(&scratch)
+                    .map_err(|e| anyhow::anyhow!("bench-probe {e}"))?;
                 for e in result.edits {
-                    projection.apply(b, &rows, e.row, e.slot, e.value).map_err(anyhow::Error::msg)?;
+                    projection
+                        .apply(b, &rows, e.row, e.slot, e.value)
+                        .map_err(anyhow::Error::msg)?;
                 }
             }
             wasm.push(started.elapsed().as_nanos() as f64 / n as f64);

@@ -39,8 +39,13 @@ enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PLUME_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("PLUME_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { file } => run::run(file.as_deref()),
@@ -61,7 +66,11 @@ pub fn main() -> ExitCode {
 pub(crate) fn load(file: Option<&Path>) -> Result<Pipeline, config::ConfigErrors> {
     match file {
         Some(f) => config::load(f),
-        None => config::parse("<embedded default pipeline>", config::DEFAULT_PIPELINE, |n| std::env::var(n).ok()),
+        None => config::parse(
+            "<embedded default pipeline>",
+            config::DEFAULT_PIPELINE,
+            |n| std::env::var(n).ok(),
+        ),
     }
 }
 
@@ -75,7 +84,9 @@ fn check(file: &Path) -> anyhow::Result<ExitCode> {
     };
     let rt = crate::plugin::runtime::Runtime::new()?;
     // Instantiate without opening sinks, so `check` has no side effects.
-    let options = crate::engine::EngineOptions { discard_output: true };
+    let options = crate::engine::EngineOptions {
+        discard_output: true,
+    };
     match crate::engine::Engine::build(&pipeline, &rt, &options) {
         Ok(_) => {
             println!(

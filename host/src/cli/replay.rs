@@ -86,8 +86,13 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         if source == "-" {
             read_to_end("-", std::io::stdin().lock(), &mut on_spans)
         } else {
-            let file = std::fs::File::open(&args.input).with_context(|| format!("cannot open {source}"))?;
-            read_to_end(&source, BufReader::with_capacity(1 << 20, file), &mut on_spans)
+            let file = std::fs::File::open(&args.input)
+                .with_context(|| format!("cannot open {source}"))?;
+            read_to_end(
+                &source,
+                BufReader::with_capacity(1 << 20, file),
+                &mut on_spans,
+            )
         }
     }
     .with_context(|| format!("reading {source}"))?;
@@ -108,11 +113,16 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     write_summary(&mut std::io::stderr(), &stats)?;
     for e in &read.errors {
         eprintln!("plume: skipped {e}");
     }
-    Ok(if args.strict && read.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if args.strict && read.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -26,11 +26,19 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if pipeline.ingest.otlp_http.is_some() || pipeline.ingest.otlp_grpc.is_some() || pipeline.api_listen.is_some() {
-        tracing::warn!("[ingest] otlp_http/otlp_grpc and [api] are not served by this version; only JSONL sources run");
+    if pipeline.ingest.otlp_http.is_some()
+        || pipeline.ingest.otlp_grpc.is_some()
+        || pipeline.api_listen.is_some()
+    {
+        tracing::warn!(
+            "[ingest] otlp_http/otlp_grpc and [api] are not served by this version; only JSONL sources run"
+        );
     }
     if pipeline.ingest.jsonl.is_empty() {
-        eprintln!("{}: [ingest] has no jsonl sources: nothing to run", pipeline.file);
+        eprintln!(
+            "{}: [ingest] has no jsonl sources: nothing to run",
+            pipeline.file
+        );
         return Ok(ExitCode::FAILURE);
     }
     let rt = Runtime::new()?;
@@ -44,18 +52,30 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     tracing::info!(pipeline = %pipeline.file, sources = ?pipeline.ingest.jsonl, "plume running");
 
     let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(ENGINE_QUEUE);
-    let engine_thread = std::thread::Builder::new().name("plume-engine".into()).spawn(move || {
-        while let Some(batch) = batch_rx.blocking_recv() {
-            engine.process(batch);
-        }
-        engine.flush();
-        engine
-    })?;
+    let engine_thread = std::thread::Builder::new()
+        .name("plume-engine".into())
+        .spawn(move || {
+            while let Some(batch) = batch_rx.blocking_recv() {
+                engine.process(batch);
+            }
+            engine.flush();
+            engine
+        })?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let read = runtime.block_on(serve(pipeline.ingest.jsonl.clone(), pipeline.batch_max_spans, pipeline.batch_max_wait_ms, batch_tx));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let read = runtime.block_on(serve(
+        pipeline.ingest.jsonl.clone(),
+        pipeline.batch_max_spans,
+        pipeline.batch_max_wait_ms,
+        batch_tx,
+    ));
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let engine = engine_thread.join().map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
+    let engine = engine_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     let mut stats = engine.stats();
     stats.lines_read = read.lines;
     stats.lines_failed = read.failed;
@@ -63,7 +83,12 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(sources: Vec<String>, max_spans: usize, max_wait_ms: u64, batch_tx: mpsc::Sender<Batch>) -> ReadStats {
+async fn serve(
+    sources: Vec<String>,
+    max_spans: usize,
+    max_wait_ms: u64,
+    batch_tx: mpsc::Sender<Batch>,
+) -> ReadStats {
     let stop = Arc::new(AtomicBool::new(false));
     let (span_tx, mut span_rx) = mpsc::channel::<Vec<Span>>(1024);
     let mut readers = Vec::new();

@@ -3,7 +3,10 @@
 //! Comment lines are left alone. Line numbers are preserved.
 
 /// Substitutes variables using `lookup`; errors name the line and variable.
-pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<(usize, String)>> {
+pub fn substitute(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<(usize, String)>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
@@ -53,7 +56,11 @@ pub fn substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
         }
         out.push_str(rest);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -66,8 +73,15 @@ mod tests {
 
     #[test]
     fn substitutes_with_defaults_and_escapes() {
-        let out = substitute("a = \"${HOME_DIR}/x\"\nb = \"${NOPE:-dflt}\"\nc = \"$$5 $x\"\n# ${MISSING}\n", env).unwrap();
-        assert_eq!(out, "a = \"/home/a/x\"\nb = \"dflt\"\nc = \"$5 $x\"\n# ${MISSING}\n");
+        let out = substitute(
+            "a = \"${HOME_DIR}/x\"\nb = \"${NOPE:-dflt}\"\nc = \"$$5 $x\"\n# ${MISSING}\n",
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "a = \"/home/a/x\"\nb = \"dflt\"\nc = \"$5 $x\"\n# ${MISSING}\n"
+        );
     }
 
     #[test]

@@ -33,8 +33,8 @@
 
 pub mod env;
 
-use crate::plugin::builtins;
 use crate::plugin::PluginKind;
+use crate::plugin::builtins;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -114,7 +114,10 @@ fn default_max_wait_ms() -> u64 {
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_spans: default_max_spans(), max_wait_ms: default_max_wait_ms() }
+        BatchConfig {
+            max_spans: default_max_spans(),
+            max_wait_ms: default_max_wait_ms(),
+        }
     }
 }
 
@@ -133,7 +136,9 @@ fn default_dead_letter_path() -> PathBuf {
 
 impl Default for DeadLetterConfig {
     fn default() -> Self {
-        DeadLetterConfig { path: default_dead_letter_path() }
+        DeadLetterConfig {
+            path: default_dead_letter_path(),
+        }
     }
 }
 
@@ -171,7 +176,10 @@ fn default_timeout_ms() -> u64 {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: default_memory_mb(), timeout_ms: default_timeout_ms() }
+        Limits {
+            memory_mb: default_memory_mb(),
+            timeout_ms: default_timeout_ms(),
+        }
     }
 }
 
@@ -220,7 +228,10 @@ impl PluginSource {
     pub fn default_name(&self) -> String {
         match self {
             PluginSource::Builtin(n) => n.clone(),
-            PluginSource::Path(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            PluginSource::Path(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         }
     }
 }
@@ -251,7 +262,12 @@ pub struct PluginSpec {
 impl PluginSpec {
     /// A configuration error about this entry.
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.file.clone(), line: self.line, key: format!("{} ({})", self.key, self.name), message: message.into() }
+        ConfigError {
+            file: self.file.clone(),
+            line: self.line,
+            key: format!("{} ({})", self.key, self.name),
+            message: message.into(),
+        }
     }
 }
 
@@ -329,16 +345,31 @@ pub const DEFAULT_PIPELINE: &str = include_str!("default_pipeline.toml");
 pub fn load(path: &Path) -> Result<Pipeline, ConfigErrors> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigError { file: file.clone(), line: 0, key: String::new(), message: format!("cannot read: {e}") }])
+        ConfigErrors(vec![ConfigError {
+            file: file.clone(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        }])
     })?;
     parse(&file, &text, |name| std::env::var(name).ok())
 }
 
 /// Parses and validates pipeline text. `file` names it in messages.
-pub fn parse(file: &str, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Pipeline, ConfigErrors> {
-    let err = |line: usize, key: &str, message: String| ConfigError { file: file.to_string(), line, key: key.to_string(), message };
-    let text = env::substitute(text, env)
-        .map_err(|errs| ConfigErrors(errs.into_iter().map(|(line, m)| err(line, "", m)).collect()))?;
+pub fn parse(
+    file: &str,
+    text: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Pipeline, ConfigErrors> {
+    let err = |line: usize, key: &str, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        key: key.to_string(),
+        message,
+    };
+    let text = env::substitute(text, env).map_err(|errs| {
+        ConfigErrors(errs.into_iter().map(|(line, m)| err(line, "", m)).collect())
+    })?;
     let raw: PipelineConfig = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(0);
         ConfigErrors(vec![err(line, "", e.message().trim().to_string())])
@@ -347,95 +378,162 @@ pub fn parse(file: &str, text: &str, env: impl Fn(&str) -> Option<String>) -> Re
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, ConfigErrors> {
     let mut errors = Vec::new();
     let mut err = |span: std::ops::Range<usize>, key: String, message: String| {
-        let line = if span.is_empty() && span.start == 0 { 0 } else { line_of(text, span.start) };
-        errors.push(ConfigError { file: file.to_string(), line, key, message });
+        let line = if span.is_empty() && span.start == 0 {
+            0
+        } else {
+            line_of(text, span.start)
+        };
+        errors.push(ConfigError {
+            file: file.to_string(),
+            line,
+            key,
+            message,
+        });
     };
 
     let mut names: HashMap<String, String> = HashMap::new();
-    let mut specs = |section: &str, kind: PluginKind, entries: Vec<Spanned<PluginConfig>>, err: &mut dyn FnMut(std::ops::Range<usize>, String, String)| {
-        let mut out = Vec::new();
-        for (i, entry) in entries.into_iter().enumerate() {
-            let span = entry.span();
-            let c = entry.into_inner();
-            let key = format!("{section}[{i}]");
-            let source = PluginSource::parse(c.plugin.get_ref());
-            match &source {
-                PluginSource::Builtin(name) => match builtins::lookup(name) {
-                    None => err(
-                        c.plugin.span(),
-                        format!("{key}.plugin"),
-                        format!("unknown builtin {:?}; builtins are: {}", c.plugin.get_ref(), builtins::names().join(", ")),
-                    ),
-                    Some(b) if b.kind != kind => err(
-                        c.plugin.span(),
-                        format!("{key}.plugin"),
-                        format!("builtin:{name} is {} plugin; [[{section}]] needs {} plugin", b.kind.with_article(), kind.with_article()),
-                    ),
-                    Some(_) => {}
-                },
-                PluginSource::Path(p) => {
-                    if !p.is_file() {
-                        err(c.plugin.span(), format!("{key}.plugin"), format!("plugin file {} not found (a path to a .wasm component, or builtin:NAME)", p.display()));
+    let mut specs =
+        |section: &str,
+         kind: PluginKind,
+         entries: Vec<Spanned<PluginConfig>>,
+         err: &mut dyn FnMut(std::ops::Range<usize>, String, String)| {
+            let mut out = Vec::new();
+            for (i, entry) in entries.into_iter().enumerate() {
+                let span = entry.span();
+                let c = entry.into_inner();
+                let key = format!("{section}[{i}]");
+                let source = PluginSource::parse(c.plugin.get_ref());
+                match &source {
+                    PluginSource::Builtin(name) => match builtins::lookup(name) {
+                        None => err(
+                            c.plugin.span(),
+                            format!("{key}.plugin"),
+                            format!(
+                                "unknown builtin {:?}; builtins are: {}",
+                                c.plugin.get_ref(),
+                                builtins::names().join(", ")
+                            ),
+                        ),
+                        Some(b) if b.kind != kind => err(
+                            c.plugin.span(),
+                            format!("{key}.plugin"),
+                            format!(
+                                "builtin:{name} is {} plugin; [[{section}]] needs {} plugin",
+                                b.kind.with_article(),
+                                kind.with_article()
+                            ),
+                        ),
+                        Some(_) => {}
+                    },
+                    PluginSource::Path(p) => {
+                        if !p.is_file() {
+                            err(
+                                c.plugin.span(),
+                                format!("{key}.plugin"),
+                                format!(
+                                    "plugin file {} not found (a path to a .wasm component, or builtin:NAME)",
+                                    p.display()
+                                ),
+                            );
+                        }
                     }
                 }
-            }
-            let name = c.name.clone().unwrap_or_else(|| source.default_name());
-            if name.is_empty() {
-                err(span.clone(), format!("{key}.name"), "must not be empty".into());
-            }
-            if let Some(other) = names.insert(name.clone(), key.clone()) {
-                err(span.clone(), format!("{key}.name"), format!("name {name:?} is already used by {other}; set a unique `name`"));
-            }
-            let limits = *c.limits.get_ref();
-            if !(1..=4096).contains(&limits.memory_mb) {
-                err(c.limits.span(), format!("{key}.limits.memory_mb"), format!("must be 1..=4096, got {}", limits.memory_mb));
-            }
-            if !(1..=60_000).contains(&limits.timeout_ms) {
-                err(c.limits.span(), format!("{key}.limits.timeout_ms"), format!("must be 1..=60000, got {}", limits.timeout_ms));
-            }
-            if kind != PluginKind::Processor && c.on_error == OnError::DeadLetter {
-                err(span.clone(), format!("{key}.on_error"), "dead-letter applies to [[stage]] processors only; use pass or drop".into());
-            }
-            let config_json = match serde_json::to_string(&c.config) {
-                Ok(j) => j,
-                Err(e) => {
-                    err(span.clone(), format!("{key}.config"), format!("cannot be passed to the plugin: {e}"));
-                    String::new()
+                let name = c.name.clone().unwrap_or_else(|| source.default_name());
+                if name.is_empty() {
+                    err(
+                        span.clone(),
+                        format!("{key}.name"),
+                        "must not be empty".into(),
+                    );
                 }
-            };
-            out.push(PluginSpec {
-                name,
-                kind,
-                source,
-                config_json,
-                on_error: c.on_error,
-                limits,
-                file: file.to_string(),
-                line: line_of(text, span.start),
-                key,
-            });
-        }
-        out
-    };
+                if let Some(other) = names.insert(name.clone(), key.clone()) {
+                    err(
+                        span.clone(),
+                        format!("{key}.name"),
+                        format!("name {name:?} is already used by {other}; set a unique `name`"),
+                    );
+                }
+                let limits = *c.limits.get_ref();
+                if !(1..=4096).contains(&limits.memory_mb) {
+                    err(
+                        c.limits.span(),
+                        format!("{key}.limits.memory_mb"),
+                        format!("must be 1..=4096, got {}", limits.memory_mb),
+                    );
+                }
+                if !(1..=60_000).contains(&limits.timeout_ms) {
+                    err(
+                        c.limits.span(),
+                        format!("{key}.limits.timeout_ms"),
+                        format!("must be 1..=60000, got {}", limits.timeout_ms),
+                    );
+                }
+                if kind != PluginKind::Processor && c.on_error == OnError::DeadLetter {
+                    err(
+                        span.clone(),
+                        format!("{key}.on_error"),
+                        "dead-letter applies to [[stage]] processors only; use pass or drop".into(),
+                    );
+                }
+                let config_json = match serde_json::to_string(&c.config) {
+                    Ok(j) => j,
+                    Err(e) => {
+                        err(
+                            span.clone(),
+                            format!("{key}.config"),
+                            format!("cannot be passed to the plugin: {e}"),
+                        );
+                        String::new()
+                    }
+                };
+                out.push(PluginSpec {
+                    name,
+                    kind,
+                    source,
+                    config_json,
+                    on_error: c.on_error,
+                    limits,
+                    file: file.to_string(),
+                    line: line_of(text, span.start),
+                    key,
+                });
+            }
+            out
+        };
     let stages = specs("stage", PluginKind::Processor, raw.stage, &mut err);
     let evaluators = specs("evaluator", PluginKind::Evaluator, raw.evaluator, &mut err);
     let router_span = raw.router.get(1).map(|r| r.span());
     let mut routers = specs("router", PluginKind::Router, raw.router, &mut err);
     let exports = specs("export", PluginKind::Exporter, raw.export, &mut err);
     if let Some(span) = router_span {
-        err(span, "router[1]".into(), "at most one [[router]] is allowed".into());
+        err(
+            span,
+            "router[1]".into(),
+            "at most one [[router]] is allowed".into(),
+        );
     }
 
-    for (key, addr) in [("ingest.otlp_http", &raw.ingest.otlp_http), ("ingest.otlp_grpc", &raw.ingest.otlp_grpc)] {
+    for (key, addr) in [
+        ("ingest.otlp_http", &raw.ingest.otlp_http),
+        ("ingest.otlp_grpc", &raw.ingest.otlp_grpc),
+    ] {
         if let Some(a) = addr {
             if a.get_ref().parse::<SocketAddr>().is_err() {
-                err(a.span(), key.into(), format!("{:?} is not an address like 127.0.0.1:4318", a.get_ref()));
+                err(
+                    a.span(),
+                    key.into(),
+                    format!("{:?} is not an address like 127.0.0.1:4318", a.get_ref()),
+                );
             }
         }
     }
@@ -444,14 +542,25 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
         Some(api) => match api.listen.get_ref().parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
-                err(api.listen.span(), "api.listen".into(), format!("{:?} is not an address like 127.0.0.1:9464", api.listen.get_ref()));
+                err(
+                    api.listen.span(),
+                    "api.listen".into(),
+                    format!(
+                        "{:?} is not an address like 127.0.0.1:9464",
+                        api.listen.get_ref()
+                    ),
+                );
                 None
             }
         },
     };
     let max_spans = *raw.batch.max_spans.get_ref();
     if !(1..=65_536).contains(&max_spans) {
-        err(raw.batch.max_spans.span(), "batch.max_spans".into(), format!("must be 1..=65536, got {max_spans}"));
+        err(
+            raw.batch.max_spans.span(),
+            "batch.max_spans".into(),
+            format!("must be 1..=65536, got {max_spans}"),
+        );
     }
     if exports.is_empty() && !stages.is_empty() {
         tracing::debug!("{file}: no [[export]]: processed spans are discarded");
@@ -515,18 +624,31 @@ plugin = "builtin:attributes"
 "#;
         let e = parse("p.toml", text, no_env).unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("p.toml:3: stage[0].plugin: unknown builtin"), "{text}");
-        assert!(text.contains("p.toml:8: stage[1].limits.memory_mb: must be 1..=4096, got 0"), "{text}");
-        assert!(text.contains("export[0].name: name \"a\" is already used by stage[1]"), "{text}");
+        assert!(
+            text.contains("p.toml:3: stage[0].plugin: unknown builtin"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p.toml:8: stage[1].limits.memory_mb: must be 1..=4096, got 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("export[0].name: name \"a\" is already used by stage[1]"),
+            "{text}"
+        );
         assert!(text.contains("export[0].plugin: builtin:attributes is a processor plugin; [[export]] needs an exporter plugin"), "{text}");
     }
 
     #[test]
     fn substitutes_environment_and_passes_config_as_json() {
-        let text = "[[export]]\nplugin = \"builtin:jsonl\"\nconfig = { path = \"${OUT:-out/x.jsonl}\" }\n";
+        let text =
+            "[[export]]\nplugin = \"builtin:jsonl\"\nconfig = { path = \"${OUT:-out/x.jsonl}\" }\n";
         let p = parse("p.toml", text, no_env).unwrap();
         assert_eq!(p.exports[0].config_json, r#"{"path":"out/x.jsonl"}"#);
         assert_eq!(p.exports[0].name, "jsonl");
-        assert_eq!((p.exports[0].line, p.exports[0].key.as_str()), (1, "export[0]"));
+        assert_eq!(
+            (p.exports[0].line, p.exports[0].key.as_str()),
+            (1, "export[0]")
+        );
     }
 }

@@ -12,7 +12,10 @@ impl Batcher {
     /// A batcher for batches of at most `max` spans (at least 1).
     pub fn new(max: usize) -> Self {
         let max = max.max(1);
-        Batcher { max, buf: Vec::with_capacity(max) }
+        Batcher {
+            max,
+            buf: Vec::with_capacity(max),
+        }
     }
 
     /// Adds spans; calls `ready` with each batch that fills up.
@@ -20,14 +23,24 @@ impl Batcher {
         for span in spans {
             self.buf.push(span);
             if self.buf.len() >= self.max {
-                ready(std::mem::replace(&mut self.buf, Vec::with_capacity(self.max)));
+                ready(std::mem::replace(
+                    &mut self.buf,
+                    Vec::with_capacity(self.max),
+                ));
             }
         }
     }
 
     /// The partial batch, if any.
     pub fn take(&mut self) -> Option<Batch> {
-        if self.buf.is_empty() { None } else { Some(std::mem::replace(&mut self.buf, Vec::with_capacity(self.max))) }
+        if self.buf.is_empty() {
+            None
+        } else {
+            Some(std::mem::replace(
+                &mut self.buf,
+                Vec::with_capacity(self.max),
+            ))
+        }
     }
 
     /// Spans waiting.

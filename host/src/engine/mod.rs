@@ -9,11 +9,13 @@ pub mod sink;
 pub mod stats;
 
 use crate::config::{ConfigErrors, OnError, Pipeline, PluginSpec};
+use crate::plugin::bindings::Processor;
 use crate::plugin::bindings::evaluator::Evaluator;
 use crate::plugin::bindings::exporter::Exporter;
 use crate::plugin::bindings::router::Router;
-use crate::plugin::bindings::types::{Alert, Batch as WitBatch, Notification, Part, Severity, Sink as WitSink, Value};
-use crate::plugin::bindings::Processor;
+use crate::plugin::bindings::types::{
+    Alert, Batch as WitBatch, Notification, Part, Severity, Sink as WitSink, Value,
+};
 use crate::plugin::instance::{PluginError, Sandbox};
 use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
 use crate::plugin::runtime::Runtime;
@@ -66,7 +68,10 @@ struct Scratch {
 
 impl Default for WitBatch {
     fn default() -> Self {
-        WitBatch { rows: 0, values: Vec::new() }
+        WitBatch {
+            rows: 0,
+            values: Vec::new(),
+        }
     }
 }
 
@@ -88,19 +93,30 @@ pub struct Engine {
 }
 
 fn entry_stats(spec: &PluginSpec) -> EntryStats {
-    EntryStats { name: spec.name.clone(), ..EntryStats::default() }
+    EntryStats {
+        name: spec.name.clone(),
+        ..EntryStats::default()
+    }
 }
 
 impl Engine {
     /// Instantiates every plugin of `pipeline` and calls its `init`. All
     /// failures are returned together, each naming its entry and line.
-    pub fn build(pipeline: &Pipeline, rt: &Runtime, options: &EngineOptions) -> Result<Engine, ConfigErrors> {
+    pub fn build(
+        pipeline: &Pipeline,
+        rt: &Runtime,
+        options: &EngineOptions,
+    ) -> Result<Engine, ConfigErrors> {
         let mut errors = Vec::new();
         let mut stages = Vec::new();
         for spec in &pipeline.stages {
             match Sandbox::<Processor>::new(rt, spec) {
                 Ok((sandbox, m)) => match Projection::new(m.reads, m.writes, m.require_any) {
-                    Ok(projection) => stages.push(Stage { sandbox, projection, stats: entry_stats(spec) }),
+                    Ok(projection) => stages.push(Stage {
+                        sandbox,
+                        projection,
+                        stats: entry_stats(spec),
+                    }),
                     Err(e) => errors.push(spec.error(e)),
                 },
                 Err(e) => errors.push(spec.error(e)),
@@ -109,10 +125,16 @@ impl Engine {
         let mut evaluators = Vec::new();
         for spec in &pipeline.evaluators {
             match Sandbox::<Evaluator>::new(rt, spec) {
-                Ok((sandbox, m)) if m.writes.is_empty() => match Projection::new(m.reads, vec![], m.require_any) {
-                    Ok(projection) => evaluators.push(EvaluatorStage { sandbox, projection, stats: entry_stats(spec) }),
-                    Err(e) => errors.push(spec.error(e)),
-                },
+                Ok((sandbox, m)) if m.writes.is_empty() => {
+                    match Projection::new(m.reads, vec![], m.require_any) {
+                        Ok(projection) => evaluators.push(EvaluatorStage {
+                            sandbox,
+                            projection,
+                            stats: entry_stats(spec),
+                        }),
+                        Err(e) => errors.push(spec.error(e)),
+                    }
+                }
                 Ok(_) => errors.push(spec.error("an evaluator's manifest must not declare writes")),
                 Err(e) => errors.push(spec.error(e)),
             }
@@ -120,7 +142,12 @@ impl Engine {
         let mut router = None;
         if let Some(spec) = &pipeline.router {
             match Sandbox::<Router>::new(rt, spec) {
-                Ok((sandbox, ())) => router = Some(RouterStage { sandbox, stats: entry_stats(spec) }),
+                Ok((sandbox, ())) => {
+                    router = Some(RouterStage {
+                        sandbox,
+                        stats: entry_stats(spec),
+                    })
+                }
                 Err(e) => errors.push(spec.error(e)),
             }
         }
@@ -131,10 +158,17 @@ impl Engine {
                     let projection = Projection::new(m.reads, vec![], vec![]);
                     let sink = match (&m.sink, options.discard_output) {
                         (_, true) => Ok(Sink::Discard),
-                        (WitSink::File(path), false) => Sink::open(path).map_err(|e| format!("{e:#}")),
+                        (WitSink::File(path), false) => {
+                            Sink::open(path).map_err(|e| format!("{e:#}"))
+                        }
                     };
                     match (projection, sink) {
-                        (Ok(projection), Ok(sink)) => exports.push(ExportStage { sandbox, projection, sink, stats: entry_stats(spec) }),
+                        (Ok(projection), Ok(sink)) => exports.push(ExportStage {
+                            sandbox,
+                            projection,
+                            sink,
+                            stats: entry_stats(spec),
+                        }),
                         (Err(e), _) | (_, Err(e)) => errors.push(spec.error(e)),
                     }
                 }
@@ -176,11 +210,16 @@ impl Engine {
         if batch.is_empty() {
             return;
         }
-        let batch_time = batch.iter().map(|s| s.end_time_unix_nano).max().unwrap_or(0);
+        let batch_time = batch
+            .iter()
+            .map(|s| s.end_time_unix_nano)
+            .max()
+            .unwrap_or(0);
         for ev in &mut self.evaluators {
             let started = Instant::now();
             ev.stats.spans_in += batch.len() as u64;
-            ev.projection.project(&batch, &mut self.scratch.batch, &mut self.scratch.rows);
+            ev.projection
+                .project(&batch, &mut self.scratch.batch, &mut self.scratch.rows);
             if self.scratch.batch.rows > 0 {
                 if let Err(e) = ev.sandbox.observe(&self.scratch.batch) {
                     note_error(&mut ev.stats, ev.sandbox.spec(), &e);
@@ -208,13 +247,24 @@ impl Engine {
         let stage = &mut self.stages[i];
         let started = Instant::now();
         stage.stats.spans_in += batch.len() as u64;
-        stage.projection.project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
+        stage
+            .projection
+            .project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
         let outcome = if self.scratch.batch.rows == 0 {
             Ok(())
         } else {
-            stage.sandbox.process(&self.scratch.batch).and_then(|result| {
-                apply_result(&stage.projection, batch, &self.scratch.rows, result, &mut stage.stats)
-            })
+            stage
+                .sandbox
+                .process(&self.scratch.batch)
+                .and_then(|result| {
+                    apply_result(
+                        &stage.projection,
+                        batch,
+                        &self.scratch.rows,
+                        result,
+                        &mut stage.stats,
+                    )
+                })
         };
         stage.stats.restarts = stage.sandbox.restarts;
         let keep = match outcome {
@@ -254,7 +304,11 @@ impl Engine {
             match Sink::open(&self.dead_letter_path.display().to_string()) {
                 Ok(s) => self.dead_letter = Some(s),
                 Err(e) => {
-                    tracing::error!(stage, "dead-letter file unusable, {} spans lost: {e:#}", batch.len());
+                    tracing::error!(
+                        stage,
+                        "dead-letter file unusable, {} spans lost: {e:#}",
+                        batch.len()
+                    );
                     return;
                 }
             }
@@ -271,7 +325,11 @@ impl Engine {
         }
         if let Some(sink) = &mut self.dead_letter {
             if let Err(e) = sink.write_all(&out).and_then(|_| sink.flush()) {
-                tracing::error!(stage, "writing the dead-letter file failed, {} spans lost: {e}", batch.len());
+                tracing::error!(
+                    stage,
+                    "writing the dead-letter file failed, {} spans lost: {e}",
+                    batch.len()
+                );
             }
         }
     }
@@ -313,10 +371,14 @@ impl Engine {
         for ex in &mut self.exports {
             let started = Instant::now();
             ex.stats.spans_in += batch.len() as u64;
-            ex.projection.project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
+            ex.projection
+                .project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
             let bytes = &mut self.scratch.bytes;
             bytes.clear();
-            let spans_result = ex.sandbox.export_spans(&self.scratch.batch).and_then(|parts| render(bytes, &parts, batch, &self.scratch.rows));
+            let spans_result = ex
+                .sandbox
+                .export_spans(&self.scratch.batch)
+                .and_then(|parts| render(bytes, &parts, batch, &self.scratch.rows));
             match spans_result {
                 Ok(()) => match ex.sink.write_all(bytes) {
                     Ok(()) => {
@@ -336,12 +398,19 @@ impl Engine {
             }
             let mine: Vec<Notification> = notifications
                 .iter()
-                .filter(|n| n.destinations.is_empty() || n.destinations.iter().any(|d| *d == ex.sandbox.spec().name))
+                .filter(|n| {
+                    n.destinations.is_empty()
+                        || n.destinations.iter().any(|d| *d == ex.sandbox.spec().name)
+                })
                 .cloned()
                 .collect();
             if !mine.is_empty() {
                 bytes.clear();
-                match ex.sandbox.export_alerts(&mine).and_then(|parts| render(bytes, &parts, &[], &[])) {
+                match ex
+                    .sandbox
+                    .export_alerts(&mine)
+                    .and_then(|parts| render(bytes, &parts, &[], &[]))
+                {
                     Ok(()) => {
                         if let Err(e) = ex.sink.write_all(bytes) {
                             tracing::error!(export = %ex.sandbox.spec().name, "{} alerts lost: {e}", mine.len());
@@ -457,15 +526,23 @@ fn apply_result(
         }
         if let Value::Json(text) = &e.value {
             if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
-                return Err(PluginError::Contract(format!("edit of {} holds invalid JSON", projection.writes[e.slot as usize])));
+                return Err(PluginError::Contract(format!(
+                    "edit of {} holds invalid JSON",
+                    projection.writes[e.slot as usize]
+                )));
             }
         }
     }
     if let Some(bad) = result.drops.iter().find(|&&r| r as usize >= rows.len()) {
-        return Err(PluginError::Contract(format!("drop of row {bad}, but the batch has {} rows", rows.len())));
+        return Err(PluginError::Contract(format!(
+            "drop of row {bad}, but the batch has {} rows",
+            rows.len()
+        )));
     }
     for e in result.edits {
-        projection.apply(batch, rows, e.row, e.slot, e.value).map_err(PluginError::Contract)?;
+        projection
+            .apply(batch, rows, e.row, e.slot, e.value)
+            .map_err(PluginError::Contract)?;
     }
     if !result.drops.is_empty() {
         let mut doomed = vec![false; batch.len()];
@@ -485,7 +562,12 @@ fn apply_result(
 }
 
 /// Renders an exporter's parts into bytes.
-fn render(out: &mut Vec<u8>, parts: &[Part], batch: &[Span], rows: &[u32]) -> Result<(), PluginError> {
+fn render(
+    out: &mut Vec<u8>,
+    parts: &[Part],
+    batch: &[Span],
+    rows: &[u32],
+) -> Result<(), PluginError> {
     for part in parts {
         match part {
             Part::Bytes(b) => out.extend_from_slice(b),
@@ -494,7 +576,12 @@ fn render(out: &mut Vec<u8>, parts: &[Part], batch: &[Span], rows: &[u32]) -> Re
                 let span = rows
                     .get(*r as usize)
                     .and_then(|&i| batch.get(i as usize))
-                    .ok_or_else(|| PluginError::Contract(format!("part names row {r}, but the batch has {} rows", rows.len())))?;
+                    .ok_or_else(|| {
+                        PluginError::Contract(format!(
+                            "part names row {r}, but the batch has {} rows",
+                            rows.len()
+                        ))
+                    })?;
                 if matches!(part, Part::SpanFlat(_)) {
                     render_flat(out, span);
                 } else {
@@ -518,7 +605,13 @@ fn unrouted(alert: Alert) -> Notification {
         hasher.write(&[1]);
         hasher.write(v.as_bytes());
     }
-    Notification { fingerprint: format!("{:016x}", hasher.0), count: 1, first_seen: alert.at, destinations: vec![], alert }
+    Notification {
+        fingerprint: format!("{:016x}", hasher.0),
+        count: 1,
+        first_seen: alert.at,
+        destinations: vec![],
+        alert,
+    }
 }
 
 /// FNV-1a: a stable hash for alert fingerprints (std's hasher may change).
@@ -549,7 +642,12 @@ fn severity_name(s: Severity) -> &'static str {
 
 /// A notification as the report's `alerts` entry (DESIGN.md shape).
 pub fn notification_json(n: &Notification) -> Json {
-    let labels: Map<String, Json> = n.alert.labels.iter().map(|(k, v)| (k.clone(), Json::from(v.as_str()))).collect();
+    let labels: Map<String, Json> = n
+        .alert
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Json::from(v.as_str())))
+        .collect();
     json!({
         "id": n.fingerprint,
         "rule": n.alert.rule,
@@ -570,14 +668,26 @@ pub fn write_summary(out: &mut impl Write, stats: &PipelineStats) -> std::io::Re
         "plume: {} lines read ({} failed), {} spans in, {} spans out",
         stats.lines_read, stats.lines_failed, stats.spans_in, stats.spans_out
     )?;
-    for s in stats.stages.iter().chain(&stats.evaluators).chain(&stats.router).chain(&stats.exports) {
+    for s in stats
+        .stages
+        .iter()
+        .chain(&stats.evaluators)
+        .chain(&stats.router)
+        .chain(&stats.exports)
+    {
         let errors: u64 = s.errors.values().sum();
         let lost = s.dropped_on_error + s.dead_lettered;
         if errors > 0 || lost > 0 || s.dropped_by_plugin > 0 {
             writeln!(
                 out,
                 "plume:   {}: {} errors {:?}, {} spans passed on error, {} dropped on error, {} dead-lettered, {} dropped by plugin",
-                s.name, errors, s.errors, s.passed_on_error, s.dropped_on_error, s.dead_lettered, s.dropped_by_plugin
+                s.name,
+                errors,
+                s.errors,
+                s.passed_on_error,
+                s.dropped_on_error,
+                s.dead_lettered,
+                s.dropped_by_plugin
             )?;
         }
     }

@@ -2,8 +2,8 @@
 //! (service mode), or standard input. A malformed line is reported with its
 //! number and skipped; every other line is still read.
 
-use crate::span::jsonl::{LineError, parse_line};
 use crate::span::Span;
+use crate::span::jsonl::{LineError, parse_line};
 use serde::Serialize;
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::sync::Arc;
@@ -43,7 +43,9 @@ impl ReadStats {
 
     fn line(&mut self, source: &str, bytes: &[u8], on_spans: &mut impl FnMut(Vec<Span>)) {
         self.lines += 1;
-        let parsed = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}")).and_then(parse_line);
+        let parsed = std::str::from_utf8(bytes)
+            .map_err(|e| format!("not UTF-8: {e}"))
+            .and_then(parse_line);
         match parsed {
             Ok(spans) if spans.is_empty() => {}
             Ok(spans) => {
@@ -52,7 +54,11 @@ impl ReadStats {
             }
             Err(message) => {
                 self.failed += 1;
-                let error = LineError { source: source.to_string(), line: self.lines, message };
+                let error = LineError {
+                    source: source.to_string(),
+                    line: self.lines,
+                    message,
+                };
                 tracing::warn!("{error}");
                 if self.errors.len() < MAX_KEPT_ERRORS {
                     self.errors.push(error);
@@ -63,7 +69,11 @@ impl ReadStats {
 }
 
 /// Reads `reader` to its end, calling `on_spans` for every good line.
-pub fn read_to_end(source: &str, mut reader: impl BufRead, mut on_spans: impl FnMut(Vec<Span>)) -> std::io::Result<ReadStats> {
+pub fn read_to_end(
+    source: &str,
+    mut reader: impl BufRead,
+    mut on_spans: impl FnMut(Vec<Span>),
+) -> std::io::Result<ReadStats> {
     let mut stats = ReadStats::default();
     let mut buf = Vec::with_capacity(4096);
     loop {
@@ -78,7 +88,12 @@ pub fn read_to_end(source: &str, mut reader: impl BufRead, mut on_spans: impl Fn
 /// Reads the file at `path` to its end, then follows it as it grows (like
 /// `tail -F`: a truncated file is read again from the start) until `stop`.
 /// A last line without its newline waits for it.
-pub fn follow(path: &str, stop: Arc<AtomicBool>, poll: Duration, mut on_spans: impl FnMut(Vec<Span>)) -> std::io::Result<ReadStats> {
+pub fn follow(
+    path: &str,
+    stop: Arc<AtomicBool>,
+    poll: Duration,
+    mut on_spans: impl FnMut(Vec<Span>),
+) -> std::io::Result<ReadStats> {
     let mut stats = ReadStats::default();
     let mut file = std::fs::File::open(path)?;
     let mut offset: u64 = 0;

@@ -44,5 +44,5 @@ pub mod exporter {
     });
 }
 
-pub use plume::pipeline::host as host_api;
-pub use plume::pipeline::types;
+pub use self::plume::pipeline::host as host_api;
+pub use self::plume::pipeline::types;

@@ -30,7 +30,11 @@ pub fn lookup(name: &str) -> Option<Builtin> {
     EMBEDDED
         .iter()
         .find(|(n, _, _)| *n == name)
-        .map(|&(name, kind, bytes)| Builtin { name, kind: kind_of(kind), bytes })
+        .map(|&(name, kind, bytes)| Builtin {
+            name,
+            kind: kind_of(kind),
+            bytes,
+        })
 }
 
 /// Every builtin's name, sorted.

@@ -6,7 +6,9 @@
 use super::bindings::evaluator::{Evaluator, EvaluatorPre};
 use super::bindings::exporter::{Exporter, ExporterPre};
 use super::bindings::router::{Router, RouterPre};
-use super::bindings::types::{Alert, Batch as WitBatch, ExporterManifest, Manifest, Notification, Part};
+use super::bindings::types::{
+    Alert, Batch as WitBatch, ExporterManifest, Manifest, Notification, Part,
+};
 use super::bindings::{Processor, ProcessorPre};
 use super::runtime::{HostState, Runtime, deadline_ticks, new_store};
 use crate::config::PluginSpec;
@@ -47,9 +49,15 @@ impl fmt::Display for PluginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PluginError::Timeout { limit_ms } => write!(f, "timed out (limit {limit_ms} ms)"),
-            PluginError::MemoryLimit { limit_mb } => write!(f, "exceeded its memory limit ({limit_mb} MiB)"),
-            PluginError::Trap { message, stderr } if stderr.is_empty() => write!(f, "trapped: {message}"),
-            PluginError::Trap { message, stderr } => write!(f, "trapped: {message}; stderr: {stderr}"),
+            PluginError::MemoryLimit { limit_mb } => {
+                write!(f, "exceeded its memory limit ({limit_mb} MiB)")
+            }
+            PluginError::Trap { message, stderr } if stderr.is_empty() => {
+                write!(f, "trapped: {message}")
+            }
+            PluginError::Trap { message, stderr } => {
+                write!(f, "trapped: {message}; stderr: {stderr}")
+            }
             PluginError::Returned(m) => write!(f, "returned an error: {m}"),
             PluginError::Contract(m) => write!(f, "broke the plugin contract: {m}"),
         }
@@ -80,7 +88,11 @@ pub trait World: Sized {
     /// Instantiates into a store.
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self>;
     /// Calls the world's `init`.
-    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<Self::Manifest, String>>;
+    fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<Self::Manifest, String>>;
 }
 
 impl World for Processor {
@@ -92,7 +104,11 @@ impl World for Processor {
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
         pre.instantiate(store)
     }
-    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<Manifest, String>> {
+    fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<Manifest, String>> {
         self.call_init(store, config)
     }
 }
@@ -106,7 +122,11 @@ impl World for Evaluator {
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
         pre.instantiate(store)
     }
-    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<Manifest, String>> {
+    fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<Manifest, String>> {
         self.call_init(store, config)
     }
 }
@@ -120,7 +140,11 @@ impl World for Router {
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
         pre.instantiate(store)
     }
-    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<(), String>> {
+    fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
         self.call_init(store, config)
     }
 }
@@ -134,7 +158,11 @@ impl World for Exporter {
     fn instantiate(pre: &Self::Pre, store: &mut Store<HostState>) -> wasmtime::Result<Self> {
         pre.instantiate(store)
     }
-    fn init(&self, store: &mut Store<HostState>, config: &str) -> wasmtime::Result<Result<ExporterManifest, String>> {
+    fn init(
+        &self,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<ExporterManifest, String>> {
         self.call_init(store, config)
     }
 }
@@ -160,14 +188,29 @@ impl<W: World> Sandbox<W> {
             format!("cannot link: {e:#} (plugins may import only WASI 0.2 and plume:pipeline/host)")
         })?;
         let pre = W::pre(ip).map_err(|e| {
-            format!("is not {} plugin (world `{}` of plume:pipeline): {e:#}", spec.kind.with_article(), spec.kind)
+            format!(
+                "is not {} plugin (world `{}` of plume:pipeline): {e:#}",
+                spec.kind.with_article(),
+                spec.kind
+            )
         })?;
         let mut store = new_store(rt.engine(), &spec.name, &spec.limits);
         store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
-        let world = W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
-        let mut sandbox = Sandbox { engine: rt.engine().clone(), pre, store, world, spec: spec.clone(), poisoned: false, restarts: 0 };
+        let world =
+            W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
+        let mut sandbox = Sandbox {
+            engine: rt.engine().clone(),
+            pre,
+            store,
+            world,
+            spec: spec.clone(),
+            poisoned: false,
+            restarts: 0,
+        };
         let config = spec.config_json.clone();
-        let manifest = sandbox.call(|w, s| w.init(s, &config)).map_err(|e| format!("init failed: {e}"))?;
+        let manifest = sandbox
+            .call(|w, s| w.init(s, &config))
+            .map_err(|e| format!("init failed: {e}"))?;
         Ok((sandbox, manifest))
     }
 
@@ -180,8 +223,10 @@ impl<W: World> Sandbox<W> {
     fn revive(&mut self) -> Result<(), PluginError> {
         let mut store = new_store(&self.engine, &self.spec.name, &self.spec.limits);
         store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
-        let world = W::instantiate(&self.pre, &mut store)
-            .map_err(|e| PluginError::Trap { message: format!("re-instantiation failed: {e:#}"), stderr: String::new() })?;
+        let world = W::instantiate(&self.pre, &mut store).map_err(|e| PluginError::Trap {
+            message: format!("re-instantiation failed: {e:#}"),
+            stderr: String::new(),
+        })?;
         self.store = store;
         self.world = world;
         self.poisoned = false;
@@ -199,7 +244,8 @@ impl<W: World> Sandbox<W> {
         if self.poisoned {
             self.revive()?;
         }
-        self.store.set_epoch_deadline(deadline_ticks(self.spec.limits.timeout_ms));
+        self.store
+            .set_epoch_deadline(deadline_ticks(self.spec.limits.timeout_ms));
         match f(&self.world, &mut self.store) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(message)) => Err(PluginError::Returned(message)),
@@ -212,16 +258,31 @@ impl<W: World> Sandbox<W> {
 
     fn classify(&self, e: wasmtime::Error) -> PluginError {
         if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-            return PluginError::Timeout { limit_ms: self.spec.limits.timeout_ms };
+            return PluginError::Timeout {
+                limit_ms: self.spec.limits.timeout_ms,
+            };
         }
         let message = format!("{e:#}");
         if message.contains("forcing trap when growing memory") {
-            return PluginError::MemoryLimit { limit_mb: self.spec.limits.memory_mb };
+            return PluginError::MemoryLimit {
+                limit_mb: self.spec.limits.memory_mb,
+            };
         }
         let captured = self.store.data().stderr.contents();
         let text = String::from_utf8_lossy(&captured);
-        let tail: String = text.lines().rev().take(3).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
-        PluginError::Trap { message: first_line(&message), stderr: tail }
+        let tail: String = text
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join(" | ");
+        PluginError::Trap {
+            message: first_line(&message),
+            stderr: tail,
+        }
     }
 }
 
@@ -232,7 +293,10 @@ fn first_line(s: &str) -> String {
 /// Processor calls.
 impl Sandbox<Processor> {
     /// Runs `process` on a projected batch.
-    pub fn process(&mut self, batch: &WitBatch) -> Result<super::bindings::types::BatchResult, PluginError> {
+    pub fn process(
+        &mut self,
+        batch: &WitBatch,
+    ) -> Result<super::bindings::types::BatchResult, PluginError> {
         self.call(|w, s| w.call_process(s, batch))
     }
 }
@@ -272,7 +336,10 @@ impl Sandbox<Exporter> {
         self.call(|w, s| w.call_export_spans(s, batch))
     }
     /// The payload for notifications.
-    pub fn export_alerts(&mut self, notifications: &[Notification]) -> Result<Vec<Part>, PluginError> {
+    pub fn export_alerts(
+        &mut self,
+        notifications: &[Notification],
+    ) -> Result<Vec<Part>, PluginError> {
         self.call(|w, s| w.call_export_alerts(s, notifications))
     }
 }

@@ -83,12 +83,17 @@ pub fn read(span: &Span, field: &FieldSpec) -> Value {
     match field {
         FieldSpec::Attribute(k) => attr_to_value(span.attributes.get(k)),
         FieldSpec::Resource(k) => attr_to_value(span.resource.get(k)),
-        FieldSpec::EventAttribute(name, k) => {
-            attr_to_value(span.events.iter().find(|e| &e.name == name).and_then(|e| e.attributes.get(k)))
-        }
+        FieldSpec::EventAttribute(name, k) => attr_to_value(
+            span.events
+                .iter()
+                .find(|e| &e.name == name)
+                .and_then(|e| e.attributes.get(k)),
+        ),
         FieldSpec::TraceId => Value::Str(span.trace_id.to_string()),
         FieldSpec::SpanId => Value::Str(span.span_id.to_string()),
-        FieldSpec::ParentSpanId => span.parent_span_id.map_or(Value::Absent, |p| Value::Str(p.to_string())),
+        FieldSpec::ParentSpanId => span
+            .parent_span_id
+            .map_or(Value::Absent, |p| Value::Str(p.to_string())),
         FieldSpec::Name => Value::Str(span.name.clone()),
         FieldSpec::Kind => Value::Str(span.kind.as_str().to_string()),
         FieldSpec::StartTime => int(span.start_time_unix_nano),
@@ -96,9 +101,16 @@ pub fn read(span: &Span, field: &FieldSpec) -> Value {
         FieldSpec::Duration => int(span.duration_nanos()),
         FieldSpec::StatusCode => Value::Str(span.status.code.as_str().to_string()),
         FieldSpec::StatusMessage => {
-            if span.status.message.is_empty() { Value::Absent } else { Value::Str(span.status.message.clone()) }
+            if span.status.message.is_empty() {
+                Value::Absent
+            } else {
+                Value::Str(span.status.message.clone())
+            }
         }
-        FieldSpec::ScopeName => span.scope.as_ref().map_or(Value::Absent, |s| Value::Str(s.name.clone())),
+        FieldSpec::ScopeName => span
+            .scope
+            .as_ref()
+            .map_or(Value::Absent, |s| Value::Str(s.name.clone())),
         FieldSpec::EventCount => Value::Int(span.events.len() as i64),
         FieldSpec::SpanJson => {
             let mut out = Vec::with_capacity(512);
@@ -121,13 +133,24 @@ pub struct Projection {
 
 impl Projection {
     /// Builds the projection of a manifest, checking its indexes.
-    pub fn new(reads: Vec<Field>, writes: Vec<String>, require_any: Vec<u32>) -> Result<Self, String> {
+    pub fn new(
+        reads: Vec<Field>,
+        writes: Vec<String>,
+        require_any: Vec<u32>,
+    ) -> Result<Self, String> {
         let reads: Vec<FieldSpec> = reads.into_iter().map(FieldSpec::from).collect();
         let require_any = require_any
             .into_iter()
             .map(|i| {
                 let i = i as usize;
-                if i < reads.len() { Ok(i) } else { Err(format!("manifest.require-any index {i} is out of range ({} reads)", reads.len())) }
+                if i < reads.len() {
+                    Ok(i)
+                } else {
+                    Err(format!(
+                        "manifest.require-any index {i} is out of range ({} reads)",
+                        reads.len()
+                    ))
+                }
             })
             .collect::<Result<_, _>>()?;
         for w in &writes {
@@ -135,7 +158,11 @@ impl Projection {
                 return Err("manifest.writes holds an empty key".into());
             }
         }
-        Ok(Projection { reads, writes: writes.into_iter().map(Key::from).collect(), require_any })
+        Ok(Projection {
+            reads,
+            writes: writes.into_iter().map(Key::from).collect(),
+            require_any,
+        })
     }
 
     /// Projects `spans` into `out` (reused across calls) and returns the
@@ -150,7 +177,10 @@ impl Projection {
                 out.values.push(read(span, f));
             }
             let wanted = self.require_any.is_empty()
-                || self.require_any.iter().any(|&r| !matches!(out.values[start + r], Value::Absent));
+                || self
+                    .require_any
+                    .iter()
+                    .any(|&r| !matches!(out.values[start + r], Value::Absent));
             if wanted {
                 rows.push(i as u32);
             } else {
@@ -161,9 +191,26 @@ impl Projection {
     }
 
     /// Applies one edit from a plugin. `rows` maps batch rows to spans.
-    pub fn apply(&self, spans: &mut [Span], rows: &[u32], row: u32, slot: u32, value: Value) -> Result<(), String> {
-        let span_index = *rows.get(row as usize).ok_or_else(|| format!("edit names row {row}, but the batch has {} rows", rows.len()))?;
-        let key = self.writes.get(slot as usize).ok_or_else(|| format!("edit names slot {slot}, but the manifest declares {} writes", self.writes.len()))?;
+    pub fn apply(
+        &self,
+        spans: &mut [Span],
+        rows: &[u32],
+        row: u32,
+        slot: u32,
+        value: Value,
+    ) -> Result<(), String> {
+        let span_index = *rows.get(row as usize).ok_or_else(|| {
+            format!(
+                "edit names row {row}, but the batch has {} rows",
+                rows.len()
+            )
+        })?;
+        let key = self.writes.get(slot as usize).ok_or_else(|| {
+            format!(
+                "edit names slot {slot}, but the manifest declares {} writes",
+                self.writes.len()
+            )
+        })?;
         let span = &mut spans[span_index as usize];
         let value = match value {
             Value::Absent => {
@@ -174,7 +221,10 @@ impl Projection {
             Value::Int(i) => AttrValue::Int(i),
             Value::Float(f) => AttrValue::Float(f),
             Value::Boolean(b) => AttrValue::Bool(b),
-            Value::Json(j) => AttrValue::Json(RawValue::from_string(j).map_err(|e| format!("edit of {key} holds invalid JSON: {e}"))?),
+            Value::Json(j) => AttrValue::Json(
+                RawValue::from_string(j)
+                    .map_err(|e| format!("edit of {key} holds invalid JSON: {e}"))?,
+            ),
         };
         span.attributes.set(key.clone(), value);
         Ok(())

@@ -33,7 +33,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -91,14 +94,20 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         host_api::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let weak = engine.weak();
-        std::thread::Builder::new().name("plume-epoch".into()).spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
-        Ok(Runtime { engine, linker, compiled: Mutex::new(HashMap::new()) })
+        std::thread::Builder::new()
+            .name("plume-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The engine.
@@ -113,18 +122,26 @@ impl Runtime {
 
     /// Compiles a plugin, once per source for the life of the runtime.
     pub fn component(&self, source: &PluginSource) -> Result<Component> {
-        if let Some(c) = self.compiled.lock().map_err(|_| anyhow::anyhow!("compile cache poisoned"))?.get(source) {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .map_err(|_| anyhow::anyhow!("compile cache poisoned"))?
+            .get(source)
+        {
             return Ok(c.clone());
         }
         let component = match source {
             PluginSource::Builtin(name) => {
-                let b = super::builtins::lookup(name).with_context(|| format!("unknown builtin:{name}"))?;
+                let b = super::builtins::lookup(name)
+                    .with_context(|| format!("unknown builtin:{name}"))?;
                 Component::new(&self.engine, b.bytes)?
             }
             PluginSource::Path(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-                Component::new(&self.engine, &bytes)
-                    .map_err(|e| anyhow::anyhow!("{} is not a valid component: {e}", path.display()))?
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Component::new(&self.engine, &bytes).map_err(|e| {
+                    anyhow::anyhow!("{} is not a valid component: {e}", path.display())
+                })?
             }
         };
         self.compiled

@@ -5,7 +5,7 @@
 //! numbers) and strict where a guess would corrupt data (bad ids, bad times).
 
 use super::{
-    Attributes, AttrValue, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId, parse_hex_id,
 };
 use serde::Deserialize;
@@ -113,8 +113,9 @@ pub fn parse(line: &str) -> Result<Span, String> {
                 None => StatusCode::Unset,
                 Some(NameOrNumber::Number(n)) => StatusCode::from_otlp_number(n)
                     .ok_or_else(|| format!("unknown status code {n}"))?,
-                Some(NameOrNumber::Name(n)) => StatusCode::from_name(&n)
-                    .ok_or_else(|| format!("unknown status code {n:?}"))?,
+                Some(NameOrNumber::Name(n)) => {
+                    StatusCode::from_name(&n).ok_or_else(|| format!("unknown status code {n:?}"))?
+                }
             },
             message: s.message.unwrap_or_default(),
         },
@@ -149,11 +150,20 @@ pub fn parse(line: &str) -> Result<Span, String> {
         events: f
             .events
             .into_iter()
-            .map(|e| Event { name: e.name, time_unix_nano: e.time_unix_nano, attributes: e.attributes })
+            .map(|e| Event {
+                name: e.name,
+                time_unix_nano: e.time_unix_nano,
+                attributes: e.attributes,
+            })
             .collect(),
         links,
         resource: Arc::new(f.resource.unwrap_or_default()),
-        scope: f.scope.map(|s| Arc::new(Scope { name: s.name, version: s.version })),
+        scope: f.scope.map(|s| {
+            Arc::new(Scope {
+                name: s.name,
+                version: s.version,
+            })
+        }),
     })
 }
 
@@ -173,7 +183,9 @@ pub(crate) fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
             u64::try_from(v).map_err(|_| E::custom(format!("negative time {v}")))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-            v.trim().parse().map_err(|_| E::custom(format!("time is not a decimal integer: {v:?}")))
+            v.trim()
+                .parse()
+                .map_err(|_| E::custom(format!("time is not a decimal integer: {v:?}")))
         }
     }
     d.deserialize_any(V)
@@ -195,7 +207,9 @@ pub(crate) fn attr_value_from_raw(raw: &RawValue) -> Result<Option<AttrValue>, S
                 match text.parse::<i64>() {
                     Ok(i) => AttrValue::Int(i),
                     // Integers beyond i64 (e.g. u64 counters) keep their magnitude.
-                    Err(_) => AttrValue::Float(text.parse().map_err(|_| format!("bad number {text}"))?),
+                    Err(_) => {
+                        AttrValue::Float(text.parse().map_err(|_| format!("bad number {text}"))?)
+                    }
                 }
             }
         }
@@ -265,7 +279,11 @@ fn write_attributes(out: &mut Vec<u8>, attrs: &Attributes) {
 
 /// Appends the span as one flat JSON object (no newline).
 pub fn write(out: &mut Vec<u8>, s: &Span) {
-    let _ = write!(out, r#"{{"trace_id":"{}","span_id":"{}","parent_span_id":"#, s.trace_id, s.span_id);
+    let _ = write!(
+        out,
+        r#"{{"trace_id":"{}","span_id":"{}","parent_span_id":"#,
+        s.trace_id, s.span_id
+    );
     match s.parent_span_id {
         Some(p) => {
             let _ = write!(out, r#""{p}""#);
@@ -300,7 +318,11 @@ pub fn write(out: &mut Vec<u8>, s: &Span) {
             }
             out.extend_from_slice(br#"{"name":"#);
             write_str(out, &e.name);
-            let _ = write!(out, r#","time_unix_nano":{},"attributes":"#, e.time_unix_nano);
+            let _ = write!(
+                out,
+                r#","time_unix_nano":{},"attributes":"#,
+                e.time_unix_nano
+            );
             write_attributes(out, &e.attributes);
             out.push(b'}');
         }
@@ -312,7 +334,11 @@ pub fn write(out: &mut Vec<u8>, s: &Span) {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(out, r#"{{"trace_id":"{}","span_id":"{}""#, l.trace_id, l.span_id);
+            let _ = write!(
+                out,
+                r#"{{"trace_id":"{}","span_id":"{}""#,
+                l.trace_id, l.span_id
+            );
             if !l.trace_state.is_empty() {
                 out.extend_from_slice(br#","trace_state":"#);
                 write_str(out, &l.trace_state);
@@ -357,13 +383,27 @@ mod tests {
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.duration_nanos(), 1_200_000_000);
         assert_eq!(s.status.code, StatusCode::Error);
-        assert_eq!(s.attributes.get("gen_ai.usage.input_tokens"), Some(&AttrValue::Int(1200)));
+        assert_eq!(
+            s.attributes.get("gen_ai.usage.input_tokens"),
+            Some(&AttrValue::Int(1200))
+        );
         assert_eq!(s.attributes.get("x.f"), Some(&AttrValue::Float(0.5)));
         assert_eq!(s.attributes.get("x.b"), Some(&AttrValue::Bool(true)));
-        assert!(matches!(s.attributes.get("x.a"), Some(AttrValue::Json(j)) if j.get() == r#"[1,"two"]"#));
+        assert!(
+            matches!(s.attributes.get("x.a"), Some(AttrValue::Json(j)) if j.get() == r#"[1,"two"]"#)
+        );
         assert_eq!(s.attributes.get("x.n"), None, "null attributes are dropped");
-        assert_eq!(s.events[0].attributes.get("exception.type").and_then(|v| v.as_str()), Some("RateLimitError"));
-        assert_eq!(s.resource.get("service.name").and_then(|v| v.as_str()), Some("support-agent"));
+        assert_eq!(
+            s.events[0]
+                .attributes
+                .get("exception.type")
+                .and_then(|v| v.as_str()),
+            Some("RateLimitError")
+        );
+        assert_eq!(
+            s.resource.get("service.name").and_then(|v| v.as_str()),
+            Some("support-agent")
+        );
     }
 
     #[test]
@@ -372,21 +412,34 @@ mod tests {
         let mut out = Vec::new();
         write(&mut out, &s);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains(r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736""#), "ids are written lower case");
+        assert!(
+            text.contains(r#""trace_id":"4bf92f3577b34da6a3ce929d0e0e4736""#),
+            "ids are written lower case"
+        );
         assert_eq!(parse(&text).unwrap(), s);
     }
 
     #[test]
     fn rejects_bad_ids_and_times() {
         let bad_id = DESIGN_EXAMPLE.replace("00f067aa0ba902b7", "00f067aa0ba902");
-        assert!(parse(&bad_id).unwrap_err().contains("span_id must be 16 hex digits"));
+        assert!(
+            parse(&bad_id)
+                .unwrap_err()
+                .contains("span_id must be 16 hex digits")
+        );
         let bad_time = DESIGN_EXAMPLE.replace(r#""1732000001200000000""#, r#""soon""#);
-        assert!(parse(&bad_time).unwrap_err().contains("time is not a decimal integer"));
+        assert!(
+            parse(&bad_time)
+                .unwrap_err()
+                .contains("time is not a decimal integer")
+        );
     }
 
     #[test]
     fn kinds_and_codes_accept_otlp_numbers_and_names() {
-        let s = DESIGN_EXAMPLE.replace(r#""kind":"client""#, r#""kind":3"#).replace(r#""code":"error""#, r#""code":"STATUS_CODE_OK""#);
+        let s = DESIGN_EXAMPLE
+            .replace(r#""kind":"client""#, r#""kind":3"#)
+            .replace(r#""code":"error""#, r#""code":"STATUS_CODE_OK""#);
         let s = parse(&s).unwrap();
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.status.code, StatusCode::Ok);

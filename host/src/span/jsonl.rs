@@ -14,7 +14,11 @@ pub enum LineForm {
 
 /// Detects the form from the first key: `resourceSpans` means OTLP/JSON.
 pub fn detect(line: &str) -> LineForm {
-    let rest = line.trim_start().strip_prefix('{').unwrap_or("").trim_start();
+    let rest = line
+        .trim_start()
+        .strip_prefix('{')
+        .unwrap_or("")
+        .trim_start();
     if rest.starts_with("\"resourceSpans\"") || rest.starts_with("\"resource_spans\"") {
         LineForm::OtlpJson
     } else {
@@ -58,7 +62,10 @@ mod tests {
     #[test]
     fn detects_by_first_key() {
         assert_eq!(detect(r#"  {"resourceSpans":[]}"#), LineForm::OtlpJson);
-        assert_eq!(detect(r#"{"trace_id":"x","attributes":{"resourceSpans":1}}"#), LineForm::Flat);
+        assert_eq!(
+            detect(r#"{"trace_id":"x","attributes":{"resourceSpans":1}}"#),
+            LineForm::Flat
+        );
         assert!(parse_line("   ").unwrap().is_empty());
         assert!(parse_line("{not json").is_err());
     }

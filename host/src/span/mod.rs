@@ -131,7 +131,11 @@ impl fmt::Debug for SpanId {
 /// Parses `N` bytes of hex (either case). `what` names the field in errors.
 pub fn parse_hex_id<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
     if s.len() != N * 2 {
-        return Err(format!("{what} must be {} hex digits, got {} characters", N * 2, s.len()));
+        return Err(format!(
+            "{what} must be {} hex digits, got {} characters",
+            N * 2,
+            s.len()
+        ));
     }
     let mut out = [0u8; N];
     hex::decode_to_slice(s, &mut out).map_err(|_| format!("{what} is not hex: {s:?}"))?;
@@ -189,7 +193,10 @@ impl SpanKind {
 
     /// From a name: `client`, `CLIENT`, `SPAN_KIND_CLIENT`.
     pub fn from_name(s: &str) -> Option<Self> {
-        let s = s.strip_prefix("SPAN_KIND_").unwrap_or(s).to_ascii_lowercase();
+        let s = s
+            .strip_prefix("SPAN_KIND_")
+            .unwrap_or(s)
+            .to_ascii_lowercase();
         Some(match s.as_str() {
             "unspecified" | "" => SpanKind::Unspecified,
             "internal" => SpanKind::Internal,
@@ -236,7 +243,10 @@ impl StatusCode {
 
     /// From a name: `error`, `ERROR`, `STATUS_CODE_ERROR`.
     pub fn from_name(s: &str) -> Option<Self> {
-        let s = s.strip_prefix("STATUS_CODE_").unwrap_or(s).to_ascii_lowercase();
+        let s = s
+            .strip_prefix("STATUS_CODE_")
+            .unwrap_or(s)
+            .to_ascii_lowercase();
         Some(match s.as_str() {
             "unset" | "" => StatusCode::Unset,
             "ok" => StatusCode::Ok,
@@ -324,7 +334,8 @@ pub struct Span {
 impl Span {
     /// Duration in ns; 0 if the clock went backwards.
     pub fn duration_nanos(&self) -> u64 {
-        self.end_time_unix_nano.saturating_sub(self.start_time_unix_nano)
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
     }
 }
 
@@ -358,8 +369,14 @@ mod tests {
     #[test]
     fn formats_times_as_rfc3339() {
         assert_eq!(format_unix_nanos(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_unix_nanos(1_732_000_001_200_000_000), "2024-11-19T07:20:01.200Z");
-        assert_eq!(format_unix_nanos(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            format_unix_nanos(1_732_000_001_200_000_000),
+            "2024-11-19T07:06:41.200Z"
+        );
+        assert_eq!(
+            format_unix_nanos(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

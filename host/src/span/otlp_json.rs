@@ -4,7 +4,7 @@
 
 use super::flat::{NameOrNumber, de_time, write_str, write_value};
 use super::{
-    Attributes, AttrValue, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId, parse_hex_id,
 };
 use serde::Deserialize;
@@ -120,27 +120,39 @@ struct KeyValue {
 
 /// Converts an OTLP `AnyValue` (as JSON) into an attribute value.
 fn any_value(v: &Json) -> Result<Option<AttrValue>, String> {
-    let Some(obj) = v.as_object() else { return Ok(None) };
-    let Some((kind, inner)) = obj.iter().next() else { return Ok(None) };
+    let Some(obj) = v.as_object() else {
+        return Ok(None);
+    };
+    let Some((kind, inner)) = obj.iter().next() else {
+        return Ok(None);
+    };
     Ok(Some(match kind.as_str() {
-        "stringValue" | "string_value" => AttrValue::Str(inner.as_str().unwrap_or_default().to_string()),
+        "stringValue" | "string_value" => {
+            AttrValue::Str(inner.as_str().unwrap_or_default().to_string())
+        }
         "boolValue" | "bool_value" => AttrValue::Bool(inner.as_bool().unwrap_or(false)),
         "intValue" | "int_value" => AttrValue::Int(match inner {
-            Json::String(s) => s.parse().map_err(|_| format!("intValue is not an integer: {s:?}"))?,
-            Json::Number(n) => n.as_i64().ok_or_else(|| format!("intValue out of range: {n}"))?,
+            Json::String(s) => s
+                .parse()
+                .map_err(|_| format!("intValue is not an integer: {s:?}"))?,
+            Json::Number(n) => n
+                .as_i64()
+                .ok_or_else(|| format!("intValue out of range: {n}"))?,
             other => return Err(format!("intValue must be a string or number, got {other}")),
         }),
         "doubleValue" | "double_value" => AttrValue::Float(match inner {
             Json::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-            Json::String(s) => s.parse().map_err(|_| format!("doubleValue is not a number: {s:?}"))?,
+            Json::String(s) => s
+                .parse()
+                .map_err(|_| format!("doubleValue is not a number: {s:?}"))?,
             other => return Err(format!("doubleValue must be a number, got {other}")),
         }),
-        "bytesValue" | "bytes_value" => AttrValue::Str(inner.as_str().unwrap_or_default().to_string()),
+        "bytesValue" | "bytes_value" => {
+            AttrValue::Str(inner.as_str().unwrap_or_default().to_string())
+        }
         "arrayValue" | "array_value" | "kvlistValue" | "kvlist_value" => {
             let json = any_to_plain_json(v)?;
-            AttrValue::Json(
-                serde_json::value::to_raw_value(&json).map_err(|e| e.to_string())?,
-            )
+            AttrValue::Json(serde_json::value::to_raw_value(&json).map_err(|e| e.to_string())?)
         }
         other => return Err(format!("unknown AnyValue kind {other:?}")),
     }))
@@ -156,15 +168,32 @@ fn any_to_plain_json(v: &Json) -> Result<Json, String> {
             inner
                 .get("values")
                 .and_then(Json::as_array)
-                .map(|vals| vals.iter().map(any_to_plain_json).collect::<Result<Vec<_>, _>>())
+                .map(|vals| {
+                    vals.iter()
+                        .map(any_to_plain_json)
+                        .collect::<Result<Vec<_>, _>>()
+                })
                 .transpose()?
                 .unwrap_or_default(),
         ),
         "kvlistValue" | "kvlist_value" => {
             let mut map = serde_json::Map::new();
-            for kv in inner.get("values").and_then(Json::as_array).into_iter().flatten() {
-                let key = kv.get("key").and_then(Json::as_str).unwrap_or_default().to_string();
-                let value = kv.get("value").map(any_to_plain_json).transpose()?.unwrap_or(Json::Null);
+            for kv in inner
+                .get("values")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let key = kv
+                    .get("key")
+                    .and_then(Json::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let value = kv
+                    .get("value")
+                    .map(any_to_plain_json)
+                    .transpose()?
+                    .unwrap_or(Json::Null);
                 map.insert(key, value);
             }
             Json::Object(map)
@@ -174,7 +203,9 @@ fn any_to_plain_json(v: &Json) -> Result<Json, String> {
             Some(AttrValue::Int(i)) => Json::from(i),
             Some(AttrValue::Float(f)) => Json::from(f),
             Some(AttrValue::Bool(b)) => Json::Bool(b),
-            Some(AttrValue::Json(raw)) => serde_json::from_str(raw.get()).map_err(|e| e.to_string())?,
+            Some(AttrValue::Json(raw)) => {
+                serde_json::from_str(raw.get()).map_err(|e| e.to_string())?
+            }
             None => Json::Null,
         },
     })
@@ -191,7 +222,11 @@ fn attributes(kvs: Vec<KeyValue>) -> Result<Attributes, String> {
 }
 
 fn optional_span_id(s: &str, what: &str) -> Result<Option<SpanId>, String> {
-    if s.is_empty() { Ok(None) } else { Ok(Some(SpanId(parse_hex_id(s, what)?))) }
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(SpanId(parse_hex_id(s, what)?)))
+    }
 }
 
 /// Parses one `ExportTraceServiceRequest` (JSON) into spans.
@@ -201,14 +236,20 @@ pub fn parse(text: &str) -> Result<Vec<Span>, String> {
     for rs in req.resource_spans {
         let resource = Arc::new(attributes(rs.resource.unwrap_or_default().attributes)?);
         for ss in rs.scope_spans {
-            let scope = ss.scope.map(|s| Arc::new(Scope { name: s.name, version: s.version }));
+            let scope = ss.scope.map(|s| {
+                Arc::new(Scope {
+                    name: s.name,
+                    version: s.version,
+                })
+            });
             for s in ss.spans {
                 let kind = match s.kind {
                     None => SpanKind::Unspecified,
                     Some(NameOrNumber::Number(n)) => SpanKind::from_otlp_number(n)
                         .ok_or_else(|| format!("unknown span kind {n}"))?,
-                    Some(NameOrNumber::Name(n)) => SpanKind::from_name(&n)
-                        .ok_or_else(|| format!("unknown span kind {n:?}"))?,
+                    Some(NameOrNumber::Name(n)) => {
+                        SpanKind::from_name(&n).ok_or_else(|| format!("unknown span kind {n:?}"))?
+                    }
                 };
                 let status = match s.status {
                     None => Status::default(),
@@ -364,7 +405,11 @@ pub fn write_request(out: &mut Vec<u8>, s: &Span) {
         write_str(out, &scope.version);
         out.extend_from_slice(b"},");
     }
-    let _ = write!(out, r#""spans":[{{"traceId":"{}","spanId":"{}""#, s.trace_id, s.span_id);
+    let _ = write!(
+        out,
+        r#""spans":[{{"traceId":"{}","spanId":"{}""#,
+        s.trace_id, s.span_id
+    );
     if let Some(p) = s.parent_span_id {
         let _ = write!(out, r#","parentSpanId":"{p}""#);
     }
@@ -402,7 +447,11 @@ pub fn write_request(out: &mut Vec<u8>, s: &Span) {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(out, r#"{{"traceId":"{}","spanId":"{}""#, l.trace_id, l.span_id);
+            let _ = write!(
+                out,
+                r#"{{"traceId":"{}","spanId":"{}""#,
+                l.trace_id, l.span_id
+            );
             if !l.trace_state.is_empty() {
                 out.extend_from_slice(br#","traceState":"#);
                 write_str(out, &l.trace_state);
@@ -451,13 +500,29 @@ mod tests {
         assert_eq!(s.parent_span_id, None);
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.status.code, StatusCode::Error);
-        assert_eq!(s.attributes.get("llm.token_count.prompt"), Some(&AttrValue::Int(120)));
-        assert!(matches!(s.attributes.get("tags"), Some(AttrValue::Json(j)) if j.get() == r#"["a",2]"#));
-        assert!(matches!(s.attributes.get("meta"), Some(AttrValue::Json(j)) if j.get() == r#"{"k":"v"}"#));
-        assert_eq!(s.scope.as_ref().unwrap().name, "openinference.instrumentation.openai");
-        assert!(Arc::ptr_eq(&spans[0].resource, &spans[1].resource), "spans share their resource");
+        assert_eq!(
+            s.attributes.get("llm.token_count.prompt"),
+            Some(&AttrValue::Int(120))
+        );
+        assert!(
+            matches!(s.attributes.get("tags"), Some(AttrValue::Json(j)) if j.get() == r#"["a",2]"#)
+        );
+        assert!(
+            matches!(s.attributes.get("meta"), Some(AttrValue::Json(j)) if j.get() == r#"{"k":"v"}"#)
+        );
+        assert_eq!(
+            s.scope.as_ref().unwrap().name,
+            "openinference.instrumentation.openai"
+        );
+        assert!(
+            Arc::ptr_eq(&spans[0].resource, &spans[1].resource),
+            "spans share their resource"
+        );
         assert_eq!(spans[1].kind, SpanKind::Internal);
-        assert_eq!(spans[1].parent_span_id.unwrap().to_string(), "eee19b7ec3c1b174");
+        assert_eq!(
+            spans[1].parent_span_id.unwrap().to_string(),
+            "eee19b7ec3c1b174"
+        );
     }
 
     #[test]

@@ -18,9 +18,9 @@
 //! ] }
 //! ```
 
+use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
-use plume_sdk::Rows;
 use serde::Deserialize;
 use std::cell::RefCell;
 
@@ -112,7 +112,9 @@ fn plan(config: Config) -> Result<Plan, String> {
         let source = match (a.kind, a.value, a.from_attribute) {
             (Kind::Delete, None, None) => Source::Nothing,
             (Kind::Delete, _, _) => {
-                return Err(format!("{at}: delete takes neither value nor from_attribute"));
+                return Err(format!(
+                    "{at}: delete takes neither value nor from_attribute"
+                ));
             }
             (_, Some(v), None) => Source::Literal(literal(v)),
             (_, None, Some(from)) => Source::Attribute(index_of(&mut p.reads, &from)),
@@ -120,7 +122,12 @@ fn plan(config: Config) -> Result<Plan, String> {
         };
         let target_read = index_of(&mut p.reads, &a.key);
         let slot = index_of(&mut p.writes, &a.key) as u32;
-        p.actions.push(Action { kind: a.kind, target_read, slot, source });
+        p.actions.push(Action {
+            kind: a.kind,
+            target_read,
+            slot,
+            source,
+        });
     }
     Ok(p)
 }
@@ -147,7 +154,11 @@ fn apply_row(plan: &Plan, row: u32, values: &[Value], edits: &mut Vec<Edit>) {
             },
         };
         current[a.target_read] = new.clone();
-        edits.push(Edit { row, slot: a.slot, value: new });
+        edits.push(Edit {
+            row,
+            slot: a.slot,
+            value: new,
+        });
     }
 }
 
@@ -172,7 +183,10 @@ impl Guest for Attributes {
             for (row, values) in Rows::new(&batch, plan.reads.len()).iter() {
                 apply_row(&plan, row, values, &mut edits);
             }
-            Ok(BatchResult { edits, drops: vec![] })
+            Ok(BatchResult {
+                edits,
+                drops: vec![],
+            })
         })
     }
 }
@@ -195,8 +209,18 @@ mod tests {
         .unwrap();
         assert_eq!(p.reads, vec!["app.feature", "plume.feature"]);
         let mut edits = vec![];
-        apply_row(&p, 0, &[Value::Str("chat".into()), Value::Absent], &mut edits);
-        apply_row(&p, 1, &[Value::Str("chat".into()), Value::Str("kept".into())], &mut edits);
+        apply_row(
+            &p,
+            0,
+            &[Value::Str("chat".into()), Value::Absent],
+            &mut edits,
+        );
+        apply_row(
+            &p,
+            1,
+            &[Value::Str("chat".into()), Value::Str("kept".into())],
+            &mut edits,
+        );
         apply_row(&p, 2, &[Value::Absent, Value::Absent], &mut edits);
         assert_eq!(edits.len(), 1);
         assert_eq!(edits[0].row, 0);
@@ -213,7 +237,10 @@ mod tests {
         .unwrap();
         let mut edits = vec![];
         apply_row(&p, 0, &[Value::Absent, Value::Absent], &mut edits);
-        let got: Vec<_> = edits.iter().map(|e| (p.writes[e.slot as usize].as_str(), e.value.clone())).collect();
+        let got: Vec<_> = edits
+            .iter()
+            .map(|e| (p.writes[e.slot as usize].as_str(), e.value.clone()))
+            .collect();
         assert_eq!(got.len(), 3);
         assert!(matches!(got[1], ("b", Value::Int(1))));
         assert!(matches!(got[2], ("a", Value::Absent)));

@@ -5,9 +5,9 @@
 //! works from the binary alone; it is not meant for real pipelines (the real
 //! pricer is `builtin:pricer`).
 
+use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
-use plume_sdk::Rows;
 
 /// USD per token (input, output). The host's native twin uses the same table.
 const PRICES: &[(&str, f64, f64)] = &[
@@ -38,11 +38,20 @@ impl Guest for Probe {
         let mut edits = Vec::with_capacity(rows.len());
         for (row, v) in rows.iter() {
             let Some(model) = v[0].as_str() else { continue };
-            let Some(&(_, input, output)) = PRICES.iter().find(|p| p.0 == model) else { continue };
+            let Some(&(_, input, output)) = PRICES.iter().find(|p| p.0 == model) else {
+                continue;
+            };
             let cost = v[1].as_f64().unwrap_or(0.0) * input + v[2].as_f64().unwrap_or(0.0) * output;
-            edits.push(Edit { row, slot: 0, value: Value::Float(cost) });
+            edits.push(Edit {
+                row,
+                slot: 0,
+                value: Value::Float(cost),
+            });
         }
-        Ok(BatchResult { edits, drops: vec![] })
+        Ok(BatchResult {
+            edits,
+            drops: vec![],
+        })
     }
 }
 

@@ -47,7 +47,10 @@ impl Guest for Jsonl {
             return Err("config.path must not be empty".into());
         }
         FORMAT.with(|f| f.set(config.format));
-        Ok(ExporterManifest { reads: vec![], sink: Sink::File(config.path) })
+        Ok(ExporterManifest {
+            reads: vec![],
+            sink: Sink::File(config.path),
+        })
     }
 
     fn export_spans(batch: Batch) -> Result<Vec<Part>, String> {
@@ -80,8 +83,11 @@ fn span_lines(rows: u32, format: Format) -> Vec<Part> {
 
 fn alert_line(n: &Notification) -> String {
     let a = &n.alert;
-    let labels: serde_json::Map<String, serde_json::Value> =
-        a.labels.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect();
+    let labels: serde_json::Map<String, serde_json::Value> = a
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+        .collect();
     serde_json::json!({
         "type": "alert",
         "id": n.fingerprint,
@@ -123,7 +129,9 @@ mod tests {
 
     #[test]
     fn config_rejects_unknown_keys() {
-        let e = plume_sdk::parse_config::<Config>(r#"{"paht":"x"}"#).err().unwrap();
+        let e = plume_sdk::parse_config::<Config>(r#"{"paht":"x"}"#)
+            .err()
+            .unwrap();
         assert!(e.contains("paht"), "{e}");
     }
 

@@ -82,9 +82,9 @@ pub mod exporter {
     });
 }
 
+use processor::plume::pipeline::host;
 /// The shared WIT types (`value`, `field`, `manifest`, `batch`, `alert`, ...).
 pub use processor::plume::pipeline::types;
-use processor::plume::pipeline::host;
 use types::{Batch, Value};
 
 /// Parses the plugin's JSON config into `T`; `{}` when the stage has none.
@@ -92,7 +92,11 @@ use types::{Batch, Value};
 /// Errors name the offending key, as serde_json reports it, prefixed with
 /// `config: ` so the host can show it next to the stage name.
 pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, String> {
-    let text = if config.trim().is_empty() { "{}" } else { config };
+    let text = if config.trim().is_empty() {
+        "{}"
+    } else {
+        config
+    };
     serde_json::from_str(text).map_err(|e| format!("config: {e}"))
 }
 
@@ -118,7 +122,11 @@ impl<'a> Rows<'a> {
     pub fn new(batch: &'a Batch, width: usize) -> Self {
         let rows = batch.rows as usize;
         debug_assert_eq!(batch.values.len(), rows * width);
-        Rows { width, values: &batch.values, rows }
+        Rows {
+            width,
+            values: &batch.values,
+            rows,
+        }
     }
 
     /// Number of rows.

@@ -6,9 +6,9 @@
 //! | `mode` | `"pass"` | `pass`, `trap` (panic, which aborts), `loop` (never returns), `grow` (allocates until memory runs out), `error` (returns an error), `drop` (drops triggering rows), `tag` (writes `chaos.seen = true`) |
 //! | `trigger` | none | attribute key; when set, only batches holding a span with it misbehave |
 
+use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
-use plume_sdk::Rows;
 use serde::Deserialize;
 use std::cell::RefCell;
 
@@ -38,7 +38,11 @@ impl Guest for Chaos {
         }
         let reads = c.trigger.iter().cloned().map(Field::Attribute).collect();
         CONFIG.with(|cell| *cell.borrow_mut() = c);
-        Ok(Manifest { reads, writes: vec!["chaos.seen".into()], require_any: vec![] })
+        Ok(Manifest {
+            reads,
+            writes: vec!["chaos.seen".into()],
+            require_any: vec![],
+        })
     }
 
     fn process(batch: Batch) -> Result<BatchResult, String> {
@@ -51,7 +55,10 @@ impl Guest for Chaos {
             .map(|(r, _)| r)
             .collect();
         if triggered.is_empty() {
-            return Ok(BatchResult { edits: vec![], drops: vec![] });
+            return Ok(BatchResult {
+                edits: vec![],
+                drops: vec![],
+            });
         }
         match c.mode.as_str() {
             "trap" => panic!("chaos: trap requested"),
@@ -69,15 +76,25 @@ impl Guest for Chaos {
                 }
             }
             "error" => Err(format!("chaos: failing a batch of {} rows", batch.rows)),
-            "drop" => Ok(BatchResult { edits: vec![], drops: triggered }),
+            "drop" => Ok(BatchResult {
+                edits: vec![],
+                drops: triggered,
+            }),
             "tag" => Ok(BatchResult {
                 edits: triggered
                     .into_iter()
-                    .map(|row| Edit { row, slot: 0, value: Value::Boolean(true) })
+                    .map(|row| Edit {
+                        row,
+                        slot: 0,
+                        value: Value::Boolean(true),
+                    })
                     .collect(),
                 drops: vec![],
             }),
-            _ => Ok(BatchResult { edits: vec![], drops: vec![] }),
+            _ => Ok(BatchResult {
+                edits: vec![],
+                drops: vec![],
+            }),
         }
     }
 }
