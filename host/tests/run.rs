@@ -1,0 +1,107 @@
+//! `plume run` as a service through the real binary: it follows a JSONL file,
+//! exports what arrives (also lines appended later), and on SIGTERM drains
+//! and exits 0. The embedded default pipeline reads stdin and writes stdout.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn wait_for_lines(path: &Path, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let count = std::fs::read_to_string(path)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if count >= n || Instant::now() > deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn follows_a_file_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spans.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(examples)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    std::fs::write(&input, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[ingest]\njsonl = [\"{}\"]\n[batch]\nmax_wait_ms = 20\n[[export]]\nplugin = \"builtin:jsonl\"\nconfig = {{ path = \"{}\" }}\n",
+            input.display(),
+            output.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plume"))
+        .arg("run")
+        .arg(&pipeline)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(
+        wait_for_lines(&output, 2),
+        2,
+        "the file's lines are exported"
+    );
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap();
+    writeln!(f, "{}", lines[2]).unwrap();
+    drop(f);
+    assert_eq!(wait_for_lines(&output, 3), 3, "appended lines are followed");
+
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("3 lines read (0 failed), 3 spans in, 3 spans out"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn default_pipeline_reads_stdin_and_writes_stdout() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spans.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plume"))
+        .arg("run")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(examples).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(spans.len(), 4);
+    assert_eq!(spans[3]["name"], "execute_tool search_docs");
+}
