@@ -1,0 +1,72 @@
+//! The evaluator world end to end: an evaluator observes spans after the
+//! processors, raises an alert on event-time ticks, the alert reaches the
+//! exporters (no router: every exporter), and reports merge into one.
+
+use plume::config;
+use plume::engine::{Engine, EngineOptions};
+use plume::plugin::runtime::Runtime;
+
+const EVALUATOR: &str = concat!(env!("PLUME_TEST_PLUGINS"), "/test-evaluator.wasm");
+
+#[test]
+fn alerts_reach_exporters_and_reports_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let text = format!(
+        r#"
+[[evaluator]]
+name = "a"
+plugin = "{EVALUATOR}"
+config = {{ threshold = 1, name = "a" }}
+
+[[evaluator]]
+name = "b"
+plugin = "{EVALUATOR}"
+config = {{ threshold = 1000000, name = "b" }}
+
+[[export]]
+plugin = "builtin:jsonl"
+config = {{ path = "{}" }}
+"#,
+        out.display()
+    );
+    let p = config::parse("e.toml", &text, |_| None).unwrap();
+    let rt = Runtime::new().unwrap();
+    let mut engine =
+        Engine::build(&p, &rt, &EngineOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    // 400 synthetic spans hold a few errors (3% of chat calls).
+    let spans = plume::bench::synthetic_spans(400, 7, 1_764_000_000_000_000_000);
+    let errors = spans
+        .iter()
+        .filter(|s| s.status.code == plume::span::StatusCode::Error)
+        .count();
+    assert!(errors > 0);
+    for chunk in spans.chunks(100) {
+        engine.process(chunk.to_vec());
+    }
+    engine.flush();
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let alerts: Vec<_> = lines.iter().filter(|l| l["type"] == "alert").collect();
+    assert_eq!(alerts.len(), 1, "evaluator a fires once; b never");
+    assert_eq!(alerts[0]["rule"], "error_count");
+    assert_eq!(alerts[0]["severity"], "page");
+    assert_eq!(alerts[0]["labels"]["evaluator"], "a");
+    assert_eq!(lines.len() - 1, 400, "every span exported too");
+
+    let report = engine.report();
+    let sections = report["test_errors"].as_array().unwrap();
+    assert_eq!(
+        sections.len(),
+        2,
+        "arrays from both evaluators are concatenated"
+    );
+    assert_eq!(sections[0]["errors"], errors as u64);
+    assert_eq!(sections[1]["spans"], 400);
+    assert_eq!(report["alerts"].as_array().unwrap().len(), 1);
+    assert_eq!(report["alerts"][0]["rule"], "error_count");
+}
