@@ -244,23 +244,36 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
         };
         let mut rows = Vec::new();
         let (mut wasm, mut native) = (Vec::new(), Vec::new());
+        // Where the wasm path's time goes: projecting, the call (lowering,
+        // guest work, lifting), applying the edits.
+        let (mut t_project, mut t_call, mut t_apply) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let started = Instant::now();
+            let (mut p, mut c, mut a) = (0u128, 0u128, 0u128);
             for b in &mut batches {
+                let t0 = Instant::now();
                 projection.project(b, &mut scratch, &mut rows);
+                let t1 = Instant::now();
+                p += (t1 - t0).as_nanos();
                 if scratch.rows == 0 {
                     continue;
                 }
                 let result = sandbox
                     .process(&scratch)
                     .map_err(|e| anyhow::anyhow!("bench-probe {e}"))?;
+                let t2 = Instant::now();
+                c += (t2 - t1).as_nanos();
                 for e in result.edits {
                     projection
                         .apply(b, &rows, e.row, e.slot, e.value)
                         .map_err(anyhow::Error::msg)?;
                 }
+                a += t2.elapsed().as_nanos();
             }
             wasm.push(started.elapsed().as_nanos() as f64 / n as f64);
+            t_project.push(p as f64 / n as f64);
+            t_call.push(c as f64 / n as f64);
+            t_apply.push(a as f64 / n as f64);
             let started = Instant::now();
             for b in &mut batches {
                 native_probe(b, &cost_key);
@@ -273,6 +286,11 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
             "wasm_ns_per_span": w.round(),
             "native_ns_per_span": nat.round(),
             "wasm_over_native": (w / nat * 100.0).round() / 100.0,
+            "wasm_split_ns_per_span": {
+                "project": median(t_project).round(),
+                "call": median(t_call).round(),
+                "apply": median(t_apply).round(),
+            },
         }));
     }
     Ok(results)

@@ -120,6 +120,20 @@ pub fn read(span: &Span, field: &FieldSpec) -> Value {
     }
 }
 
+/// Whether a span has a field, without copying its value.
+fn is_present(span: &Span, field: &FieldSpec) -> bool {
+    match field {
+        FieldSpec::Attribute(k) => span.attributes.get(k).is_some(),
+        FieldSpec::Resource(k) => span.resource.get(k).is_some(),
+        FieldSpec::EventAttribute(name, k) => span
+            .events
+            .iter()
+            .find(|e| &e.name == name)
+            .is_some_and(|e| e.attributes.get(k).is_some()),
+        other => !matches!(read(span, other), Value::Absent),
+    }
+}
+
 /// How a plugin's manifest maps onto spans, resolved once at init.
 #[derive(Debug, Clone, Default)]
 pub struct Projection {
@@ -172,20 +186,20 @@ impl Projection {
         rows.clear();
         out.values.reserve(spans.len() * self.reads.len());
         for (i, span) in spans.iter().enumerate() {
-            let start = out.values.len();
+            // Test the filter before reading anything, so skipped spans cost
+            // one lookup and no copies.
+            if !self.require_any.is_empty()
+                && !self
+                    .require_any
+                    .iter()
+                    .any(|&r| is_present(span, &self.reads[r]))
+            {
+                continue;
+            }
             for f in &self.reads {
                 out.values.push(read(span, f));
             }
-            let wanted = self.require_any.is_empty()
-                || self
-                    .require_any
-                    .iter()
-                    .any(|&r| !matches!(out.values[start + r], Value::Absent));
-            if wanted {
-                rows.push(i as u32);
-            } else {
-                out.values.truncate(start);
-            }
+            rows.push(i as u32);
         }
         out.rows = rows.len() as u32;
     }
