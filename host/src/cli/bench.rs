@@ -3,7 +3,7 @@
 //! the plugin boundary measured against the same work done natively.
 
 use crate::bench::synthetic_spans;
-use crate::config::{Limits, OnError, PluginSource, PluginSpec};
+use crate::config::{Limits, PluginSpec};
 use crate::engine::batcher::Batcher;
 use crate::engine::{Engine, EngineOptions};
 use crate::ingest::jsonl::read_to_end;
@@ -216,19 +216,16 @@ fn native_probe(batch: &mut [Span], cost_key: &Key) {
 /// ns/span of `builtin:bench-probe` (projection, call, applying the edits)
 /// against `native_probe`, per batch size, interleaved in one run.
 fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<serde_json::Value>> {
-    let spec = PluginSpec {
-        name: "bench-probe".into(),
-        kind: PluginKind::Processor,
-        source: PluginSource::Builtin("bench-probe".into()),
-        config_json: "{}".into(),
-        on_error: OnError::Pass,
-        limits: Limits {
-            memory_mb: 256,
-            timeout_ms: 10_000,
-        },
-        file: "<bench>".into(),
-        line: 0,
-        key: "bench".into(),
+    let mut spec = PluginSpec::builtin(
+        "bench-probe",
+        PluginKind::Processor,
+        "bench-probe",
+        "{}".into(),
+        "bench",
+    );
+    spec.limits = Limits {
+        memory_mb: 256,
+        timeout_ms: 10_000,
     };
     let (mut sandbox, m) = Sandbox::<Processor>::new(rt, &spec).map_err(anyhow::Error::msg)?;
     let projection =

@@ -1,6 +1,6 @@
 //! `plume replay`: a span file through a pipeline, in event time.
 
-use crate::config::{Limits, OnError, PluginSource, PluginSpec};
+use crate::config::PluginSpec;
 use crate::engine::batcher::Batcher;
 use crate::engine::{Engine, EngineOptions, write_summary};
 use crate::ingest::jsonl::read_to_end;
@@ -36,18 +36,15 @@ pub struct ReplayArgs {
 
 /// The `--output` file as a `builtin:jsonl` export, so replay writes through
 /// the same exporter as any pipeline.
-fn output_export(path: &std::path::Path, file: &str) -> PluginSpec {
-    PluginSpec {
-        name: "replay-output".into(),
-        kind: PluginKind::Exporter,
-        source: PluginSource::Builtin("jsonl".into()),
-        config_json: serde_json::json!({ "path": path.display().to_string() }).to_string(),
-        on_error: OnError::Pass,
-        limits: Limits::default(),
-        file: file.to_string(),
-        line: 0,
-        key: "--output".into(),
-    }
+fn output_export(path: &std::path::Path) -> PluginSpec {
+    let config = serde_json::json!({ "path": path.display().to_string() }).to_string();
+    PluginSpec::builtin(
+        "replay-output",
+        PluginKind::Exporter,
+        "jsonl",
+        config,
+        "--output",
+    )
 }
 
 pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -69,7 +66,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         if !args.with_exports {
             pipeline.exports.clear();
         }
-        pipeline.exports.push(output_export(out, &pipeline.file));
+        pipeline.exports.push(output_export(out));
     }
     let rt = Runtime::new()?;
     let mut engine = match Engine::build(&pipeline, &rt, &EngineOptions::default()) {

@@ -260,6 +260,27 @@ pub struct PluginSpec {
 }
 
 impl PluginSpec {
+    /// An entry the host adds itself (not from a file), with default limits.
+    pub fn builtin(
+        name: &str,
+        kind: PluginKind,
+        builtin: &str,
+        config_json: String,
+        key: &str,
+    ) -> PluginSpec {
+        PluginSpec {
+            name: name.to_string(),
+            kind,
+            source: PluginSource::Builtin(builtin.to_string()),
+            config_json,
+            on_error: OnError::Pass,
+            limits: Limits::default(),
+            file: "<plume>".to_string(),
+            line: 0,
+            key: key.to_string(),
+        }
+    }
+
     /// A configuration error about this entry.
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError {
