@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Skip the plugin-boundary measurement.
     #[arg(long)]
     no_boundary: bool,
+    /// Only the plugin-boundary measurement (for profiling it).
+    #[arg(long, conflicts_with = "no_boundary")]
+    boundary_only: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -64,7 +67,12 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut pass_rates = Vec::new();
     let mut pipe_rates = Vec::new();
     let mut stage_ns: Vec<(String, Vec<f64>)> = Vec::new();
-    for _ in 0..args.rounds.max(1) {
+    let pipeline_rounds = if args.boundary_only {
+        0
+    } else {
+        args.rounds.max(1)
+    };
+    for _ in 0..pipeline_rounds {
         // Passthrough: the host's own work, no plugins.
         let started = Instant::now();
         let mut out = Vec::with_capacity(1 << 20);
