@@ -1,0 +1,380 @@
+//! `builtin:genai-normalize`: recognises the GenAI attribute spellings of the
+//! OpenTelemetry GenAI conventions (current and deprecated), OpenInference,
+//! OpenLLMetry, Langfuse, the Vercel AI SDK and Sentry, and writes the current
+//! OpenTelemetry names, keeping the originals. Also derives
+//! `plume.finish_reason`, `plume.truncated` and `plume.tokens_per_second`.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `exclusive_input_scopes` | `[]` | instrumentation scope names (prefixes) whose input token count excludes cached tokens (Anthropic-style raw counts under an inclusive name) |
+//! | `overwrite` | `false` | rewrite a current-name attribute even when the span already has it |
+//!
+//! Cached tokens are counted once: the current convention's
+//! `gen_ai.usage.input_tokens` includes cache reads and writes. Sources that
+//! report exclusive buckets (Langfuse `usage_details`; a span whose total
+//! equals input + output + cache; scopes listed in `exclusive_input_scopes`)
+//! are converted to the inclusive count, and the raw value is kept in
+//! `plume.usage.input_tokens_exclusive`.
+
+mod finish;
+mod tables;
+
+use plume_sdk::Rows;
+use plume_sdk::processor::{Guest, export_processor};
+use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use serde::Deserialize;
+use std::cell::RefCell;
+use tables::{ALIASES, Canonical};
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    exclusive_input_scopes: Vec<String>,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+/// Where each alias and extra field sits in the row, resolved at init.
+struct Layout {
+    /// For each canonical attribute: the read indexes of its aliases, the
+    /// canonical name first.
+    aliases: Vec<Vec<usize>>,
+    provider: Vec<usize>,
+    operation_hints: Vec<(usize, tables::OperationHint)>,
+    finish: Vec<usize>,
+    langfuse_usage: usize,
+    total_tokens: Vec<usize>,
+    duration: usize,
+    scope: usize,
+    width: usize,
+}
+
+/// Output slots (indexes into `writes`).
+mod slot {
+    pub const PROVIDER: u32 = 0;
+    pub const OPERATION: u32 = 1;
+    pub const FINISH_REASONS: u32 = 2;
+    pub const FINISH_REASON: u32 = 3;
+    pub const TRUNCATED: u32 = 4;
+    pub const TOKENS_PER_SECOND: u32 = 5;
+    pub const INPUT_EXCLUSIVE: u32 = 6;
+    /// Canonical attributes follow, in `ALIASES` order.
+    pub const CANONICAL: u32 = 7;
+}
+
+const FIXED_WRITES: [&str; 7] = [
+    "gen_ai.provider.name",
+    "gen_ai.operation.name",
+    "gen_ai.response.finish_reasons",
+    "plume.finish_reason",
+    "plume.truncated",
+    "plume.tokens_per_second",
+    "plume.usage.input_tokens_exclusive",
+];
+
+struct State {
+    config: Config,
+    layout: Layout,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn build(config: Config) -> (Manifest, State) {
+    let mut reads: Vec<Field> = Vec::new();
+    let mut index = |f: Field| {
+        reads.push(f);
+        reads.len() - 1
+    };
+    let aliases = ALIASES
+        .iter()
+        .map(|(_, names)| {
+            names
+                .iter()
+                .map(|n| index(Field::Attribute(n.to_string())))
+                .collect()
+        })
+        .collect();
+    let provider = tables::PROVIDER_KEYS
+        .iter()
+        .map(|k| index(Field::Attribute(k.to_string())))
+        .collect();
+    let operation_hints = tables::OPERATION_HINTS
+        .iter()
+        .map(|(k, h)| (index(Field::Attribute(k.to_string())), *h))
+        .collect();
+    let finish = tables::FINISH_KEYS
+        .iter()
+        .map(|k| index(Field::Attribute(k.to_string())))
+        .collect();
+    let langfuse_usage = index(Field::Attribute(
+        "langfuse.observation.usage_details".into(),
+    ));
+    let total_tokens = tables::TOTAL_KEYS
+        .iter()
+        .map(|k| index(Field::Attribute(k.to_string())))
+        .collect();
+    let duration = index(Field::Duration);
+    let scope = index(Field::ScopeName);
+    let width = reads.len();
+    let mut writes: Vec<String> = FIXED_WRITES.iter().map(|s| s.to_string()).collect();
+    writes.extend(ALIASES.iter().map(|(c, _)| c.name().to_string()));
+    let layout = Layout {
+        aliases,
+        provider,
+        operation_hints,
+        finish,
+        langfuse_usage,
+        total_tokens,
+        duration,
+        scope,
+        width,
+    };
+    (
+        Manifest {
+            reads,
+            writes,
+            require_any: vec![],
+        },
+        State { config, layout },
+    )
+}
+
+/// The first present value among `indexes`.
+fn first<'a>(row: &'a [Value], indexes: &[usize]) -> Option<&'a Value> {
+    indexes.iter().map(|&i| &row[i]).find(|v| v.is_present())
+}
+
+fn canonical_index(c: Canonical) -> usize {
+    ALIASES
+        .iter()
+        .position(|(k, _)| *k == c)
+        .expect("every canonical has aliases")
+}
+
+/// Normalises one span's row into edits.
+fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit>) {
+    let l = &state.layout;
+    let set = |edits: &mut Vec<Edit>, slot: u32, value: Value| {
+        edits.push(Edit {
+            row: row_no,
+            slot,
+            value,
+        })
+    };
+    // Plain renames: copy the first alias found to the canonical name.
+    let mut canonical_values: Vec<Option<Value>> = Vec::with_capacity(ALIASES.len());
+    for (i, idx) in l.aliases.iter().enumerate() {
+        let current = &row[idx[0]];
+        let found = first(row, idx).cloned();
+        if let Some(v) = &found {
+            if !current.is_present() || (state.config.overwrite && current != v) {
+                set(edits, slot::CANONICAL + i as u32, v.clone());
+            }
+        }
+        canonical_values.push(found);
+    }
+    let get_num = |c: Canonical| {
+        canonical_values[canonical_index(c)]
+            .as_ref()
+            .and_then(|v| v.as_f64())
+    };
+
+    // Tokens: Langfuse usage_details (exclusive buckets) fill gaps, and
+    // exclusive input counts become inclusive.
+    let mut input = get_num(Canonical::InputTokens);
+    let mut output = get_num(Canonical::OutputTokens);
+    let mut cache_read = get_num(Canonical::CacheReadTokens);
+    let mut cache_write = get_num(Canonical::CacheWriteTokens);
+    let mut reasoning = get_num(Canonical::ReasoningTokens);
+    let mut exclusive = false;
+    if let Some(details) = row[l.langfuse_usage]
+        .as_str()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+    {
+        let num = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| details.get(*k).and_then(|v| v.as_f64()))
+        };
+        let lf_cache_read = num(&[
+            "input_cached_tokens",
+            "input_cache_read",
+            "cache_read_input_tokens",
+        ]);
+        let lf_cache_write = num(&[
+            "input_cache_creation",
+            "cache_creation_input_tokens",
+            "cache_write_tokens",
+        ]);
+        if input.is_none() {
+            if let Some(i) = num(&["input", "input_tokens", "prompt_tokens"]) {
+                input = Some(i);
+                exclusive = true;
+            }
+        }
+        output = output.or_else(|| num(&["output", "output_tokens", "completion_tokens"]));
+        cache_read = cache_read.or(lf_cache_read);
+        cache_write = cache_write.or(lf_cache_write);
+        reasoning = reasoning.or_else(|| {
+            num(&[
+                "output_reasoning_tokens",
+                "reasoning_tokens",
+                "output_reasoning",
+            ])
+        });
+        for (c, v) in [
+            (Canonical::OutputTokens, output),
+            (Canonical::CacheReadTokens, cache_read),
+            (Canonical::CacheWriteTokens, cache_write),
+            (Canonical::ReasoningTokens, reasoning),
+        ] {
+            let i = canonical_index(c);
+            if canonical_values[i].is_none() {
+                if let Some(v) = v {
+                    set(edits, slot::CANONICAL + i as u32, Value::Int(v as i64));
+                }
+            }
+        }
+    }
+    let scope = row[l.scope].as_str().unwrap_or_default();
+    if state
+        .config
+        .exclusive_input_scopes
+        .iter()
+        .any(|p| !p.is_empty() && scope.starts_with(p.as_str()))
+    {
+        exclusive = true;
+    }
+    if let (Some(i), Some(o), Some(total)) = (
+        input,
+        output,
+        first(row, &l.total_tokens).and_then(|v| v.as_f64()),
+    ) {
+        let cache = cache_read.unwrap_or(0.0) + cache_write.unwrap_or(0.0);
+        if cache > 0.0 && i + o != total && i + o + cache == total {
+            exclusive = true;
+        }
+    }
+    if exclusive {
+        if let Some(i) = input {
+            let inclusive = i + cache_read.unwrap_or(0.0) + cache_write.unwrap_or(0.0);
+            edits.push(Edit {
+                row: row_no,
+                slot: slot::INPUT_EXCLUSIVE,
+                value: Value::Int(i as i64),
+            });
+            edits.push(Edit {
+                row: row_no,
+                slot: slot::CANONICAL + canonical_index(Canonical::InputTokens) as u32,
+                value: Value::Int(inclusive as i64),
+            });
+        }
+    }
+
+    // Provider.
+    let provider_present = row[l.provider[0]].is_present();
+    if let Some(p) = l
+        .provider
+        .iter()
+        .filter_map(|&i| row[i].as_str())
+        .find_map(tables::provider)
+    {
+        if !provider_present
+            || (state.config.overwrite && row[l.provider[0]].as_str() != Some(p.as_str()))
+        {
+            edits.push(Edit {
+                row: row_no,
+                slot: slot::PROVIDER,
+                value: Value::Str(p),
+            });
+        }
+    }
+
+    // Operation.
+    if !row[l.operation_hints[0].0].is_present() {
+        let op = l
+            .operation_hints
+            .iter()
+            .find_map(|(i, hint)| tables::operation(*hint, &row[*i]));
+        let op = op.or_else(|| {
+            // A model with token usage and nothing else saying what it is: an
+            // inference call.
+            let has_model = canonical_values[canonical_index(Canonical::RequestModel)].is_some()
+                || canonical_values[canonical_index(Canonical::ResponseModel)].is_some();
+            (has_model && input.is_some()).then_some("chat")
+        });
+        if let Some(op) = op {
+            edits.push(Edit {
+                row: row_no,
+                slot: slot::OPERATION,
+                value: Value::Str(op.into()),
+            });
+        }
+    }
+
+    // Finish reasons.
+    let raw = finish::raw_reasons(l.finish.iter().map(|&i| &row[i]));
+    if let Some(first_reason) = raw.first() {
+        if !row[l.finish[0]].is_present() {
+            edits.push(Edit {
+                row: row_no,
+                slot: slot::FINISH_REASONS,
+                value: Value::Json(serde_json::to_string(&raw).unwrap_or_default()),
+            });
+        }
+        let normalized = finish::normalize(first_reason);
+        edits.push(Edit {
+            row: row_no,
+            slot: slot::FINISH_REASON,
+            value: Value::Str(normalized.into()),
+        });
+        edits.push(Edit {
+            row: row_no,
+            slot: slot::TRUNCATED,
+            value: Value::Boolean(normalized == "length"),
+        });
+    }
+
+    // Speed.
+    if let (Some(o), Some(d)) = (output, row[l.duration].as_i64()) {
+        if o > 0.0 && d > 0 {
+            edits.push(Edit {
+                row: row_no,
+                slot: slot::TOKENS_PER_SECOND,
+                value: Value::Float(o / (d as f64 / 1e9)),
+            });
+        }
+    }
+}
+
+struct Normalize;
+
+impl Guest for Normalize {
+    fn init(config: String) -> Result<Manifest, String> {
+        let (manifest, state) = build(plume_sdk::parse_config(&config)?);
+        STATE.with(|s| *s.borrow_mut() = Some(state));
+        Ok(manifest)
+    }
+
+    fn process(batch: Batch) -> Result<BatchResult, String> {
+        STATE.with(|s| {
+            let s = s.borrow();
+            let state = s.as_ref().ok_or("process before init")?;
+            let mut edits = Vec::new();
+            for (row, values) in Rows::new(&batch, state.layout.width).iter() {
+                normalize_row(state, row, values, &mut edits);
+            }
+            Ok(BatchResult {
+                edits,
+                drops: vec![],
+            })
+        })
+    }
+}
+
+export_processor!(Normalize);
+
+#[cfg(test)]
+mod tests;
