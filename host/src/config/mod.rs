@@ -200,6 +200,23 @@ pub struct PluginConfig {
     /// Limits.
     #[serde(default = "default_limits")]
     pub limits: Spanned<Limits>,
+    /// Capabilities granted to the plugin; none by default.
+    #[serde(default = "default_grants")]
+    pub grants: Spanned<Grants>,
+}
+
+/// Capabilities a plugin gets, by name. Nothing is granted by default.
+#[derive(Debug, Deserialize, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// Directories the plugin may read (read-only), visible to it under the
+    /// same path as written here (e.g. `"pricing"` to read `pricing/table.json`).
+    #[serde(default)]
+    pub read: Vec<String>,
+}
+
+fn default_grants() -> Spanned<Grants> {
+    Spanned::new(0..0, Grants::default())
 }
 
 fn default_limits() -> Spanned<Limits> {
@@ -251,6 +268,8 @@ pub struct PluginSpec {
     pub on_error: OnError,
     /// Limits.
     pub limits: Limits,
+    /// Granted capabilities.
+    pub grants: Grants,
     /// The file it was declared in.
     pub file: String,
     /// The line of its `[[section]]` header.
@@ -275,6 +294,7 @@ impl PluginSpec {
             config_json,
             on_error: OnError::Pass,
             limits: Limits::default(),
+            grants: Grants::default(),
             file: "<plume>".to_string(),
             line: 0,
             key: key.to_string(),
@@ -499,6 +519,17 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                         format!("must be 1..=60000, got {}", limits.timeout_ms),
                     );
                 }
+                for (j, dir) in c.grants.get_ref().read.iter().enumerate() {
+                    if !Path::new(dir).is_dir() {
+                        err(
+                            c.grants.span(),
+                            format!("{key}.grants.read[{j}]"),
+                            format!(
+                                "{dir:?} is not a directory (grants name directories, read-only)"
+                            ),
+                        );
+                    }
+                }
                 if kind != PluginKind::Processor && c.on_error == OnError::DeadLetter {
                     err(
                         span.clone(),
@@ -524,6 +555,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                     config_json,
                     on_error: c.on_error,
                     limits,
+                    grants: c.grants.get_ref().clone(),
                     file: file.to_string(),
                     line: line_of(text, span.start),
                     key,

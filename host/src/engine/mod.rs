@@ -458,11 +458,17 @@ impl Engine {
         }
     }
 
-    /// The report: every evaluator's and the router's sections merged (arrays
-    /// concatenated), plus the alerts sent when there is no router.
+    /// The report: every stage's, evaluator's and the router's sections merged
+    /// (arrays concatenated), plus the alerts sent when there is no router.
     pub fn report(&mut self) -> Json {
         let mut report = Map::new();
         let mut sections: Vec<(String, String)> = Vec::new();
+        for st in &mut self.stages {
+            match st.sandbox.report() {
+                Ok(text) => sections.push((st.sandbox.spec().name.clone(), text)),
+                Err(e) => note_error(&mut st.stats, st.sandbox.spec(), &e),
+            }
+        }
         for ev in &mut self.evaluators {
             match ev.sandbox.report() {
                 Ok(text) => sections.push((ev.sandbox.spec().name.clone(), text)),

@@ -194,7 +194,8 @@ impl<W: World> Sandbox<W> {
                 spec.kind
             )
         })?;
-        let mut store = new_store(rt.engine(), &spec.name, &spec.limits);
+        let mut store = new_store(rt.engine(), &spec.name, &spec.limits, &spec.grants)
+            .map_err(|e| format!("{e:#}"))?;
         store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
         let world =
             W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
@@ -221,7 +222,16 @@ impl<W: World> Sandbox<W> {
 
     /// Rebuilds a poisoned instance: a new store, a new instance, `init` again.
     fn revive(&mut self) -> Result<(), PluginError> {
-        let mut store = new_store(&self.engine, &self.spec.name, &self.spec.limits);
+        let mut store = new_store(
+            &self.engine,
+            &self.spec.name,
+            &self.spec.limits,
+            &self.spec.grants,
+        )
+        .map_err(|e| PluginError::Trap {
+            message: format!("{e:#}"),
+            stderr: String::new(),
+        })?;
         store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
         let world = W::instantiate(&self.pre, &mut store).map_err(|e| PluginError::Trap {
             message: format!("re-instantiation failed: {e:#}"),
@@ -298,6 +308,10 @@ impl Sandbox<Processor> {
         batch: &WitBatch,
     ) -> Result<super::bindings::types::BatchResult, PluginError> {
         self.call(|w, s| w.call_process(s, batch))
+    }
+    /// The stage's report (JSON object text).
+    pub fn report(&mut self) -> Result<String, PluginError> {
+        self.call(|w, s| w.call_report(s).map(Ok))
     }
 }
 

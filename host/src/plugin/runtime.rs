@@ -3,7 +3,7 @@
 //! that enforces time limits.
 
 use super::bindings::host_api;
-use crate::config::{Limits, PluginSource};
+use crate::config::{Grants, Limits, PluginSource};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -152,22 +152,33 @@ impl Runtime {
     }
 
     /// A fresh sandboxed store for `stage`.
-    pub fn store(&self, stage: &str, limits: &Limits) -> Store<HostState> {
-        new_store(&self.engine, stage, limits)
+    pub fn store(&self, stage: &str, limits: &Limits, grants: &Grants) -> Result<Store<HostState>> {
+        new_store(&self.engine, stage, limits, grants)
     }
 }
 
-/// A fresh sandboxed store: no files, network, environment, arguments or
-/// clock; stdout discarded; stderr captured; memory limited; calls
-/// interruptible by epoch.
-pub fn new_store(engine: &Engine, stage: &str, limits: &Limits) -> Store<HostState> {
+/// A fresh sandboxed store: no files (beyond read-only `grants`), network,
+/// environment, arguments or clock; stdout discarded; stderr captured; memory
+/// limited; calls interruptible by epoch.
+pub fn new_store(
+    engine: &Engine,
+    stage: &str,
+    limits: &Limits,
+    grants: &Grants,
+) -> Result<Store<HostState>> {
     {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let wasi = WasiCtx::builder()
+        let mut builder = WasiCtx::builder();
+        builder
             .stderr(stderr.clone())
             .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .build();
+            .monotonic_clock(FrozenClock);
+        for dir in &grants.read {
+            builder
+                .preopened_dir(dir, dir, wasmtime_wasi::FsPerms::ReadOnly)
+                .map_err(|e| anyhow::anyhow!("cannot grant read access to {dir}: {e}"))?;
+        }
+        let wasi = builder.build();
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
@@ -182,7 +193,7 @@ pub fn new_store(engine: &Engine, stage: &str, limits: &Limits) -> Store<HostSta
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
-        store
+        Ok(store)
     }
 }
 

@@ -189,6 +189,10 @@ impl Guest for Attributes {
             })
         })
     }
+
+    fn report() -> String {
+        "{}".into()
+    }
 }
 
 export_processor!(Attributes);

@@ -53,6 +53,10 @@ impl Guest for Probe {
             drops: vec![],
         })
     }
+
+    fn report() -> String {
+        "{}".into()
+    }
 }
 
 export_processor!(Probe);

@@ -372,6 +372,10 @@ impl Guest for Normalize {
             })
         })
     }
+
+    fn report() -> String {
+        "{}".into()
+    }
 }
 
 export_processor!(Normalize);

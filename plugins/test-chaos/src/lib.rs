@@ -97,6 +97,10 @@ impl Guest for Chaos {
             }),
         }
     }
+
+    fn report() -> String {
+        "{}".into()
+    }
 }
 
 export_processor!(Chaos);
