@@ -1,0 +1,251 @@
+//! `builtin:pricer`: prices each LLM span from a pricing table that is data,
+//! not code.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `table` | the embedded table (`plugins/pricer/tables/default.toml`) | path to a LiteLLM `model_prices_and_context_window.json` (read as it is) or a plume TOML table; its directory must be granted: `grants = { read = ["DIR"] }` |
+//! | `overwrite` | `false` | price spans that already carry `gen_ai.usage.cost` (by default a cost given by the source is kept) |
+//!
+//! Reads the current OpenTelemetry names (run `builtin:genai-normalize`
+//! first for other spellings). Writes `gen_ai.usage.cost`, its parts
+//! `plume.cost.{input,output,cache_read,cache_write,reasoning}` and
+//! `plume.price.model`; a span with a model and token counts but no matching
+//! entry gets `plume.price.missing = true` and no cost, and is listed in the
+//! report under `pricing.missing_models`.
+
+pub mod cost;
+pub mod table;
+
+use cost::{Usage, price};
+use plume_sdk::Rows;
+use plume_sdk::processor::{Guest, export_processor};
+use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// The embedded default table; its source and date are in its `[meta]`.
+pub const DEFAULT_TABLE: &str = include_str!("../tables/default.toml");
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    table: Option<String>,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+const READS: [&str; 9] = [
+    "gen_ai.response.model",
+    "gen_ai.request.model",
+    "gen_ai.provider.name",
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_write.input_tokens",
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.cost",
+];
+
+const WRITES: [&str; 8] = [
+    "gen_ai.usage.cost",
+    "plume.cost.input",
+    "plume.cost.output",
+    "plume.cost.cache_read",
+    "plume.cost.cache_write",
+    "plume.cost.reasoning",
+    "plume.price.model",
+    "plume.price.missing",
+];
+
+#[derive(Default)]
+struct State {
+    table: table::Table,
+    overwrite: bool,
+    priced: u64,
+    missing: BTreeMap<String, u64>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+fn load(config: &Config) -> Result<table::Table, String> {
+    match &config.table {
+        None => table::parse(DEFAULT_TABLE, "embedded default table"),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!("config.table: cannot read {path}: {e} (grant its directory read access in pipeline.toml: grants = {{ read = [\"DIR\"] }})")
+            })?;
+            table::parse(&text, path)
+        }
+    }
+}
+
+/// Prices one row: `None` when it is not a priced call, `Err(model)` when
+/// its model has no entry.
+fn price_row(
+    state: &State,
+    row: u32,
+    v: &[Value],
+    edits: &mut Vec<Edit>,
+) -> Option<Result<(), String>> {
+    if v[8].is_present() && !state.overwrite {
+        return None;
+    }
+    let model = v[0].as_str().or(v[1].as_str())?;
+    let (input, output) = (v[3].as_f64(), v[4].as_f64());
+    if input.is_none() && output.is_none() {
+        return None;
+    }
+    let provider = v[2].as_str();
+    // Prefer the response model (often dated, so more specific), then the request model.
+    let entry = v[0]
+        .as_str()
+        .and_then(|m| state.table.lookup(m, provider))
+        .or_else(|| v[1].as_str().and_then(|m| state.table.lookup(m, provider)));
+    let Some(entry) = entry else {
+        edits.push(Edit {
+            row,
+            slot: 7,
+            value: Value::Boolean(true),
+        });
+        return Some(Err(model.to_string()));
+    };
+    let usage = Usage {
+        input: input.unwrap_or(0.0),
+        output: output.unwrap_or(0.0),
+        cache_read: v[5].as_f64().unwrap_or(0.0),
+        cache_write: v[6].as_f64().unwrap_or(0.0),
+        reasoning: v[7].as_f64().unwrap_or(0.0),
+    };
+    let c = price(entry, &usage);
+    for (slot, value) in [
+        (0, c.total()),
+        (1, c.input),
+        (2, c.output),
+        (3, c.cache_read),
+        (4, c.cache_write),
+        (5, c.reasoning),
+    ] {
+        edits.push(Edit {
+            row,
+            slot,
+            value: Value::Float(value),
+        });
+    }
+    edits.push(Edit {
+        row,
+        slot: 6,
+        value: Value::Str(entry.name.clone()),
+    });
+    Some(Ok(()))
+}
+
+struct Pricer;
+
+impl Guest for Pricer {
+    fn init(config: String) -> Result<Manifest, String> {
+        let config: Config = plume_sdk::parse_config(&config)?;
+        let table = load(&config)?;
+        if table.len() == 0 {
+            return Err(format!(
+                "config.table: {} holds no priced models",
+                table.source
+            ));
+        }
+        STATE.with(|s| {
+            *s.borrow_mut() = State {
+                table,
+                overwrite: config.overwrite,
+                ..State::default()
+            }
+        });
+        Ok(Manifest {
+            reads: READS
+                .iter()
+                .map(|k| Field::Attribute(k.to_string()))
+                .collect(),
+            writes: WRITES.iter().map(|k| k.to_string()).collect(),
+            // Only spans with a model are sent.
+            require_any: vec![0, 1],
+        })
+    }
+
+    fn process(batch: Batch) -> Result<BatchResult, String> {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            let mut edits = Vec::new();
+            let mut missing = Vec::new();
+            let mut priced = 0;
+            for (row, v) in Rows::new(&batch, READS.len()).iter() {
+                match price_row(&s, row, v, &mut edits) {
+                    Some(Ok(())) => priced += 1,
+                    Some(Err(model)) => missing.push(model),
+                    None => {}
+                }
+            }
+            s.priced += priced;
+            for m in missing {
+                *s.missing.entry(m).or_default() += 1;
+            }
+            Ok(BatchResult {
+                edits,
+                drops: vec![],
+            })
+        })
+    }
+
+    fn report() -> String {
+        STATE.with(|s| {
+            let s = s.borrow();
+            serde_json::json!({"pricing": {
+                "table": s.table.source,
+                "models_in_table": s.table.len(),
+                "priced_spans": s.priced,
+                "missing_spans": s.missing.values().sum::<u64>(),
+                "missing_models": s.missing,
+            }})
+            .to_string()
+        })
+    }
+}
+
+export_processor!(Pricer);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_table_loads_and_prices_common_models() {
+        let t = table::parse(DEFAULT_TABLE, "default").unwrap();
+        assert!(t.len() > 50, "{}", t.len());
+        for m in [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "claude-sonnet-4-5",
+            "gemini-2.5-pro",
+        ] {
+            assert!(t.lookup(m, None).is_some(), "{m}");
+        }
+    }
+
+    #[test]
+    fn unknown_models_are_flagged_never_priced_zero() {
+        let state = State {
+            table: table::parse(DEFAULT_TABLE, "default").unwrap(),
+            ..State::default()
+        };
+        let mut row = vec![Value::Absent; READS.len()];
+        row[1] = Value::Str("totally-unknown-model-x".into());
+        row[3] = Value::Int(100);
+        let mut edits = vec![];
+        assert_eq!(
+            price_row(&state, 0, &row, &mut edits),
+            Some(Err("totally-unknown-model-x".into()))
+        );
+        assert_eq!(edits.len(), 1);
+        assert_eq!((edits[0].slot, &edits[0].value), (7, &Value::Boolean(true)));
+    }
+}
