@@ -1,0 +1,297 @@
+//! Tool statuses and error categories from spans as real instrumentations
+//! write them (texts from the OpenAI and Anthropic SDKs, OpenLLMetry,
+//! OpenInference and the official openai-v2 instrumentation; see
+//! `shared/reference/genai-attributes.md` section 6).
+
+use super::*;
+
+/// A row with the given fields set.
+fn row(fields: &[(usize, Value)]) -> Vec<Value> {
+    let mut v = vec![Value::Absent; read::FIXED + default_retry_keys().len()];
+    for (i, value) in fields {
+        v[*i] = value.clone();
+    }
+    v
+}
+
+fn s(x: &str) -> Value {
+    Value::Str(x.into())
+}
+
+fn tool(fields: &[(usize, Value)]) -> Vec<Value> {
+    let mut f = vec![
+        (read::OPERATION, s("execute_tool")),
+        (read::TOOL_NAME, s("search_docs")),
+    ];
+    f.extend_from_slice(fields);
+    row(&f)
+}
+
+fn llm(fields: &[(usize, Value)]) -> Vec<Value> {
+    let mut f = vec![(read::OPERATION, s("chat")), (read::MODEL, s("gpt-4o"))];
+    f.extend_from_slice(fields);
+    row(&f)
+}
+
+fn verdict(v: &[Value]) -> (Option<&'static str>, Option<String>) {
+    let c = classify(&rules::builtin(), v);
+    (c.tool_status, c.category)
+}
+
+#[test]
+fn tool_statuses() {
+    let err = (read::STATUS, s("error"));
+    assert_eq!(verdict(&tool(&[])), (Some("success"), None));
+    assert_eq!(
+        verdict(&tool(&[(read::STATUS, s("ok"))])),
+        (Some("success"), None)
+    );
+    // A tool that raised Python's TimeoutError.
+    assert_eq!(
+        verdict(&tool(&[
+            err.clone(),
+            (read::EXCEPTION_TYPE, s("TimeoutError")),
+            (
+                read::EXCEPTION_MESSAGE,
+                s("search backend did not answer in 30s")
+            )
+        ])),
+        (Some("timeout"), Some("timeout".into()))
+    );
+    // An HTTP tool that got 429 from its API.
+    assert_eq!(
+        verdict(&tool(&[(read::HTTP_STATUS, Value::Int(429))])),
+        (Some("rate_limited"), Some("rate_limit".into()))
+    );
+    // Arguments the model produced did not validate (pydantic).
+    assert_eq!(
+        verdict(&tool(&[
+            err.clone(),
+            (read::EXCEPTION_TYPE, s("ValidationError")),
+            (
+                read::EXCEPTION_MESSAGE,
+                s("1 validation error for SearchArgs\nquery\n  Field required")
+            )
+        ])),
+        (Some("invalid_args"), Some("invalid_args".into()))
+    );
+    assert_eq!(
+        verdict(&tool(&[
+            err.clone(),
+            (read::EXCEPTION_TYPE, s("TypeError")),
+            (
+                read::EXCEPTION_MESSAGE,
+                s("search() got an unexpected keyword argument 'q'")
+            )
+        ])),
+        (Some("invalid_args"), Some("invalid_args".into()))
+    );
+    // Any other failure.
+    assert_eq!(
+        verdict(&tool(&[
+            err,
+            (read::EXCEPTION_TYPE, s("KeyError")),
+            (read::EXCEPTION_MESSAGE, s("'hits'"))
+        ])),
+        (Some("error"), Some("unknown".into()))
+    );
+    // OpenLLMetry task status.
+    assert_eq!(
+        verdict(&tool(&[(read::TASK_STATUS, s("failure"))])).0,
+        Some("error")
+    );
+}
+
+#[test]
+fn llm_error_categories() {
+    let err = (read::STATUS, s("error"));
+    let cases: Vec<(Vec<Value>, &str)> = vec![
+        // openai-v2: error.type is the class repr; the status message holds the API text.
+        (
+            llm(&[
+                err.clone(),
+                (read::ERROR_TYPE, s("<class 'openai.RateLimitError'>")),
+                (
+                    read::STATUS_MESSAGE,
+                    s("Error code: 429 - {'error': {'message': 'Rate limit reached'}}"),
+                ),
+            ]),
+            "rate_limit",
+        ),
+        (
+            llm(&[
+                err.clone(),
+                (read::ERROR_TYPE, s("<class 'openai.BadRequestError'>")),
+                (
+                    read::STATUS_MESSAGE,
+                    s("Error code: 400 - This model's maximum context length is 128000 tokens."),
+                ),
+            ]),
+            "context_length",
+        ),
+        // Anthropic SDK self-tracing: error.type is the API's error type.
+        (
+            llm(&[
+                err.clone(),
+                (read::ERROR_TYPE, s("rate_limit_error")),
+                (read::HTTP_STATUS, Value::Int(429)),
+            ]),
+            "rate_limit",
+        ),
+        (
+            llm(&[
+                err.clone(),
+                (read::ERROR_TYPE, s("invalid_request_error")),
+                (read::HTTP_STATUS, Value::Int(400)),
+                (
+                    read::STATUS_MESSAGE,
+                    s("prompt is too long: 210000 tokens > 200000 maximum"),
+                ),
+            ]),
+            "context_length",
+        ),
+        (
+            llm(&[
+                err.clone(),
+                (read::ERROR_TYPE, s("overloaded_error")),
+                (read::HTTP_STATUS, Value::Int(529)),
+            ]),
+            "server",
+        ),
+        (
+            llm(&[
+                err.clone(),
+                (read::ERROR_TYPE, s("authentication_error")),
+                (read::HTTP_STATUS, Value::Int(401)),
+            ]),
+            "auth",
+        ),
+        // OpenInference: no error.type, an exception event.
+        (
+            llm(&[
+                err.clone(),
+                (read::EXCEPTION_TYPE, s("openai.APIConnectionError")),
+                (read::EXCEPTION_MESSAGE, s("Connection error.")),
+            ]),
+            "network",
+        ),
+        (
+            llm(&[
+                err.clone(),
+                (read::EXCEPTION_TYPE, s("openai.APITimeoutError")),
+                (read::EXCEPTION_MESSAGE, s("Request timed out.")),
+            ]),
+            "timeout",
+        ),
+        (
+            llm(&[
+                err.clone(),
+                (
+                    read::STATUS_MESSAGE,
+                    s(
+                        "Error code: 400 - {'error': {'code': 'content_filter', 'message': 'The response was filtered due to the prompt triggering Azure OpenAI's content management policy.'}}",
+                    ),
+                ),
+            ]),
+            "content_filter",
+        ),
+        (
+            llm(&[
+                err.clone(),
+                (read::HTTP_STATUS, Value::Int(400)),
+                (
+                    read::STATUS_MESSAGE,
+                    s("Error code: 400 - unsupported value"),
+                ),
+            ]),
+            "invalid_request",
+        ),
+        (
+            llm(&[err, (read::HTTP_STATUS, Value::Int(404))]),
+            "not_found",
+        ),
+    ];
+    for (v, want) in cases {
+        let (status, category) = verdict(&v);
+        assert_eq!(status, None, "LLM spans get no tool status");
+        assert_eq!(category.as_deref(), Some(want), "{v:?}");
+    }
+    assert_eq!(
+        verdict(&llm(&[])),
+        (None, None),
+        "a successful call has no category"
+    );
+    assert_eq!(
+        verdict(&row(&[(read::STATUS, s("error"))])),
+        (None, None),
+        "neither tool nor LLM: untouched"
+    );
+}
+
+#[test]
+fn user_rules_come_first_and_are_checked() {
+    let custom = Rule::new(RuleConfig {
+        category: "quota".into(),
+        pattern: Some("(?i)insufficient_quota".into()),
+        error_type: None,
+        http_status: vec![],
+        tool_status: Some("rate_limited".into()),
+        applies_to: None,
+    })
+    .unwrap();
+    let mut rules = vec![custom];
+    rules.extend(rules::builtin());
+    let v = tool(&[
+        (read::HTTP_STATUS, Value::Int(429)),
+        (read::STATUS_MESSAGE, s("insufficient_quota")),
+    ]);
+    let c = classify(&rules, &v);
+    assert_eq!(
+        (c.tool_status, c.category.as_deref()),
+        (Some("rate_limited"), Some("quota"))
+    );
+    let bad = RuleConfig {
+        category: "x".into(),
+        pattern: None,
+        error_type: None,
+        http_status: vec![],
+        tool_status: None,
+        applies_to: None,
+    };
+    assert!(Rule::new(bad).is_err());
+}
+
+#[test]
+fn repeated_identical_calls_count_as_retries() {
+    let mut state = State {
+        rules: rules::builtin(),
+        retry_keys: default_retry_keys().len(),
+        seen: HashMap::new(),
+        order: VecDeque::new(),
+        capacity: 2,
+    };
+    let call = |parent: &str, args: &str| {
+        tool(&[
+            (read::TRACE, s("t1")),
+            (read::PARENT, s(parent)),
+            (read::ARGUMENTS, s(args)),
+        ])
+    };
+    assert_eq!(state.retries(&call("p", r#"{"q":"a"}"#)), 0);
+    assert_eq!(state.retries(&call("p", r#"{"q":"a"}"#)), 1);
+    assert_eq!(state.retries(&call("p", r#"{"q":"a"}"#)), 2);
+    assert_eq!(
+        state.retries(&call("p", r#"{"q":"b"}"#)),
+        0,
+        "other arguments: another call"
+    );
+    assert_eq!(
+        state.retries(&call("other", r#"{"q":"a"}"#)),
+        0,
+        "another parent"
+    );
+    // An attribute wins.
+    let mut v = call("p", r#"{"q":"a"}"#);
+    v[read::FIXED + 1] = Value::Int(4);
+    assert_eq!(state.retries(&v), 4);
+}
