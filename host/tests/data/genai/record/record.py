@@ -21,6 +21,7 @@ durations are real and differ run to run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,8 @@ import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
+
+sys.dont_write_bytecode = True  # leave no __pycache__ beside the fixtures
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.dirname(HERE)
@@ -254,19 +257,18 @@ def anthropic_client(base_url: str):
     return anthropic.Anthropic(base_url=base_url, api_key="sk-ant-test", max_retries=0)
 
 
-def outcome(name: str) -> dict:
-    return {"x-stub-outcome": name}
-
-
-def run_openai_calls(client, app: App, *, tool_spans: bool) -> None:
+def run_openai_calls(client, app: App, stub, *, tool_spans: bool) -> None:
     """Four agent runs (one trace each):
     A: chat gpt-4o -> tool_calls; the tool (search_docs) runs [with tool_spans: attempt 1 times out,
        attempt 2 succeeds]; chat gpt-4o with the tool result -> stop.
     B: chat o4-mini -> length (max_completion_tokens=300; reasoning tokens).
-    C: chat gpt-4o -> HTTP 429.   D: chat gpt-4o -> HTTP 400 context length exceeded."""
+    C: chat gpt-4o -> HTTP 429.   D: chat gpt-4o -> HTTP 400 context length exceeded.
+    `stub.plan(...)` tells the in-process stub what to answer next, so nothing in the requests
+    (prompts, headers) shows the test's intent."""
     import openai
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": QUESTION}]
     with app.agent():
+        stub.plan("tool_calls")
         r = client.chat.completions.create(model="gpt-4o", messages=messages, tools=OPENAI_TOOLS,
                                            temperature=0.2, max_tokens=512)
         call = r.choices[0].message.tool_calls[0]
@@ -280,53 +282,58 @@ def run_openai_calls(client, app: App, *, tool_spans: bool) -> None:
                 {"id": call.id, "type": "function",
                  "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
             {"role": "tool", "tool_call_id": call.id, "content": result}]
+        stub.plan("ok")
         client.chat.completions.create(model="gpt-4o", messages=messages2, tools=OPENAI_TOOLS,
-                                       temperature=0.2, max_tokens=512, extra_headers=outcome("ok"))
+                                       temperature=0.2, max_tokens=512)
     with app.agent():
+        stub.plan("length")
         client.chat.completions.create(model="o4-mini", messages=[{"role": "user", "content": LONG_QUESTION}],
-                                       max_completion_tokens=300, extra_headers=outcome("length"))
+                                       max_completion_tokens=300)
     for oc in ("rate_limit", "context_length"):
         with app.agent() as span:
+            stub.plan(oc)
             try:
-                client.chat.completions.create(model="gpt-4o", messages=messages, temperature=0.2,
-                                               max_tokens=512, extra_headers=outcome(oc))
+                client.chat.completions.create(model="gpt-4o", messages=messages, temperature=0.2, max_tokens=512)
                 raise SystemExit(f"expected an error for {oc}")
             except openai.APIStatusError as e:
                 app.fail(span, e)
 
 
-def run_anthropic_calls(client, app: App) -> None:
-    """Three agent runs (one trace each): claude-sonnet-4-5 -> end_turn with cache read 2048 and
-    cache write 1024 tokens; -> max_tokens (max_tokens=64); -> HTTP 429."""
+def run_anthropic_calls(client, app: App, stub, *, root: bool = True) -> None:
+    """Three agent runs (one trace each, or no app span at all when not `root`): claude-sonnet-4-5
+    -> end_turn with cache read 2048 and cache write 1024 tokens; -> max_tokens (max_tokens=64);
+    -> HTTP 429."""
     import anthropic
+    agent = app.agent if root else contextlib.nullcontext
     system = [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}]
     messages = [{"role": "user", "content": QUESTION}]
-    with app.agent():
-        client.messages.create(model="claude-sonnet-4-5", max_tokens=1024, system=system, messages=messages,
-                               temperature=0.2, extra_headers=outcome("ok"))
-    with app.agent():
+    with agent():
+        stub.plan("ok")
+        client.messages.create(model="claude-sonnet-4-5", max_tokens=1024, system=system, messages=messages)
+    with agent():
+        stub.plan("length")
         client.messages.create(model="claude-sonnet-4-5", max_tokens=64, system=system,
-                               messages=[{"role": "user", "content": LONG_QUESTION}],
-                               extra_headers=outcome("length"))
-    with app.agent() as span:
+                               messages=[{"role": "user", "content": LONG_QUESTION}])
+    with agent() as span:
+        stub.plan("rate_limit")
         try:
-            client.messages.create(model="claude-sonnet-4-5", max_tokens=1024, system=system, messages=messages,
-                                   extra_headers=outcome("rate_limit"))
+            client.messages.create(model="claude-sonnet-4-5", max_tokens=1024, system=system, messages=messages)
             raise SystemExit("expected a rate limit error")
         except anthropic.APIStatusError as e:
-            app.fail(span, e)
+            if root:
+                app.fail(span, e)
 
 
-def run_openai_retry(client, app: App) -> None:
+def run_openai_retry(client, app: App, stub) -> None:
     """One agent run; the application retries one logical call itself: attempt 1 -> 429,
-    wait, attempt 2 (identical request) -> stop."""
+    wait 0.2 s, attempt 2 (the identical request) -> stop."""
     import openai
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": QUESTION}]
+    stub.plan("rate_limit", "ok")
     with app.agent():
         for attempt in (1, 2):
             try:
-                client.chat.completions.create(model="gpt-4o", messages=messages, temperature=0.2,
-                                               max_tokens=512, extra_headers=outcome("rate_limit_once"))
+                client.chat.completions.create(model="gpt-4o", messages=messages, temperature=0.2, max_tokens=512)
                 break
             except openai.RateLimitError:
                 if attempt == 2:
@@ -338,33 +345,50 @@ def run_openai_retry(client, app: App) -> None:
 SCENARIOS = {
     "openai_v2_chat": {
         "sdk": "openai", "instr": "openai_v2", "tool_spans": True,
-        "expect": {"opentelemetry.instrumentation.openai_v2": 5, "support-agent.app": 6},
+        "expect": {"opentelemetry.util.genai.handler": 5, "support-agent.app": 6},
+        "names": {"chat gpt-4o": 4, "chat o4-mini": 1, "invoke_agent support": 4, "execute_tool search_docs": 2},
+        "errors": 5, "traces": 4,
     },
     "openllmetry_openai_chat": {
         "sdk": "openai", "instr": "openllmetry_openai",
         "expect": {"opentelemetry.instrumentation.openai.v1": 5, "support-agent.app": 4},
+        "names": {"openai.chat": 5, "invoke_agent support": 4}, "errors": 4, "traces": 4,
     },
     "openinference_openai_chat": {
         "sdk": "openai", "instr": "openinference_openai",
         "expect": {"openinference.instrumentation.openai": 5, "support-agent.app": 4},
+        "names": {"ChatCompletion": 5, "invoke_agent support": 4}, "errors": 4, "traces": 4,
     },
     "anthropic_sdk_openinference": {
         "sdk": "anthropic", "instr": "openinference_anthropic",
         "expect": {"openinference.instrumentation.anthropic": 3, "com.anthropic.sdk.python": 3,
                    "support-agent.app": 3},
+        "names": {"messages.create": 3, "anthropic.messages.create": 3, "invoke_agent support": 3},
+        "errors": 3, "traces": 3,
     },
     "anthropic_sdk_openllmetry": {
         "sdk": "anthropic", "instr": "openllmetry_anthropic",
         "expect": {"opentelemetry.instrumentation.anthropic": 3, "com.anthropic.sdk.python": 3,
                    "support-agent.app": 3},
+        "names": {"anthropic.chat": 3, "anthropic.messages.create": 3, "invoke_agent support": 3},
+        "errors": 3, "traces": 3,
+    },
+    # Not in the original list: the same calls with no application span, which shows that
+    # OpenLLMetry's span and the SDK's own span of one call then land in different traces.
+    "anthropic_sdk_openllmetry_noroot": {
+        "sdk": "anthropic", "instr": "openllmetry_anthropic", "root": False,
+        "expect": {"opentelemetry.instrumentation.anthropic": 3, "com.anthropic.sdk.python": 3},
+        "names": {"anthropic.chat": 3, "anthropic.messages.create": 3}, "errors": 2, "traces": 6,
     },
     "anthropic_sdk_only": {
         "sdk": "anthropic", "instr": None,
         "expect": {"com.anthropic.sdk.python": 3, "support-agent.app": 3},
+        "names": {"anthropic.messages.create": 3, "invoke_agent support": 3}, "errors": 2, "traces": 3,
     },
     "openai_retry": {
         "sdk": "openai", "instr": "openai_v2", "retry": True,
-        "expect": {"opentelemetry.instrumentation.openai_v2": 2, "support-agent.app": 1},
+        "expect": {"opentelemetry.util.genai.handler": 2, "support-agent.app": 1},
+        "names": {"chat gpt-4o": 2, "invoke_agent support": 1}, "errors": 1, "traces": 1,
     },
 }
 
@@ -394,7 +418,7 @@ def run_scenario(name: str, out_path: str) -> None:
     from opentelemetry import trace
 
     spec = SCENARIOS[name]
-    srv, base_url = stub_server.start()
+    srv, base_url = stub_server.start(salt=name)
     tp, exporter = make_provider(name)
     # Global provider: the Anthropic SDK traces itself with it (it resolves its tracer when a client
     # is constructed); the instrumentors are given tp explicitly.
@@ -404,11 +428,11 @@ def run_scenario(name: str, out_path: str) -> None:
     if spec["sdk"] == "openai":
         client = openai_client(base_url)
         if spec.get("retry"):
-            run_openai_retry(client, app)
+            run_openai_retry(client, app, srv.state)
         else:
-            run_openai_calls(client, app, tool_spans=spec.get("tool_spans", False))
+            run_openai_calls(client, app, srv.state, tool_spans=spec.get("tool_spans", False))
     else:
-        run_anthropic_calls(anthropic_client(base_url), app)
+        run_anthropic_calls(anthropic_client(base_url), app, srv.state, root=spec.get("root", True))
     tp.force_flush()
     spans = exporter.get_finished_spans()
     with open(out_path, "w") as f:
@@ -429,6 +453,8 @@ def run_scenario(name: str, out_path: str) -> None:
         mine = normalize_for_compare(encode_request(s))
         if normalize_for_compare(b64_ids_to_hex(ref)) != mine:
             raise SystemExit(f"{name}: encoder mismatch for span {s.name}:\n{json.dumps(ref)}\n{json.dumps(mine)}")
+    print(f"{name}: encoder cross-check: all {len(spans)} lines equal the OTLP protobuf encoding "
+          "(ids base64 -> hex, empty fields dropped)")
 
 
 def b64_ids_to_hex(o):
@@ -458,6 +484,15 @@ def _is_hex(s, n) -> bool:
     return isinstance(s, str) and len(s) == n and all(c in "0123456789abcdef" for c in s)
 
 
+def short_scope(name: str) -> str:
+    for long, short in (("opentelemetry.instrumentation.", "otel.instr."), ("openinference.instrumentation.", "oi."),
+                        ("opentelemetry.util.genai.handler", "util.genai"), ("com.anthropic.sdk.python", "anthropic-sdk"),
+                        ("support-agent.app", "app")):
+        if name.startswith(long):
+            return short + name[len(long):]
+    return name
+
+
 def check(names) -> bool:
     ok_all = True
     rows = []
@@ -465,6 +500,7 @@ def check(names) -> bool:
         path = os.path.join(OUT_DIR, name + ".jsonl")
         problems = []
         by_scope: dict[str, int] = {}
+        by_name: dict[str, int] = {}
         traces, span_ids, parents, errors, lines = set(), set(), [], 0, 0
         if not os.path.exists(path):
             rows.append((name, 0, 0, 0, "-", "MISSING"))
@@ -492,6 +528,7 @@ def check(names) -> bool:
                     problems.append(f"line {i}: scope has no name")
                 for sp in ss.get("spans", []):
                     by_scope[scope.get("name", "")] = by_scope.get(scope.get("name", ""), 0) + 1
+                    by_name[sp.get("name", "")] = by_name.get(sp.get("name", ""), 0) + 1
                     if not _is_hex(sp.get("traceId"), 32) or set(sp["traceId"]) == {"0"}:
                         problems.append(f"line {i}: bad traceId {sp.get('traceId')!r}")
                     if not _is_hex(sp.get("spanId"), 16) or set(sp["spanId"]) == {"0"}:
@@ -523,14 +560,20 @@ def check(names) -> bool:
         for i, t, p in parents:
             if (t, p) not in span_ids:
                 problems.append(f"line {i}: parent {p} not in file")
-        expect = SCENARIOS[name]["expect"]
-        if by_scope != expect:
-            problems.append(f"spans by scope {by_scope} != expected {expect}")
+        spec = SCENARIOS[name]
+        if by_scope != spec["expect"]:
+            problems.append(f"spans by scope {by_scope} != expected {spec['expect']}")
+        if by_name != spec["names"]:
+            problems.append(f"spans by name {by_name} != expected {spec['names']}")
+        if errors != spec["errors"]:
+            problems.append(f"{errors} spans with status ERROR, expected {spec['errors']}")
+        if len(traces) != spec["traces"]:
+            problems.append(f"{len(traces)} traces, expected {spec['traces']}")
         ok = not problems
         ok_all &= ok
         rows.append((name, lines, len(traces), errors,
-                     ", ".join(f"{k.rsplit('.', 1)[-1] if k.startswith('opentelemetry') else k}={v}"
-                               for k, v in sorted(by_scope.items())), "ok" if ok else "FAIL"))
+                     ", ".join(f"{short_scope(k)}={v}" for k, v in sorted(by_scope.items())),
+                     "ok" if ok else "FAIL"))
         for p in problems[:20]:
             print(f"  {name}: {p}")
     w = [max(len(str(r[c])) for r in rows + [("file", "spans", "traces", "errors", "by scope", "check")])

@@ -5,8 +5,10 @@ Listens on 127.0.0.1 on a free port and answers with canned, realistic bodies.
 Nothing here talks to any other host.
 
 Which answer a request gets (first match wins):
-  1. the request header `x-stub-outcome`, or else a marker `[[outcome]]` in the
-     text of the request's messages;
+  1. the request header `x-stub-outcome`; else the next outcome queued in-process
+     with `server.state.plan(...)` (what record.py uses, so the recorded prompts and
+     headers carry no test markers); else a marker `[[outcome]]` in the text of the
+     request's messages;
   2. the request: `tools` present -> a tool call; otherwise a plain answer.
 
 Outcomes:
@@ -20,14 +22,15 @@ Outcomes:
                    if there were no outcome (a retry succeeds)
 An API key of "sk-bad" also gives 401.
 
-Response ids are deterministic: derived from the request body and a per-server
-request counter, so a fresh server answering the same sequence of requests gives
-the same ids.
+Response ids are deterministic: derived from a salt (record.py uses the scenario
+name), the request body and a per-server request counter, so a fresh server
+answering the same sequence of requests gives the same ids.
 
 Run alone:  python3 stub_server.py   (prints the base URL, serves until Ctrl-C)
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -75,11 +78,21 @@ def _message_text(body: dict) -> str:
 
 
 class StubState:
-    def __init__(self) -> None:
+    def __init__(self, salt: str = "") -> None:
+        self.salt = salt.encode()  # mixed into response ids, so two servers' ids differ
         self.lock = threading.Lock()
         self.counter = 0
         self.seen_once: set[str] = set()
         self.log: list[dict] = []  # (path, outcome, status) of each request, for tests
+        self.planned: collections.deque[str] = collections.deque()
+
+    def plan(self, *outcomes: str) -> None:
+        """Queues the outcomes of the next requests (in-process use; invisible in the requests)."""
+        for o in outcomes:
+            if o not in OUTCOMES:
+                raise ValueError(f"unknown outcome {o}")
+        with self.lock:
+            self.planned.extend(outcomes)
 
     def next(self) -> int:
         with self.lock:
@@ -110,6 +123,9 @@ class Handler(BaseHTTPRequestHandler):
     def _outcome(self, raw: bytes, body: dict) -> str:
         st: StubState = self.server.state  # type: ignore[attr-defined]
         outcome = (self.headers.get("x-stub-outcome") or "").strip()
+        if outcome not in OUTCOMES:
+            with st.lock:
+                outcome = st.planned.popleft() if st.planned else ""
         if outcome not in OUTCOMES:
             m = re.search(r"\[\[([a-z_]+)\]\]", _message_text(body))
             outcome = m.group(1) if m and m.group(1) in OUTCOMES else ""
@@ -142,7 +158,7 @@ class Handler(BaseHTTPRequestHandler):
         outcome = self._outcome(raw, body)
         scale = float(os.environ.get("STUB_LATENCY_SCALE", "1"))
         time.sleep(LATENCY.get(outcome, 0.1) * scale)
-        seed = raw + str(seq).encode()
+        seed = st.salt + b"|" + raw + str(seq).encode()
         if path == "/v1/chat/completions":
             status, resp, headers = openai_answer(outcome, body, seed)
         else:
@@ -276,11 +292,12 @@ def anthropic_answer(outcome: str, body: dict, seed: bytes):
 
 # ---- server -------------------------------------------------------------
 
-def start(port: int = 0):
-    """Starts the stub in a daemon thread. Returns (server, base_url); server.state.log lists requests."""
+def start(port: int = 0, salt: str = ""):
+    """Starts the stub in a daemon thread. Returns (server, base_url); server.state.log lists requests,
+    server.state.plan(...) queues outcomes. `salt` makes the response ids differ between servers."""
     srv = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     srv.daemon_threads = True
-    srv.state = StubState()  # type: ignore[attr-defined]
+    srv.state = StubState(salt)  # type: ignore[attr-defined]
     t = threading.Thread(target=srv.serve_forever, name="stub-server", daemon=True)
     t.start()
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
