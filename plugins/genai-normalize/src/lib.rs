@@ -44,6 +44,7 @@ struct Layout {
     operation_hints: Vec<(usize, tables::OperationHint)>,
     finish: Vec<usize>,
     langfuse_usage: usize,
+    invocation_parameters: usize,
     total_tokens: Vec<usize>,
     duration: usize,
     scope: usize,
@@ -112,6 +113,7 @@ fn build(config: Config) -> (Manifest, State) {
     let langfuse_usage = index(Field::Attribute(
         "langfuse.observation.usage_details".into(),
     ));
+    let invocation_parameters = index(Field::Attribute("llm.invocation_parameters".into()));
     let total_tokens = tables::TOTAL_KEYS
         .iter()
         .map(|k| index(Field::Attribute(k.to_string())))
@@ -127,6 +129,7 @@ fn build(config: Config) -> (Manifest, State) {
         operation_hints,
         finish,
         langfuse_usage,
+        invocation_parameters,
         total_tokens,
         duration,
         scope,
@@ -175,6 +178,26 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
             }
         }
         canonical_values.push(found);
+    }
+    // OpenInference keeps the request model only inside its JSON invocation
+    // parameters (and on failed calls there is no other model attribute).
+    let model_slot = canonical_index(Canonical::RequestModel);
+    if canonical_values[model_slot].is_none() {
+        let params = row[l.invocation_parameters]
+            .as_str()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
+        if let Some(m) = params
+            .as_ref()
+            .and_then(|p| p.get("model"))
+            .and_then(|m| m.as_str())
+        {
+            set(
+                edits,
+                slot::CANONICAL + model_slot as u32,
+                Value::Str(m.to_string()),
+            );
+            canonical_values[model_slot] = Some(Value::Str(m.to_string()));
+        }
     }
     let get_num = |c: Canonical| {
         canonical_values[canonical_index(c)]
