@@ -94,6 +94,51 @@ mod tests {
     use super::*;
     use crate::table;
 
+    /// LiteLLM's whole price file (`.ci/run` extracts it from the litellm
+    /// 1.110.2 wheel and sets `PLUME_LITELLM_PRICES`) loads as it is, and every
+    /// reference case resolves to the same entry and cost with it.
+    #[test]
+    fn reads_litellm_full_price_file() {
+        let Ok(path) = std::env::var("PLUME_LITELLM_PRICES") else {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must set PLUME_LITELLM_PRICES (see .ci/run)"
+            );
+            eprintln!("PLUME_LITELLM_PRICES not set: full-file check not run");
+            return;
+        };
+        let table =
+            table::from_litellm(&std::fs::read_to_string(path).unwrap(), "litellm").unwrap();
+        // 4,877 entries, of which ~4,000 have token prices (the rest price images,
+        // audio or searches, or are `alias_of` names).
+        assert!(table.len() > 3500, "{} entries", table.len());
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../host/tests/data/pricing");
+        let cases: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/litellm_cases.json")).unwrap(),
+        )
+        .unwrap();
+        for c in cases["cases"].as_array().unwrap() {
+            let model = c["model"].as_str().unwrap();
+            let entry = table
+                .lookup(model, None)
+                .unwrap_or_else(|| panic!("{model}"));
+            assert_eq!(entry.name, c["price_key"].as_str().unwrap(), "{model}");
+            let u = &c["usage"];
+            let usage = Usage {
+                input: u["prompt_tokens"].as_f64().unwrap(),
+                output: u["completion_tokens"].as_f64().unwrap(),
+                cache_read: u["cache_read_input_tokens"].as_f64().unwrap(),
+                cache_write: u["cache_creation_input_tokens"].as_f64().unwrap(),
+                reasoning: u["reasoning_tokens"].as_f64().unwrap(),
+            };
+            let want = c["total_cost_usd"].as_f64().unwrap();
+            assert!(
+                (price(entry, &usage).total() - want).abs() <= 1e-9 * want.abs().max(1e-12),
+                "{model}"
+            );
+        }
+    }
+
     /// Every case of `host/tests/data/pricing/litellm_cases.json` was computed
     /// by running LiteLLM 1.110.2's own cost functions on entries of its price
     /// file (`litellm_models_used.json` holds those entries verbatim). plume,
