@@ -237,7 +237,7 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
     };
     let (mut sandbox, m) = Sandbox::<Processor>::new(rt, &spec).map_err(anyhow::Error::msg)?;
     let projection =
-        Projection::new(m.reads, m.writes, m.require_any).map_err(anyhow::Error::msg)?;
+        Projection::new(m.reads, m.writes, m.require_any, m.sparse).map_err(anyhow::Error::msg)?;
     let cost_key = Key::from("gen_ai.usage.cost");
     let n = spans.len().min(100_000);
     let mut results = Vec::new();
@@ -246,6 +246,7 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
         let mut scratch = WitBatch {
             rows: 0,
             values: Vec::new(),
+            cells: Vec::new(),
         };
         let mut rows = Vec::new();
         let (mut wasm, mut native) = (Vec::new(), Vec::new());

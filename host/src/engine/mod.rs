@@ -71,6 +71,7 @@ impl Default for WitBatch {
         WitBatch {
             rows: 0,
             values: Vec::new(),
+            cells: Vec::new(),
         }
     }
 }
@@ -111,14 +112,16 @@ impl Engine {
         let mut stages = Vec::new();
         for spec in &pipeline.stages {
             match Sandbox::<Processor>::new(rt, spec) {
-                Ok((sandbox, m)) => match Projection::new(m.reads, m.writes, m.require_any) {
-                    Ok(projection) => stages.push(Stage {
-                        sandbox,
-                        projection,
-                        stats: entry_stats(spec),
-                    }),
-                    Err(e) => errors.push(spec.error(e)),
-                },
+                Ok((sandbox, m)) => {
+                    match Projection::new(m.reads, m.writes, m.require_any, m.sparse) {
+                        Ok(projection) => stages.push(Stage {
+                            sandbox,
+                            projection,
+                            stats: entry_stats(spec),
+                        }),
+                        Err(e) => errors.push(spec.error(e)),
+                    }
+                }
                 Err(e) => errors.push(spec.error(e)),
             }
         }
@@ -126,7 +129,7 @@ impl Engine {
         for spec in &pipeline.evaluators {
             match Sandbox::<Evaluator>::new(rt, spec) {
                 Ok((sandbox, m)) if m.writes.is_empty() => {
-                    match Projection::new(m.reads, vec![], m.require_any) {
+                    match Projection::new(m.reads, vec![], m.require_any, m.sparse) {
                         Ok(projection) => evaluators.push(EvaluatorStage {
                             sandbox,
                             projection,
@@ -155,7 +158,7 @@ impl Engine {
         for spec in &pipeline.exports {
             match Sandbox::<Exporter>::new(rt, spec) {
                 Ok((sandbox, m)) => {
-                    let projection = Projection::new(m.reads, vec![], vec![]);
+                    let projection = Projection::new(m.reads, vec![], vec![], false);
                     let sink = match (&m.sink, options.discard_output) {
                         (_, true) => Ok(Sink::Discard),
                         (WitSink::File(path), false) => {

@@ -171,6 +171,7 @@ impl Guest for Attributes {
             reads: p.reads.iter().cloned().map(Field::Attribute).collect(),
             writes: p.writes.clone(),
             require_any: vec![],
+            sparse: false,
         };
         PLAN.with(|cell| *cell.borrow_mut() = p);
         Ok(manifest)

@@ -30,6 +30,7 @@ impl Guest for Probe {
             ],
             writes: vec!["gen_ai.usage.cost".into()],
             require_any: vec![0],
+            sparse: false,
         })
     }
 

@@ -140,6 +140,7 @@ fn build(config: Config) -> (Manifest, State) {
             reads,
             writes,
             require_any: vec![],
+            sparse: true,
         },
         State { config, layout },
     )

@@ -58,9 +58,15 @@ const WRITES: [&str; 8] = [
     "plume.price.missing",
 ];
 
+/// Distinct (model, provider) pairs whose match is remembered; a pipeline
+/// sees few, so matching (lowercasing, prefix and date stripping) runs once
+/// per pair instead of once per span.
+const MATCH_CACHE: usize = 4096;
+
 #[derive(Default)]
 struct State {
     table: table::Table,
+    matches: std::collections::HashMap<(String, String), Option<usize>>,
     overwrite: bool,
     priced: u64,
     missing: BTreeMap<String, u64>,
@@ -82,10 +88,25 @@ fn load(config: &Config) -> Result<table::Table, String> {
     }
 }
 
+impl State {
+    fn find(&mut self, model: &str, provider: Option<&str>) -> Option<usize> {
+        let key = (model.to_string(), provider.unwrap_or_default().to_string());
+        if let Some(hit) = self.matches.get(&key) {
+            return *hit;
+        }
+        let found = self.table.find(model, provider);
+        if self.matches.len() >= MATCH_CACHE {
+            self.matches.clear();
+        }
+        self.matches.insert(key, found);
+        found
+    }
+}
+
 /// Prices one row: `None` when it is not a priced call, `Err(model)` when
 /// its model has no entry.
 fn price_row(
-    state: &State,
+    state: &mut State,
     row: u32,
     v: &[Value],
     edits: &mut Vec<Edit>,
@@ -100,11 +121,11 @@ fn price_row(
     }
     let provider = v[2].as_str();
     // Prefer the response model (often dated, so more specific), then the request model.
-    let entry = v[0]
+    let found = v[0]
         .as_str()
-        .and_then(|m| state.table.lookup(m, provider))
-        .or_else(|| v[1].as_str().and_then(|m| state.table.lookup(m, provider)));
-    let Some(entry) = entry else {
+        .and_then(|m| state.find(m, provider))
+        .or_else(|| v[1].as_str().and_then(|m| state.find(m, provider)));
+    let Some(entry) = found.map(|i| &state.table.entries[i]) else {
         edits.push(Edit {
             row,
             slot: 7,
@@ -169,6 +190,7 @@ impl Guest for Pricer {
             writes: WRITES.iter().map(|k| k.to_string()).collect(),
             // Only spans with a model are sent.
             require_any: vec![0, 1],
+            sparse: false,
         })
     }
 
@@ -179,7 +201,7 @@ impl Guest for Pricer {
             let mut missing = Vec::new();
             let mut priced = 0;
             for (row, v) in Rows::new(&batch, READS.len()).iter() {
-                match price_row(&s, row, v, &mut edits) {
+                match price_row(&mut s, row, v, &mut edits) {
                     Some(Ok(())) => priced += 1,
                     Some(Err(model)) => missing.push(model),
                     None => {}
@@ -233,7 +255,7 @@ mod tests {
 
     #[test]
     fn unknown_models_are_flagged_never_priced_zero() {
-        let state = State {
+        let mut state = State {
             table: table::parse(DEFAULT_TABLE, "default").unwrap(),
             ..State::default()
         };
@@ -242,7 +264,7 @@ mod tests {
         row[3] = Value::Int(100);
         let mut edits = vec![];
         assert_eq!(
-            price_row(&state, 0, &row, &mut edits),
+            price_row(&mut state, 0, &row, &mut edits),
             Some(Err("totally-unknown-model-x".into()))
         );
         assert_eq!(edits.len(), 1);

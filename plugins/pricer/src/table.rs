@@ -76,6 +76,11 @@ impl Table {
     /// a date or version suffix, then the table's regular expressions. Case is
     /// ignored.
     pub fn lookup(&self, model: &str, provider: Option<&str>) -> Option<&Entry> {
+        self.find(model, provider).map(|i| &self.entries[i])
+    }
+
+    /// Like `lookup`, returning the entry's index.
+    pub fn find(&self, model: &str, provider: Option<&str>) -> Option<usize> {
         let lower = model.trim().to_ascii_lowercase();
         if lower.is_empty() {
             return None;
@@ -95,13 +100,13 @@ impl Table {
         }
         for c in &candidates {
             if let Some(&i) = self.names.get(c) {
-                return Some(&self.entries[i]);
+                return Some(i);
             }
         }
         self.patterns
             .iter()
             .find(|(re, _)| re.is_match(&lower) || re.is_match(model))
-            .map(|(_, i)| &self.entries[*i])
+            .map(|(_, i)| *i)
     }
 }
 

@@ -110,21 +110,37 @@ pub fn log_warn(message: &str) {
     host::log(host::Level::Warn, message);
 }
 
-/// A view of a projected batch as rows of values, one value per declared read.
+/// A view of a projected batch as rows of values, one value per declared
+/// read, whichever form (dense or sparse) the batch came in.
 pub struct Rows<'a> {
     width: usize,
-    values: &'a [Value],
+    values: std::borrow::Cow<'a, [Value]>,
     rows: usize,
 }
 
 impl<'a> Rows<'a> {
     /// Views `batch` as rows of `width` values (`width` = number of reads).
+    /// A sparse batch is laid out densely here, in the guest, where it is cheap.
     pub fn new(batch: &'a Batch, width: usize) -> Self {
         let rows = batch.rows as usize;
-        debug_assert_eq!(batch.values.len(), rows * width);
+        if batch.cells.is_empty() && !(batch.values.is_empty() && rows > 0 && width > 0) {
+            debug_assert_eq!(batch.values.len(), rows * width);
+            return Rows {
+                width,
+                values: std::borrow::Cow::Borrowed(&batch.values),
+                rows,
+            };
+        }
+        let mut dense = vec![Value::Absent; rows * width];
+        for c in &batch.cells {
+            let (r, f) = (c.row as usize, c.field as usize);
+            if r < rows && f < width {
+                dense[r * width + f] = c.value.clone();
+            }
+        }
         Rows {
             width,
-            values: &batch.values,
+            values: std::borrow::Cow::Owned(dense),
             rows,
         }
     }
@@ -140,12 +156,12 @@ impl<'a> Rows<'a> {
     }
 
     /// The values of row `r`, in manifest order.
-    pub fn row(&self, r: usize) -> &'a [Value] {
+    pub fn row(&self, r: usize) -> &[Value] {
         &self.values[r * self.width..(r + 1) * self.width]
     }
 
     /// Iterates over `(row index, values)`.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &'a [Value])> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[Value])> + '_ {
         (0..self.rows).map(move |r| (r as u32, self.row(r)))
     }
 }

@@ -42,6 +42,7 @@ impl Guest for Chaos {
             reads,
             writes: vec!["chaos.seen".into()],
             require_any: vec![],
+            sparse: false,
         })
     }
 

@@ -44,6 +44,7 @@ impl Guest for Counter {
             reads: vec![Field::StatusCode],
             writes: vec![],
             require_any: vec![],
+            sparse: false,
         })
     }
 

@@ -271,6 +271,7 @@ impl Guest for Classifier {
                 read::TOOL_NAME as u32,
                 read::MODEL as u32,
             ],
+            sparse: true,
         })
     }
 

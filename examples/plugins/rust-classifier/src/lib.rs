@@ -120,6 +120,7 @@ impl Guest for Classifier {
             ],
             // Only tool spans are sent.
             require_any: vec![TOOL as u32],
+            sparse: false,
         })
     }
 
