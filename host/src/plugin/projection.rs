@@ -228,15 +228,51 @@ impl Projection {
                 self.read_row(span, &mut out.values);
                 continue;
             }
-            row_values.clear();
-            self.read_row(span, &mut row_values);
-            for (field, value) in row_values.drain(..).enumerate() {
-                if !matches!(value, Value::Absent) {
-                    out.cells.push(Cell {
-                        row,
-                        field: field as u32,
-                        value,
-                    });
+            match &self.wide {
+                // Straight to cells: one pass over the span's attributes.
+                Some(by_key) => {
+                    for (field, f) in self.reads.iter().enumerate() {
+                        if !matches!(f, FieldSpec::Attribute(_)) {
+                            let value = read(span, f);
+                            if !matches!(value, Value::Absent) {
+                                out.cells.push(Cell {
+                                    row,
+                                    field: field as u32,
+                                    value,
+                                });
+                            }
+                        }
+                    }
+                    let first_attribute_cell = out.cells.len();
+                    for (k, v) in &span.attributes.0 {
+                        for &field in by_key.get(&**k).into_iter().flatten() {
+                            // The first of duplicate keys wins, as `get` does.
+                            let field = field as u32;
+                            if !out.cells[first_attribute_cell..]
+                                .iter()
+                                .any(|c| c.field == field)
+                            {
+                                out.cells.push(Cell {
+                                    row,
+                                    field,
+                                    value: attr_to_value(Some(v)),
+                                });
+                            }
+                        }
+                    }
+                }
+                None => {
+                    row_values.clear();
+                    self.read_row(span, &mut row_values);
+                    for (field, value) in row_values.drain(..).enumerate() {
+                        if !matches!(value, Value::Absent) {
+                            out.cells.push(Cell {
+                                row,
+                                field: field as u32,
+                                value,
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -374,10 +410,16 @@ mod tests {
             .filter(|(_, v)| !matches!(v, Value::Absent))
             .map(|(i, v)| format!("{} {} {v:?}", i / width, i % width))
             .collect();
-        let cells: Vec<String> = out
+        // Cells come row by row; within a row, in any order.
+        let mut cells: Vec<(u32, u32, String)> = out
             .cells
             .iter()
-            .map(|c| format!("{} {} {:?}", c.row, c.field, c.value))
+            .map(|c| (c.row, c.field, format!("{:?}", c.value)))
+            .collect();
+        cells.sort();
+        let cells: Vec<String> = cells
+            .into_iter()
+            .map(|(r, f, v)| format!("{r} {f} {v}"))
             .collect();
         assert_eq!(cells, present);
     }

@@ -89,6 +89,11 @@ impl Runtime {
         config.epoch_interruption(true);
         // Component-model async is unused; turning it off makes calls cheaper.
         config.concurrency_support(false);
+        // `PLUME_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names the
+        // plugins' compiled functions (profiling only).
+        if std::env::var_os("PLUME_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
