@@ -580,14 +580,14 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
         ("ingest.otlp_http", &raw.ingest.otlp_http),
         ("ingest.otlp_grpc", &raw.ingest.otlp_grpc),
     ] {
-        if let Some(a) = addr {
-            if a.get_ref().parse::<SocketAddr>().is_err() {
-                err(
-                    a.span(),
-                    key.into(),
-                    format!("{:?} is not an address like 127.0.0.1:4318", a.get_ref()),
-                );
-            }
+        if let Some(a) = addr
+            && a.get_ref().parse::<SocketAddr>().is_err()
+        {
+            err(
+                a.span(),
+                key.into(),
+                format!("{:?} is not an address like 127.0.0.1:4318", a.get_ref()),
+            );
         }
     }
     let api_listen = match &raw.api {

@@ -173,10 +173,10 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
     for (i, idx) in l.aliases.iter().enumerate() {
         let current = &row[idx[0]];
         let found = first(row, idx).cloned();
-        if let Some(v) = &found {
-            if !current.is_present() || (state.config.overwrite && current != v) {
-                set(edits, slot::CANONICAL + i as u32, v.clone());
-            }
+        if let Some(v) = &found
+            && (!current.is_present() || (state.config.overwrite && current != v))
+        {
+            set(edits, slot::CANONICAL + i as u32, v.clone());
         }
         canonical_values.push(found);
     }
@@ -232,11 +232,11 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
             "cache_creation_input_tokens",
             "cache_write_tokens",
         ]);
-        if input.is_none() {
-            if let Some(i) = num(&["input", "input_tokens", "prompt_tokens"]) {
-                input = Some(i);
-                exclusive = true;
-            }
+        if input.is_none()
+            && let Some(i) = num(&["input", "input_tokens", "prompt_tokens"])
+        {
+            input = Some(i);
+            exclusive = true;
         }
         output = output.or_else(|| num(&["output", "output_tokens", "completion_tokens"]));
         cache_read = cache_read.or(lf_cache_read);
@@ -255,10 +255,10 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
             (Canonical::ReasoningTokens, reasoning),
         ] {
             let i = canonical_index(c);
-            if canonical_values[i].is_none() {
-                if let Some(v) = v {
-                    set(edits, slot::CANONICAL + i as u32, Value::Int(v as i64));
-                }
+            if canonical_values[i].is_none()
+                && let Some(v) = v
+            {
+                set(edits, slot::CANONICAL + i as u32, Value::Int(v as i64));
             }
         }
     }
@@ -281,20 +281,18 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
             exclusive = true;
         }
     }
-    if exclusive {
-        if let Some(i) = input {
-            let inclusive = i + cache_read.unwrap_or(0.0) + cache_write.unwrap_or(0.0);
-            edits.push(Edit {
-                row: row_no,
-                slot: slot::INPUT_EXCLUSIVE,
-                value: Value::Int(i as i64),
-            });
-            edits.push(Edit {
-                row: row_no,
-                slot: slot::CANONICAL + canonical_index(Canonical::InputTokens) as u32,
-                value: Value::Int(inclusive as i64),
-            });
-        }
+    if exclusive && let Some(i) = input {
+        let inclusive = i + cache_read.unwrap_or(0.0) + cache_write.unwrap_or(0.0);
+        edits.push(Edit {
+            row: row_no,
+            slot: slot::INPUT_EXCLUSIVE,
+            value: Value::Int(i as i64),
+        });
+        edits.push(Edit {
+            row: row_no,
+            slot: slot::CANONICAL + canonical_index(Canonical::InputTokens) as u32,
+            value: Value::Int(inclusive as i64),
+        });
     }
 
     // Provider.
@@ -304,16 +302,14 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
         .iter()
         .filter_map(|&i| row[i].as_str())
         .find_map(tables::provider)
+        && (!provider_present
+            || (state.config.overwrite && row[l.provider[0]].as_str() != Some(p.as_str())))
     {
-        if !provider_present
-            || (state.config.overwrite && row[l.provider[0]].as_str() != Some(p.as_str()))
-        {
-            edits.push(Edit {
-                row: row_no,
-                slot: slot::PROVIDER,
-                value: Value::Str(p),
-            });
-        }
+        edits.push(Edit {
+            row: row_no,
+            slot: slot::PROVIDER,
+            value: Value::Str(p),
+        });
     }
 
     // Operation.
@@ -362,14 +358,15 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
     }
 
     // Speed.
-    if let (Some(o), Some(d)) = (output, row[l.duration].as_i64()) {
-        if o > 0.0 && d > 0 {
-            edits.push(Edit {
-                row: row_no,
-                slot: slot::TOKENS_PER_SECOND,
-                value: Value::Float(o / (d as f64 / 1e9)),
-            });
-        }
+    if let (Some(o), Some(d)) = (output, row[l.duration].as_i64())
+        && o > 0.0
+        && d > 0
+    {
+        edits.push(Edit {
+            row: row_no,
+            slot: slot::TOKENS_PER_SECOND,
+            value: Value::Float(o / (d as f64 / 1e9)),
+        });
     }
 }
 

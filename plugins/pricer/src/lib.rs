@@ -169,7 +169,7 @@ impl Guest for Pricer {
     fn init(config: String) -> Result<Manifest, String> {
         let config: Config = plume_sdk::parse_config(&config)?;
         let table = load(&config)?;
-        if table.len() == 0 {
+        if table.is_empty() {
             return Err(format!(
                 "config.table: {} holds no priced models",
                 table.source

@@ -71,6 +71,11 @@ impl Table {
         self.entries.len()
     }
 
+    /// True when no model is priced.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The entry for a model name, trying in order: the provider-qualified
     /// name, the exact name, the name without provider prefixes, then without
     /// a date or version suffix, then the table's regular expressions. Case is

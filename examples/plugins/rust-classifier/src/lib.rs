@@ -54,7 +54,7 @@ const STATUS_MESSAGE: usize = 4;
 const DURATION: usize = 5;
 
 /// The attributes written for one tool span: (slot, value).
-pub fn classify(config: &Config, v: &[Value]) -> Vec<(u32, Value)> {
+pub(crate) fn classify(config: &Config, v: &[Value]) -> Vec<(u32, Value)> {
     let Some(tool) = v[TOOL].as_str() else {
         return vec![];
     };
