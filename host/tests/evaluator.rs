@@ -70,3 +70,40 @@ config = {{ path = "{}" }}
     assert_eq!(report["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(report["alerts"][0]["rule"], "error_count");
 }
+
+/// `builtin:latency` through the engine: groups by model and operation by
+/// default, counts every span of a group, and reports percentiles in ms.
+#[test]
+fn builtin_latency_reports_per_group() {
+    let p = config::parse(
+        "l.toml",
+        "[[evaluator]]\nplugin = \"builtin:latency\"\n",
+        |_| None,
+    )
+    .unwrap();
+    let rt = Runtime::new().unwrap();
+    let mut engine =
+        Engine::build(&p, &rt, &EngineOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let spans = plume::bench::synthetic_spans(2000, 11, 1_764_000_000_000_000_000);
+    let chats = spans.iter().filter(|s| s.name.starts_with("chat ")).count() as u64;
+    for chunk in spans.chunks(256) {
+        engine.process(chunk.to_vec());
+    }
+    let report = engine.report();
+    let rows = report["latency"].as_array().unwrap();
+    let chat_count: u64 = rows
+        .iter()
+        .filter(|r| r["group"]["operation"] == "chat")
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(chat_count, chats);
+    let gpt = rows
+        .iter()
+        .find(|r| r["group"]["model"] == "gpt-4o" && r["group"]["operation"] == "chat")
+        .unwrap();
+    let (p50, p99) = (
+        gpt["p50_ms"].as_f64().unwrap(),
+        gpt["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(300.0 < p50 && p50 <= p99, "{gpt}");
+}

@@ -1,0 +1,266 @@
+//! `builtin:latency`: p50 / p95 / p99 latency per group over a rolling window,
+//! in event time.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `group_by` | `["model", "operation"]` | group keys: `model`, `operation`, `provider`, `tool`, `agent`, `feature`, `service`, or any attribute key |
+//! | `window` | `"1h"` | rolling window in event time (`30s`, `5m`, `1h`, `1d`), kept as 12 sub-windows |
+//! | `window_spans` | none | instead of time: the last N spans of each group (kept as 10 sub-windows of N/10) |
+//! | `max_groups` | `1000` | beyond this, new groups are counted under `{"overflow": "true"}` |
+//!
+//! Each sub-window holds a DDSketch (`sketches-ddsketch`, relative accuracy
+//! 1%, at most 2048 bins), so a group's memory is bounded whatever its traffic:
+//! percentiles are within 1% relative error. A span counts when it has at least
+//! one group key; its latency is its duration.
+
+mod window;
+
+use plume_sdk::Rows;
+use plume_sdk::evaluator::{Guest, export_evaluator};
+use plume_sdk::types::{Alert, Batch, Field, Manifest, Value};
+use serde::Deserialize;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use window::{Rolling, WindowKind};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default = "default_group_by")]
+    group_by: Vec<String>,
+    #[serde(default)]
+    window: Option<String>,
+    #[serde(default)]
+    window_spans: Option<u64>,
+    #[serde(default = "default_max_groups")]
+    max_groups: usize,
+}
+
+fn default_group_by() -> Vec<String> {
+    vec!["model".into(), "operation".into()]
+}
+fn default_max_groups() -> usize {
+    1000
+}
+
+/// The field a group key reads.
+pub fn key_field(key: &str) -> Field {
+    let attr = |k: &str| Field::Attribute(k.to_string());
+    match key {
+        "model" => attr("gen_ai.request.model"),
+        "operation" => attr("gen_ai.operation.name"),
+        "provider" => attr("gen_ai.provider.name"),
+        "tool" => attr("gen_ai.tool.name"),
+        "agent" => attr("gen_ai.agent.name"),
+        "feature" => attr("plume.feature"),
+        "service" => Field::ResourceAttribute("service.name".into()),
+        other => attr(other),
+    }
+}
+
+/// Parses `30s`, `5m`, `1h`, `1d` into nanoseconds.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (use e.g. 30s, 5m, 1h, 1d)"))?;
+    let scale: u64 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m, h or d)")),
+    };
+    if n == 0 {
+        return Err("duration must be positive".into());
+    }
+    Ok(n * scale)
+}
+
+/// The evaluator's state: one rolling window per group.
+pub struct State {
+    keys: Vec<String>,
+    kind: WindowKind,
+    max_groups: usize,
+    groups: BTreeMap<Vec<Option<String>>, Rolling>,
+    now: u64,
+    /// Spans that arrived after their window had passed.
+    late: u64,
+}
+
+impl State {
+    fn new(config: Config) -> Result<State, String> {
+        if config.group_by.is_empty() {
+            return Err("config.group_by must name at least one key".into());
+        }
+        let kind = match (config.window, config.window_spans) {
+            (Some(_), Some(_)) => {
+                return Err("config: give window or window_spans, not both".into());
+            }
+            (_, Some(0)) => return Err("config.window_spans must be positive".into()),
+            (_, Some(n)) => WindowKind::Spans(n),
+            (w, None) => WindowKind::Time(
+                parse_duration(w.as_deref().unwrap_or("1h"))
+                    .map_err(|e| format!("config.window: {e}"))?,
+            ),
+        };
+        Ok(State {
+            keys: config.group_by,
+            kind,
+            max_groups: config.max_groups.max(1),
+            groups: BTreeMap::new(),
+            now: 0,
+            late: 0,
+        })
+    }
+
+    /// Adds one observation.
+    pub fn observe(&mut self, group: Vec<Option<String>>, end_ns: u64, duration_ns: u64) {
+        let ms = duration_ns as f64 / 1e6;
+        let group = if self.groups.contains_key(&group) || self.groups.len() < self.max_groups {
+            group
+        } else {
+            vec![Some("overflow".to_string())]
+        };
+        let kind = self.kind;
+        if !self
+            .groups
+            .entry(group)
+            .or_insert_with(|| Rolling::new(kind))
+            .add(end_ns, ms)
+        {
+            self.late += 1;
+        }
+    }
+
+    /// Moves event time forward, expiring old sub-windows.
+    pub fn advance(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        for r in self.groups.values_mut() {
+            r.expire(self.now);
+        }
+    }
+
+    /// The report section.
+    pub fn report(&self) -> serde_json::Value {
+        let mut rows = Vec::new();
+        for (group, r) in &self.groups {
+            let Some(s) = r.merged() else { continue };
+            let mut g = serde_json::Map::new();
+            if group.len() == 1 && group[0].as_deref() == Some("overflow") && self.keys.len() != 1 {
+                g.insert("overflow".into(), "true".into());
+            } else {
+                for (k, v) in self.keys.iter().zip(group) {
+                    g.insert(
+                        k.clone(),
+                        v.clone()
+                            .map_or(serde_json::Value::Null, serde_json::Value::from),
+                    );
+                }
+            }
+            let q = |p: f64| {
+                s.quantile(p)
+                    .ok()
+                    .flatten()
+                    .map(|v| (v * 1000.0).round() / 1000.0)
+            };
+            rows.push(serde_json::json!({
+                "group": g, "count": s.count() as u64, "p50_ms": q(0.50), "p95_ms": q(0.95), "p99_ms": q(0.99),
+            }));
+        }
+        serde_json::json!({ "latency": rows })
+    }
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+struct Latency;
+
+impl Guest for Latency {
+    fn init(config: String) -> Result<Manifest, String> {
+        let state = State::new(plume_sdk::parse_config(&config)?)?;
+        let mut reads: Vec<Field> = state.keys.iter().map(|k| key_field(k)).collect();
+        reads.push(Field::EndTime);
+        reads.push(Field::Duration);
+        let require_any = (0..state.keys.len() as u32).collect();
+        STATE.with(|s| *s.borrow_mut() = Some(state));
+        Ok(Manifest {
+            reads,
+            writes: vec![],
+            require_any,
+            sparse: false,
+        })
+    }
+
+    fn observe(batch: Batch) -> Result<(), String> {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            let state = s.as_mut().ok_or("observe before init")?;
+            let n = state.keys.len();
+            for (_, v) in Rows::new(&batch, n + 2).iter() {
+                let group = v[..n]
+                    .iter()
+                    .map(|x| match x {
+                        Value::Str(s) => Some(s.clone()),
+                        Value::Absent => None,
+                        other => other.as_f64().map(|f| f.to_string()),
+                    })
+                    .collect();
+                let end = v[n].as_i64().unwrap_or(0).max(0) as u64;
+                let dur = v[n + 1].as_i64().unwrap_or(0).max(0) as u64;
+                state.observe(group, end, dur);
+            }
+            Ok(())
+        })
+    }
+
+    fn tick(now: u64) -> Result<Vec<Alert>, String> {
+        STATE.with(|s| {
+            if let Some(state) = s.borrow_mut().as_mut() {
+                state.advance(now);
+            }
+        });
+        Ok(vec![])
+    }
+
+    fn report() -> String {
+        STATE.with(|s| {
+            s.borrow()
+                .as_ref()
+                .map(|st| st.report().to_string())
+                .unwrap_or_else(|| "{}".into())
+        })
+    }
+
+    fn snapshot() -> Vec<u8> {
+        STATE.with(|s| {
+            let s = s.borrow();
+            let Some(st) = s.as_ref() else {
+                return Vec::new();
+            };
+            let groups: Vec<(&Vec<Option<String>>, &Rolling)> = st.groups.iter().collect();
+            serde_json::to_vec(&(st.now, groups)).unwrap_or_default()
+        })
+    }
+
+    fn restore(state: Vec<u8>) -> Result<(), String> {
+        let (now, groups): (u64, Vec<(Vec<Option<String>>, Rolling)>) =
+            serde_json::from_slice(&state).map_err(|e| e.to_string())?;
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            let st = s.as_mut().ok_or("restore before init")?;
+            st.now = now;
+            st.groups = groups.into_iter().collect();
+            Ok(())
+        })
+    }
+}
+
+export_evaluator!(Latency);
+
+#[cfg(test)]
+mod tests;
