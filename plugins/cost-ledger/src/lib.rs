@@ -1,0 +1,407 @@
+//! `builtin:cost-ledger`: what each model, feature, user and request costs,
+//! the day's spend against a budget, and a hard limit per feature.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `daily_budget_usd` | none | the day's budget (UTC days, event time) |
+//! | `hard_limit_usd` | none | a daily limit per feature: a number for every feature, or a table `{ feature = usd }` |
+//! | `feature_keys` | `["plume.feature", "app.feature"]` | the first present names the feature |
+//! | `user_keys` | `["user.id", "enduser.id", "langfuse.user.id"]` | the first present names the user |
+//! | `projection_window` | `"1h"` | trailing window of the spend rate |
+//! | `alert_at_fraction` | `0.8` | warn when the projection passes this fraction of the budget |
+//! | `top_traces` | `20` | most expensive traces listed in the report |
+//! | `runbook` | `"examples/runbooks/cost-runaway.md"` | linked from its alerts |
+//!
+//! **Projection.** `projected_daily_usd` = spent so far today + the spend rate
+//! over the trailing `projection_window` x the time left in the UTC day, all
+//! in event time, so a replay gives the same answer as live traffic. Early in
+//! a day the rate dominates; at its end the projection is the spend.
+//!
+//! A span enters the totals when it has `gen_ai.usage.cost` and is not marked
+//! `plume.cost.counted = false` (a restatement of a call counted elsewhere).
+
+use plume_sdk::Rows;
+use plume_sdk::evaluator::{Guest, export_evaluator};
+use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity, Value};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+const DAY: u64 = 86_400_000_000_000;
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum HardLimit {
+    Every(f64),
+    PerFeature(BTreeMap<String, f64>),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    daily_budget_usd: Option<f64>,
+    hard_limit_usd: Option<HardLimit>,
+    #[serde(default = "default_feature_keys")]
+    feature_keys: Vec<String>,
+    #[serde(default = "default_user_keys")]
+    user_keys: Vec<String>,
+    #[serde(default = "default_window")]
+    projection_window: String,
+    #[serde(default = "default_fraction")]
+    alert_at_fraction: f64,
+    #[serde(default = "default_top")]
+    top_traces: usize,
+    #[serde(default = "default_runbook")]
+    runbook: String,
+}
+
+fn default_feature_keys() -> Vec<String> {
+    vec!["plume.feature".into(), "app.feature".into()]
+}
+fn default_user_keys() -> Vec<String> {
+    vec![
+        "user.id".into(),
+        "enduser.id".into(),
+        "langfuse.user.id".into(),
+    ]
+}
+fn default_window() -> String {
+    "1h".into()
+}
+fn default_fraction() -> f64 {
+    0.8
+}
+fn default_top() -> usize {
+    20
+}
+fn default_runbook() -> String {
+    "examples/runbooks/cost-runaway.md".into()
+}
+
+/// Parses `30s`, `5m`, `1h` into ns.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let scale = match unit {
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return Err(format!("bad duration unit in {s:?} (s, m or h)")),
+    };
+    if n == 0 {
+        Err("duration must be positive".into())
+    } else {
+        Ok(n * scale)
+    }
+}
+
+/// Fixed reads; feature and user keys follow.
+mod read {
+    pub const COST: usize = 0;
+    pub const COUNTED: usize = 1;
+    pub const MODEL: usize = 2;
+    pub const RESPONSE_MODEL: usize = 3;
+    pub const TRACE: usize = 4;
+    pub const END: usize = 5;
+    pub const MISSING: usize = 6;
+    pub const FIXED: usize = 7;
+}
+
+/// The ledger: sums in USD (f64; a call's cost carries ~16 significant
+/// digits, far below a cent over any realistic number of calls).
+#[derive(Default, Serialize, Deserialize)]
+pub struct Ledger {
+    total: f64,
+    by_model: BTreeMap<String, f64>,
+    by_feature: BTreeMap<String, f64>,
+    by_user: BTreeMap<String, f64>,
+    by_trace: BTreeMap<String, f64>,
+    /// UTC day (days since epoch) -> spend, and per feature.
+    by_day: BTreeMap<u64, f64>,
+    feature_day: BTreeMap<(String, u64), f64>,
+    /// (event time, cost) within the projection window.
+    recent: VecDeque<(u64, f64)>,
+    now: u64,
+    missing_price_spans: u64,
+    /// Features past their hard limit, by day.
+    disabled: BTreeSet<(String, u64)>,
+    budget_alerted_day: Option<u64>,
+    #[serde(skip)]
+    pending: Vec<Alert>,
+}
+
+pub struct State {
+    config: Config,
+    window: u64,
+    ledger: Ledger,
+}
+
+impl State {
+    fn new(config: Config) -> Result<State, String> {
+        let window = parse_duration(&config.projection_window)
+            .map_err(|e| format!("config.projection_window: {e}"))?;
+        if let Some(b) = config.daily_budget_usd {
+            if !(b > 0.0) {
+                return Err("config.daily_budget_usd must be positive".into());
+            }
+        }
+        if !(0.0..=1.0).contains(&config.alert_at_fraction) {
+            return Err("config.alert_at_fraction must be within 0..=1".into());
+        }
+        Ok(State {
+            config,
+            window,
+            ledger: Ledger::default(),
+        })
+    }
+
+    fn limit_for(&self, feature: &str) -> Option<f64> {
+        match &self.config.hard_limit_usd {
+            None => None,
+            Some(HardLimit::Every(x)) => Some(*x),
+            Some(HardLimit::PerFeature(m)) => m.get(feature).copied(),
+        }
+    }
+
+    /// Records one priced call.
+    pub fn add(
+        &mut self,
+        cost: f64,
+        model: Option<&str>,
+        feature: Option<&str>,
+        user: Option<&str>,
+        trace: &str,
+        at: u64,
+    ) {
+        let l = &mut self.ledger;
+        l.total += cost;
+        *l.by_model
+            .entry(model.unwrap_or("unknown").to_string())
+            .or_default() += cost;
+        *l.by_feature
+            .entry(feature.unwrap_or("unknown").to_string())
+            .or_default() += cost;
+        if let Some(u) = user {
+            *l.by_user.entry(u.to_string()).or_default() += cost;
+        }
+        *l.by_trace.entry(trace.to_string()).or_default() += cost;
+        let day = at / DAY;
+        *l.by_day.entry(day).or_default() += cost;
+        let feature = feature.unwrap_or("unknown").to_string();
+        let spent = {
+            let e = l.feature_day.entry((feature.clone(), day)).or_default();
+            *e += cost;
+            *e
+        };
+        l.recent.push_back((at, cost));
+        l.now = l.now.max(at);
+        if let Some(limit) = self.limit_for(&feature) {
+            if spent > limit && self.ledger.disabled.insert((feature.clone(), day)) {
+                self.ledger.pending.push(Alert {
+                    rule: "cost_hard_limit".into(),
+                    severity: Severity::Page,
+                    labels: vec![("feature".into(), feature.clone())],
+                    summary: format!("feature {feature} spent ${spent:.2} today, over its hard limit of ${limit:.2}: disabled"),
+                    value: spent,
+                    threshold: limit,
+                    runbook: self.config.runbook.clone(),
+                    firing: true,
+                    at,
+                });
+            }
+        }
+        // Bound the per-trace map: keep the most expensive.
+        if self.ledger.by_trace.len() > 100_000 {
+            let mut v: Vec<(String, f64)> = std::mem::take(&mut self.ledger.by_trace)
+                .into_iter()
+                .collect();
+            v.sort_by(|a, b| b.1.total_cmp(&a.1));
+            v.truncate(50_000);
+            self.ledger.by_trace = v.into_iter().collect();
+        }
+    }
+
+    /// Today's spend and its projection at the ledger's event time.
+    pub fn projection(&self) -> (f64, f64) {
+        let now = self.ledger.now;
+        let day = now / DAY;
+        let spent = self.ledger.by_day.get(&day).copied().unwrap_or(0.0);
+        let since = now.saturating_sub(self.window);
+        let in_window: f64 = self
+            .ledger
+            .recent
+            .iter()
+            .filter(|(t, _)| *t > since)
+            .map(|(_, c)| c)
+            .sum();
+        let rate = in_window / self.window as f64; // USD per ns
+        let left = ((day + 1) * DAY).saturating_sub(now) as f64;
+        (spent, spent + rate * left)
+    }
+
+    fn advance(&mut self, now: u64) -> Vec<Alert> {
+        self.ledger.now = self.ledger.now.max(now);
+        let since = self.ledger.now.saturating_sub(self.window);
+        while self.ledger.recent.front().is_some_and(|(t, _)| *t <= since) {
+            self.ledger.recent.pop_front();
+        }
+        let mut alerts = std::mem::take(&mut self.ledger.pending);
+        if let Some(budget) = self.config.daily_budget_usd {
+            let (spent, projected) = self.projection();
+            let day = self.ledger.now / DAY;
+            if projected > budget * self.config.alert_at_fraction
+                && self.ledger.budget_alerted_day != Some(day)
+            {
+                self.ledger.budget_alerted_day = Some(day);
+                alerts.push(Alert {
+                    rule: "cost_projection".into(),
+                    severity: if projected > budget { Severity::Page } else { Severity::Warning },
+                    labels: vec![],
+                    summary: format!(
+                        "projected daily spend ${projected:.2} is {:.0}% of the ${budget:.2} budget (spent ${spent:.2} so far)",
+                        projected / budget * 100.0
+                    ),
+                    value: projected,
+                    threshold: budget * self.config.alert_at_fraction,
+                    runbook: self.config.runbook.clone(),
+                    firing: true,
+                    at: self.ledger.now,
+                });
+            }
+        }
+        alerts
+    }
+
+    /// The report section (DESIGN.md shape plus details).
+    pub fn report(&self) -> serde_json::Value {
+        let l = &self.ledger;
+        let (spent, projected) = self.projection();
+        let mut top: Vec<(&String, &f64)> = l.by_trace.iter().collect();
+        top.sort_by(|a, b| b.1.total_cmp(a.1));
+        top.truncate(self.config.top_traces);
+        let today = l.now / DAY;
+        let disabled: Vec<&String> = l
+            .disabled
+            .iter()
+            .filter(|(_, d)| *d == today)
+            .map(|(f, _)| f)
+            .collect();
+        serde_json::json!({"cost": {
+            "total_usd": l.total,
+            "by_model": l.by_model,
+            "by_feature": l.by_feature,
+            "by_user": l.by_user,
+            "daily_budget_usd": self.config.daily_budget_usd,
+            "spent_today_usd": spent,
+            "projected_daily_usd": projected,
+            "over_budget": self.config.daily_budget_usd.map(|b| projected > b),
+            "projection_method": "spent today + spend rate over the trailing projection_window x time left in the UTC day (event time)",
+            "disabled_features": disabled,
+            "top_traces": top.into_iter().map(|(t, c)| serde_json::json!({"trace_id": t, "cost_usd": c})).collect::<Vec<_>>(),
+            "missing_price_spans": l.missing_price_spans,
+        }})
+    }
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+fn first_str<'a>(v: &'a [Value], from: usize, n: usize) -> Option<&'a str> {
+    v[from..from + n].iter().find_map(|x| x.as_str())
+}
+
+struct CostLedger;
+
+impl Guest for CostLedger {
+    fn init(config: String) -> Result<Manifest, String> {
+        let state = State::new(plume_sdk::parse_config(&config)?)?;
+        let attr = |k: &str| Field::Attribute(k.to_string());
+        let mut reads = vec![
+            attr("gen_ai.usage.cost"),
+            attr("plume.cost.counted"),
+            attr("gen_ai.request.model"),
+            attr("gen_ai.response.model"),
+            Field::TraceId,
+            Field::EndTime,
+            attr("plume.price.missing"),
+        ];
+        reads.extend(state.config.feature_keys.iter().map(|k| attr(k)));
+        reads.extend(state.config.user_keys.iter().map(|k| attr(k)));
+        STATE.with(|s| *s.borrow_mut() = Some(state));
+        Ok(Manifest {
+            reads,
+            writes: vec![],
+            require_any: vec![read::COST as u32, read::MISSING as u32],
+            sparse: false,
+        })
+    }
+
+    fn observe(batch: Batch) -> Result<(), String> {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            let st = s.as_mut().ok_or("observe before init")?;
+            let (nf, nu) = (st.config.feature_keys.len(), st.config.user_keys.len());
+            for (_, v) in Rows::new(&batch, read::FIXED + nf + nu).iter() {
+                if v[read::MISSING].as_bool() == Some(true) {
+                    st.ledger.missing_price_spans += 1;
+                }
+                let Some(cost) = v[read::COST].as_f64() else {
+                    continue;
+                };
+                if v[read::COUNTED].as_bool() == Some(false) {
+                    continue;
+                }
+                let model = v[read::MODEL].as_str().or(v[read::RESPONSE_MODEL].as_str());
+                let feature = first_str(v, read::FIXED, nf);
+                let user = first_str(v, read::FIXED + nf, nu);
+                let trace = v[read::TRACE].as_str().unwrap_or_default();
+                let at = v[read::END].as_i64().unwrap_or(0).max(0) as u64;
+                st.add(cost, model, feature, user, trace, at);
+            }
+            Ok(())
+        })
+    }
+
+    fn tick(now: u64) -> Result<Vec<Alert>, String> {
+        STATE.with(|s| {
+            Ok(s.borrow_mut()
+                .as_mut()
+                .map(|st| st.advance(now))
+                .unwrap_or_default())
+        })
+    }
+
+    fn report() -> String {
+        STATE.with(|s| {
+            s.borrow()
+                .as_ref()
+                .map(|st| st.report().to_string())
+                .unwrap_or_else(|| "{}".into())
+        })
+    }
+
+    fn snapshot() -> Vec<u8> {
+        STATE.with(|s| {
+            s.borrow()
+                .as_ref()
+                .and_then(|st| serde_json::to_vec(&st.ledger).ok())
+                .unwrap_or_default()
+        })
+    }
+
+    fn restore(state: Vec<u8>) -> Result<(), String> {
+        let ledger: Ledger = serde_json::from_slice(&state).map_err(|e| e.to_string())?;
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            s.as_mut().ok_or("restore before init")?.ledger = ledger;
+            Ok(())
+        })
+    }
+}
+
+export_evaluator!(CostLedger);
+
+#[cfg(test)]
+mod tests;

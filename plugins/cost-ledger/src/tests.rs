@@ -1,0 +1,95 @@
+//! Constructed streams with exact expectations.
+
+use super::*;
+
+fn state(json: &str) -> State {
+    State::new(plume_sdk::parse_config(json).unwrap()).unwrap()
+}
+
+const H: u64 = 3_600_000_000_000;
+const DAY0: u64 = 20_000 * DAY; // a UTC midnight
+
+#[test]
+fn totals_to_the_cent_by_model_feature_user_and_trace() {
+    let mut s = state("{}");
+    s.add(
+        0.10,
+        Some("gpt-4o"),
+        Some("chat"),
+        Some("u1"),
+        "t1",
+        DAY0 + H,
+    );
+    s.add(
+        0.25,
+        Some("gpt-4o"),
+        Some("chat"),
+        Some("u2"),
+        "t1",
+        DAY0 + H,
+    );
+    s.add(
+        1.00,
+        Some("claude-sonnet-4-5"),
+        Some("triage"),
+        None,
+        "t2",
+        DAY0 + 2 * H,
+    );
+    let r = s.report()["cost"].clone();
+    let cents = |v: &serde_json::Value| (v.as_f64().unwrap() * 100.0).round() as i64;
+    assert_eq!(cents(&r["total_usd"]), 135);
+    assert_eq!(cents(&r["by_model"]["gpt-4o"]), 35);
+    assert_eq!(cents(&r["by_feature"]["triage"]), 100);
+    assert_eq!(cents(&r["by_user"]["u2"]), 25);
+    assert_eq!(r["top_traces"][0]["trace_id"], "t2");
+    assert_eq!(cents(&r["top_traces"][1]["cost_usd"]), 35);
+}
+
+/// Six hours into the day, $6 spent, the last hour at $2/h: the projection is
+/// 6 + 2 x 18 = $42.
+#[test]
+fn projection_is_spend_plus_trailing_rate() {
+    let mut s = state(r#"{"daily_budget_usd": 50}"#);
+    for h in 0..5 {
+        s.add(0.8, Some("m"), None, None, "t", DAY0 + h * H + H / 2); // $0.8/h for 5h = $4
+    }
+    s.add(1.0, Some("m"), None, None, "t", DAY0 + 5 * H + H / 4);
+    s.add(1.0, Some("m"), None, None, "t", DAY0 + 5 * H + 3 * H / 4);
+    let alerts = s.advance(DAY0 + 6 * H);
+    let (spent, projected) = s.projection();
+    assert!((spent - 6.0).abs() < 1e-9);
+    // Window (5h, 6h]: $2 -> 2/h x 18h left = 36.
+    assert!((projected - 42.0).abs() < 1e-9, "{projected}");
+    let r = s.report()["cost"].clone();
+    assert_eq!(r["over_budget"], false);
+    // 42 > 0.8 x 50 = 40: one warning, once per day.
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].rule, "cost_projection");
+    assert!(matches!(alerts[0].severity, Severity::Warning));
+    assert!(s.advance(DAY0 + 6 * H + 1).is_empty());
+}
+
+#[test]
+fn hard_limit_pages_once_and_disables_the_feature() {
+    let mut s = state(r#"{"hard_limit_usd": {"chat": 1.0}}"#);
+    s.add(0.6, Some("m"), Some("chat"), None, "t", DAY0 + H);
+    assert!(s.advance(DAY0 + H).is_empty());
+    s.add(0.6, Some("m"), Some("chat"), None, "t", DAY0 + 2 * H);
+    s.add(0.6, Some("m"), Some("chat"), None, "t", DAY0 + 3 * H);
+    s.add(5.0, Some("m"), Some("triage"), None, "t", DAY0 + 3 * H);
+    let alerts = s.advance(DAY0 + 3 * H);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].rule, "cost_hard_limit");
+    assert!(matches!(alerts[0].severity, Severity::Page));
+    assert_eq!(
+        s.report()["cost"]["disabled_features"],
+        serde_json::json!(["chat"])
+    );
+    // The next day starts enabled.
+    s.advance(DAY0 + DAY + H);
+    assert_eq!(
+        s.report()["cost"]["disabled_features"],
+        serde_json::json!([])
+    );
+}
