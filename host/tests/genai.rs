@@ -207,3 +207,57 @@ fn openai_failures_and_tools_are_classified() {
             > 0.0
     );
 }
+
+/// The default pipeline's ledger sums the priced calls (one instrumentation
+/// here, so every priced span is a distinct call).
+#[test]
+fn ledger_totals_equal_the_priced_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let report = dir.path().join("report.json");
+    let pipeline =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/genai/openai_v2_chat.jsonl");
+    let default = dir.path().join("default.toml");
+    std::fs::write(
+        &default,
+        config::DEFAULT_PIPELINE.replace(r#"jsonl = ["-"]"#, "jsonl = []"),
+    )
+    .unwrap();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_plume"))
+        .arg("replay")
+        .arg(&default)
+        .arg("--input")
+        .arg(&pipeline)
+        .arg("--output")
+        .arg(&out)
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let spans: Vec<Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sum: f64 = spans
+        .iter()
+        .filter_map(|s| s["attributes"]["gen_ai.usage.cost"].as_f64())
+        .sum();
+    let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let total = report["cost"]["total_usd"].as_f64().unwrap();
+    assert!(sum > 0.0);
+    assert!((total - sum).abs() < 1e-12, "{total} vs {sum}");
+    let by_model: f64 = report["cost"]["by_model"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert!((by_model - sum).abs() < 1e-12);
+    assert!(!report["latency"].as_array().unwrap().is_empty());
+}
