@@ -260,4 +260,16 @@ fn ledger_totals_equal_the_priced_calls() {
         .sum();
     assert!((by_model - sum).abs() < 1e-12);
     assert!(!report["latency"].as_array().unwrap().is_empty());
+    // 4 of the 11 spans failed: the error SLO pages, and the router keeps one alert.
+    assert_eq!(report["slo"][0]["state"], "page");
+    let alerts = report["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0]["rule"], "slo_burn");
+    assert!(alerts[0]["first_seen"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        alerts[0]["runbook"]
+            .as_str()
+            .unwrap()
+            .starts_with("examples/runbooks/")
+    );
 }

@@ -51,6 +51,10 @@ impl host_api::Host for HostState {
             host_api::Level::Error => tracing::error!(stage, "{message}"),
         }
     }
+
+    fn format_time(&mut self, unix_nanos: u64) -> String {
+        crate::span::format_unix_nanos(unix_nanos)
+    }
 }
 
 /// A frozen clock: plugins get no time source unless granted one, so their

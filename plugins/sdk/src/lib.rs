@@ -105,6 +105,12 @@ pub fn log_info(message: &str) {
     host::log(host::Level::Info, message);
 }
 
+/// An event time as RFC 3339 UTC (`2026-11-25T10:00:00.000Z`), formatted by
+/// the host so every plugin's reports agree.
+pub fn format_time(unix_nanos: u64) -> String {
+    host::format_time(unix_nanos)
+}
+
 /// Logs through the host at `warn`.
 pub fn log_warn(message: &str) {
     host::log(host::Level::Warn, message);
