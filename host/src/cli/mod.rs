@@ -2,6 +2,7 @@
 
 mod bench;
 mod replay;
+mod report;
 mod run;
 
 use crate::config::{self, Pipeline};
@@ -35,6 +36,8 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Synthetic GenAI spans through a pipeline: spans/s and per-stage cost.
     Bench(bench::BenchArgs),
+    /// Show a report section (latency, cost, slo, alerts) as a table.
+    Report(report::ReportArgs),
 }
 
 /// Entry point of the binary.
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Check { file } => check(&file),
         Command::Replay(args) => replay::replay(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Report(args) => report::report(&args),
     };
     match result {
         Ok(code) => code,
