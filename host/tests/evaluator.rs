@@ -107,3 +107,77 @@ fn builtin_latency_reports_per_group() {
     );
     assert!(300.0 < p50 && p50 <= p99, "{gpt}");
 }
+
+/// Alert rules, router and exporter wired together: an error rate that holds
+/// for ten minutes of event time yields one notification, and one resolved
+/// notice when it clears; the report counts how often it was raised.
+#[test]
+fn ten_minutes_of_errors_is_one_notification_then_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let text = format!(
+        r#"
+[[evaluator]]
+plugin = "builtin:alert-rules"
+config = {{ latency_p99 = {{ enabled = false }}, truncation_rate = {{ enabled = false }}, agent_loop = {{ enabled = false }} }}
+
+[[router]]
+plugin = "builtin:alert-router"
+config = {{ repeat_interval = "1h" }}
+
+[[export]]
+plugin = "builtin:jsonl"
+config = {{ path = "{}" }}
+"#,
+        out.display()
+    );
+    let p = config::parse("a.toml", &text, |_| None).unwrap();
+    let rt = Runtime::new().unwrap();
+    let mut engine =
+        Engine::build(&p, &rt, &EngineOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let minute = 60_000_000_000u64;
+    let t0 = 29_400_000 * minute;
+    // 16 minutes, 100 chat spans each: 20% failing for 10 minutes, then clean.
+    for m in 0..16u64 {
+        let mut spans = plume::bench::synthetic_spans(200, m, t0 + m * minute);
+        spans.retain(|s| s.name.starts_with("chat "));
+        spans.truncate(100);
+        for (i, s) in spans.iter_mut().enumerate() {
+            s.attributes.set(
+                plume::span::Key::from("gen_ai.request.model"),
+                plume::span::AttrValue::Str("gpt-4o".into()),
+            );
+            s.start_time_unix_nano = t0 + m * minute + i as u64 * 100_000_000;
+            s.end_time_unix_nano = s.start_time_unix_nano + 1;
+            s.status.code = if m < 10 && i % 5 == 0 {
+                plume::span::StatusCode::Error
+            } else {
+                plume::span::StatusCode::Unset
+            };
+        }
+        engine.process(spans);
+    }
+    engine.flush();
+    let alerts: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["type"] == "alert")
+        .collect();
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(
+        (alerts[0]["rule"].as_str(), alerts[0]["status"].as_str()),
+        (Some("error_rate"), Some("firing"))
+    );
+    assert_eq!(alerts[1]["status"], "resolved");
+    assert_eq!(
+        alerts[1]["runbook"],
+        "examples/runbooks/error-rate-spike.md"
+    );
+    let report = engine.report();
+    assert_eq!(report["alerts"][0]["status"], "resolved");
+    assert_eq!(
+        report["alerts"][0]["count"], 1,
+        "rules raise on start only; the router counts raises"
+    );
+}
