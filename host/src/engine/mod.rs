@@ -165,6 +165,11 @@ impl Engine {
                         (WitSink::File(path), false) => {
                             Sink::open(path).map_err(|e| format!("{e:#}"))
                         }
+                        (WitSink::Http(h), false) => {
+                            sink::HttpSink::new(&h.url, h.headers.clone(), &h.content_type)
+                                .map(Sink::Http)
+                                .map_err(|e| format!("{e:#}"))
+                        }
                     };
                     match (projection, sink) {
                         (Ok(projection), Ok(sink)) => exports.push(ExportStage {
@@ -408,16 +413,24 @@ impl Engine {
                 })
                 .cloned()
                 .collect();
-            if !mine.is_empty() {
+            // An HTTP sink takes one alert per request (PagerDuty Events v2
+            // accepts one event per call); other sinks take them together.
+            let chunk = if ex.sink.is_http() {
+                1
+            } else {
+                mine.len().max(1)
+            };
+            for group in mine.chunks(chunk) {
                 bytes.clear();
                 match ex
                     .sandbox
-                    .export_alerts(&mine)
+                    .export_alerts(group)
                     .and_then(|parts| render(bytes, &parts, &[], &[]))
                 {
                     Ok(()) => {
                         if let Err(e) = ex.sink.write_all(bytes) {
-                            tracing::error!(export = %ex.sandbox.spec().name, "{} alerts lost: {e}", mine.len());
+                            *ex.stats.errors.entry("io").or_default() += 1;
+                            tracing::error!(export = %ex.sandbox.spec().name, "{} alerts lost: {e}", group.len());
                         }
                     }
                     Err(e) => note_error(&mut ex.stats, ex.sandbox.spec(), &e),
