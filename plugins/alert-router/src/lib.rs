@@ -132,12 +132,12 @@ impl State {
                     "config.routes[{i}].to must name at least one export"
                 ));
             }
-            if let Some(s) = &r.severity {
-                if !["info", "warning", "page"].contains(&s.as_str()) {
-                    return Err(format!(
-                        "config.routes[{i}].severity must be info, warning or page"
-                    ));
-                }
+            if let Some(s) = &r.severity
+                && !["info", "warning", "page"].contains(&s.as_str())
+            {
+                return Err(format!(
+                    "config.routes[{i}].severity must be info, warning or page"
+                ));
             }
         }
         Ok(State {

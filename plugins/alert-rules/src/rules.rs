@@ -305,10 +305,10 @@ impl Rules {
                     *n
                 }
                 None => {
-                    if self.loop_order.len() >= self.c.agent_loop.memory {
-                        if let Some(old) = self.loop_order.pop_front() {
-                            self.loops.remove(&old);
-                        }
+                    if self.loop_order.len() >= self.c.agent_loop.memory
+                        && let Some(old) = self.loop_order.pop_front()
+                    {
+                        self.loops.remove(&old);
                     }
                     self.loop_order.push_back(key.clone());
                     self.loops.insert(key.clone(), 1);
@@ -456,53 +456,63 @@ impl Rules {
             events.push(a);
         }
         let va = self.c.invalid_args_after_prompt_change.clone();
-        if va.enabled {
-            if let [.., (prev, p), (cur, c)] = self.args_versions.as_slice() {
-                if p.calls >= va.min_count && c.calls >= va.min_count {
-                    let (pr, cr) = (
-                        p.invalid as f64 / p.calls as f64,
-                        c.invalid as f64 / c.calls as f64,
-                    );
-                    if cr > (pr * va.factor).max(pr + 0.01) {
-                        holding.push(mk(
-                            "invalid_args_after_prompt_change",
-                            Severity::Warning,
-                            vec![("prompt_version".into(), cur.clone()), ("previous_version".into(), prev.clone())],
-                            format!("invalid tool arguments at {:.1}% with prompt {cur}, {:.1}% with {prev}", cr * 100.0, pr * 100.0),
-                            cr,
-                            pr * va.factor,
-                            self.runbook("invalid_args_after_prompt_change", "examples/runbooks/error-rate-spike.md"),
-                        ));
-                    }
-                }
+        if va.enabled
+            && let [.., (prev, p), (cur, c)] = self.args_versions.as_slice()
+            && p.calls >= va.min_count
+            && c.calls >= va.min_count
+        {
+            let (pr, cr) = (
+                p.invalid as f64 / p.calls as f64,
+                c.invalid as f64 / c.calls as f64,
+            );
+            if cr > (pr * va.factor).max(pr + 0.01) {
+                holding.push(mk(
+                    "invalid_args_after_prompt_change",
+                    Severity::Warning,
+                    vec![
+                        ("prompt_version".into(), cur.clone()),
+                        ("previous_version".into(), prev.clone()),
+                    ],
+                    format!(
+                        "invalid tool arguments at {:.1}% with prompt {cur}, {:.1}% with {prev}",
+                        cr * 100.0,
+                        pr * 100.0
+                    ),
+                    cr,
+                    pr * va.factor,
+                    self.runbook(
+                        "invalid_args_after_prompt_change",
+                        "examples/runbooks/error-rate-spike.md",
+                    ),
+                ));
             }
         }
         let q = self.c.quality_regression.clone();
-        if q.enabled {
-            if let [.., (prev, p), (cur, c)] = self.score_versions.as_slice() {
-                if p.scores >= q.min_count && c.scores >= q.min_count {
-                    let (pm, cm) = (p.score_sum / p.scores as f64, c.score_sum / c.scores as f64);
-                    if cm < pm - q.drop {
-                        holding.push(mk(
-                            "quality_regression",
-                            Severity::Warning,
-                            vec![
-                                ("prompt_version".into(), cur.clone()),
-                                ("previous_version".into(), prev.clone()),
-                            ],
-                            format!(
-                                "mean {} fell from {pm:.3} ({prev}) to {cm:.3} ({cur})",
-                                q.score_key
-                            ),
-                            cm,
-                            pm - q.drop,
-                            self.runbook(
-                                "quality_regression",
-                                "examples/runbooks/error-rate-spike.md",
-                            ),
-                        ));
-                    }
-                }
+        if q.enabled
+            && let [.., (prev, p), (cur, c)] = self.score_versions.as_slice()
+            && p.scores >= q.min_count
+            && c.scores >= q.min_count
+        {
+            let (pm, cm) = (p.score_sum / p.scores as f64, c.score_sum / c.scores as f64);
+            if cm < pm - q.drop {
+                holding.push(mk(
+                    "quality_regression",
+                    Severity::Warning,
+                    vec![
+                        ("prompt_version".into(), cur.clone()),
+                        ("previous_version".into(), prev.clone()),
+                    ],
+                    format!(
+                        "mean {} fell from {pm:.3} ({prev}) to {cm:.3} ({cur})",
+                        q.score_key
+                    ),
+                    cm,
+                    pm - q.drop,
+                    self.runbook(
+                        "quality_regression",
+                        "examples/runbooks/error-rate-spike.md",
+                    ),
+                ));
             }
         }
         // Start the new ones, clear the ones that stopped holding.

@@ -141,10 +141,10 @@ impl State {
     fn new(config: Config) -> Result<State, String> {
         let window = parse_duration(&config.projection_window)
             .map_err(|e| format!("config.projection_window: {e}"))?;
-        if let Some(b) = config.daily_budget_usd {
-            if !(b > 0.0) {
-                return Err("config.daily_budget_usd must be positive".into());
-            }
+        if let Some(b) = config.daily_budget_usd
+            && (b.is_nan() || b <= 0.0)
+        {
+            return Err("config.daily_budget_usd must be positive".into());
         }
         if !(0.0..=1.0).contains(&config.alert_at_fraction) {
             return Err("config.alert_at_fraction must be within 0..=1".into());
@@ -196,9 +196,11 @@ impl State {
         };
         l.recent.push_back((at, cost));
         l.now = l.now.max(at);
-        if let Some(limit) = self.limit_for(&feature) {
-            if spent > limit && self.ledger.disabled.insert((feature.clone(), day)) {
-                self.ledger.pending.push(Alert {
+        if let Some(limit) = self.limit_for(&feature)
+            && spent > limit
+            && self.ledger.disabled.insert((feature.clone(), day))
+        {
+            self.ledger.pending.push(Alert {
                     rule: "cost_hard_limit".into(),
                     severity: Severity::Page,
                     labels: vec![("feature".into(), feature.clone())],
@@ -209,7 +211,6 @@ impl State {
                     firing: true,
                     at,
                 });
-            }
         }
         // Bound the per-trace map: keep the most expensive.
         if self.ledger.by_trace.len() > 100_000 {
@@ -308,7 +309,7 @@ thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
-fn first_str<'a>(v: &'a [Value], from: usize, n: usize) -> Option<&'a str> {
+fn first_str(v: &[Value], from: usize, n: usize) -> Option<&str> {
     v[from..from + n].iter().find_map(|x| x.as_str())
 }
 

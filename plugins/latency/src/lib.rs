@@ -248,8 +248,8 @@ impl Guest for Latency {
     }
 
     fn restore(state: Vec<u8>) -> Result<(), String> {
-        let (now, groups): (u64, Vec<(Vec<Option<String>>, Rolling)>) =
-            serde_json::from_slice(&state).map_err(|e| e.to_string())?;
+        type Saved = (u64, Vec<(Vec<Option<String>>, Rolling)>);
+        let (now, groups): Saved = serde_json::from_slice(&state).map_err(|e| e.to_string())?;
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             let st = s.as_mut().ok_or("restore before init")?;
