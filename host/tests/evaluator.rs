@@ -181,3 +181,35 @@ config = {{ path = "{}" }}
         "rules raise on start only; the router counts raises"
     );
 }
+
+/// The host keeps each evaluator's latest snapshot (taken every 32 batches):
+/// when the evaluator traps, its rebuilt instance gets that state back, so
+/// the trap costs the batches since the snapshot, not the whole history.
+#[test]
+fn a_trapped_evaluator_resumes_from_its_last_snapshot() {
+    let text = format!(
+        "[[evaluator]]\nname = \"count\"\nplugin = \"{EVALUATOR}\"\nconfig = {{ trap_on_attribute = \"chaos\" }}\n"
+    );
+    let p = config::parse("e.toml", &text, |_| None).unwrap();
+    let rt = Runtime::new().unwrap();
+    let mut engine =
+        Engine::build(&p, &rt, &EngineOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    for b in 0..40u64 {
+        let mut spans =
+            plume::bench::synthetic_spans(10, b, 1_764_000_000_000_000_000 + b * 1_000_000_000);
+        if b == 34 {
+            spans[0].attributes.set(
+                plume::span::Key::from("chaos"),
+                plume::span::AttrValue::Bool(true),
+            );
+        }
+        engine.process(spans);
+    }
+    let stats = engine.stats();
+    assert_eq!(stats.evaluators[0].errors.get("trap"), Some(&1));
+    assert_eq!(stats.evaluators[0].restarts, 1);
+    // Snapshot after batch 32 (320 spans); batches 33 and 34 are lost with
+    // the trap (35 trapped); batches 36..=40 are counted again: 320 + 50.
+    let report = engine.report();
+    assert_eq!(report["test_errors"][0]["spans"], 370, "{report}");
+}

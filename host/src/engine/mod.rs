@@ -44,6 +44,58 @@ struct EvaluatorStage {
     sandbox: Sandbox<Evaluator>,
     projection: Projection,
     stats: EntryStats,
+    /// The latest state the plugin handed over: the host keeps it so a trap
+    /// costs at most the batches since, not the evaluator's whole history.
+    snapshot: Option<Vec<u8>>,
+    batches_since_snapshot: u32,
+}
+
+/// Batches between evaluator snapshots. Snapshots serialise the whole state
+/// (a ledger, sketches), so they are taken periodically, not per batch.
+const SNAPSHOT_EVERY: u32 = 32;
+
+impl EvaluatorStage {
+    /// Rebuilds a trapped instance and restores the last snapshot into it.
+    fn recover(&mut self) {
+        match self.sandbox.revive_if_poisoned() {
+            Ok(false) => {}
+            Ok(true) => {
+                if let Some(state) = &self.snapshot {
+                    match self.sandbox.restore(state) {
+                        Ok(()) => {
+                            tracing::warn!(entry = %self.sandbox.spec().name, "evaluator rebuilt after a failure; state restored from its last snapshot")
+                        }
+                        Err(e) => note_error(&mut self.stats, self.sandbox.spec(), &e),
+                    }
+                }
+            }
+            Err(e) => note_error(&mut self.stats, self.sandbox.spec(), &e),
+        }
+    }
+
+    /// Every call into the evaluator goes through here, so a trapped
+    /// instance gets its state back before it is used again.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&mut Sandbox<Evaluator>) -> Result<T, PluginError>,
+    ) -> Result<T, PluginError> {
+        self.recover();
+        f(&mut self.sandbox)
+    }
+
+    /// Takes a snapshot every `SNAPSHOT_EVERY` batches.
+    fn maybe_snapshot(&mut self) {
+        self.batches_since_snapshot += 1;
+        if self.batches_since_snapshot < SNAPSHOT_EVERY {
+            return;
+        }
+        self.batches_since_snapshot = 0;
+        match self.call(|s| s.snapshot()) {
+            Ok(state) if !state.is_empty() => self.snapshot = Some(state),
+            Ok(_) => {}
+            Err(e) => note_error(&mut self.stats, self.sandbox.spec(), &e),
+        }
+    }
 }
 
 struct RouterStage {
@@ -135,6 +187,8 @@ impl Engine {
                             sandbox,
                             projection,
                             stats: entry_stats(spec),
+                            snapshot: None,
+                            batches_since_snapshot: 0,
                         }),
                         Err(e) => errors.push(spec.error(e)),
                     }
@@ -230,7 +284,7 @@ impl Engine {
             ev.projection
                 .project(&batch, &mut self.scratch.batch, &mut self.scratch.rows);
             if self.scratch.batch.rows > 0
-                && let Err(e) = ev.sandbox.observe(&self.scratch.batch)
+                && let Err(e) = ev.call(|s| s.observe(&self.scratch.batch))
             {
                 note_error(&mut ev.stats, ev.sandbox.spec(), &e);
                 if ev.sandbox.spec().on_error == OnError::Drop {
@@ -245,6 +299,9 @@ impl Engine {
         if batch_time > self.event_time {
             self.event_time = batch_time;
             notifications = self.tick();
+        }
+        for ev in &mut self.evaluators {
+            ev.maybe_snapshot();
         }
         self.export(&batch, &notifications);
         self.spans_out += batch.len() as u64;
@@ -348,7 +405,7 @@ impl Engine {
         let now = self.event_time;
         let mut alerts: Vec<Alert> = Vec::new();
         for ev in &mut self.evaluators {
-            match ev.sandbox.tick(now) {
+            match ev.call(|s| s.tick(now)) {
                 Ok(mut a) => alerts.append(&mut a),
                 Err(e) => note_error(&mut ev.stats, ev.sandbox.spec(), &e),
             }
@@ -487,7 +544,7 @@ impl Engine {
             }
         }
         for ev in &mut self.evaluators {
-            match ev.sandbox.report() {
+            match ev.call(|s| s.report()) {
                 Ok(text) => sections.push((ev.sandbox.spec().name.clone(), text)),
                 Err(e) => note_error(&mut ev.stats, ev.sandbox.spec(), &e),
             }

@@ -220,6 +220,16 @@ impl<W: World> Sandbox<W> {
         &self.spec
     }
 
+    /// Rebuilds the instance now if a trap poisoned it; true when it did.
+    /// Lets a caller restore state before the next real call.
+    pub fn revive_if_poisoned(&mut self) -> Result<bool, PluginError> {
+        if !self.poisoned {
+            return Ok(false);
+        }
+        self.revive()?;
+        Ok(true)
+    }
+
     /// Rebuilds a poisoned instance: a new store, a new instance, `init` again.
     fn revive(&mut self) -> Result<(), PluginError> {
         let mut store = new_store(
@@ -328,6 +338,14 @@ impl Sandbox<Evaluator> {
     /// The evaluator's report (JSON object text).
     pub fn report(&mut self) -> Result<String, PluginError> {
         self.call(|w, s| w.call_report(s).map(Ok))
+    }
+    /// The evaluator's state, for the host to keep.
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, PluginError> {
+        self.call(|w, s| w.call_snapshot(s).map(Ok))
+    }
+    /// Hands a snapshot back to a fresh instance.
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), PluginError> {
+        self.call(|w, s| w.call_restore(s, state))
     }
 }
 

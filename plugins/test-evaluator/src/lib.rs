@@ -16,6 +16,8 @@ struct Config {
     threshold: u64,
     #[serde(default)]
     name: String,
+    /// Trap (panic) when a batch holds a span with this attribute.
+    trap_on_attribute: Option<String>,
 }
 
 fn one() -> u64 {
@@ -39,9 +41,16 @@ struct Counter;
 impl Guest for Counter {
     fn init(config: String) -> Result<Manifest, String> {
         let config: Config = plume_sdk::parse_config(&config)?;
+        let mut reads = vec![Field::StatusCode];
+        reads.extend(
+            config
+                .trap_on_attribute
+                .iter()
+                .map(|k| Field::Attribute(k.clone())),
+        );
         STATE.with(|s| s.borrow_mut().config = config);
         Ok(Manifest {
-            reads: vec![Field::StatusCode],
+            reads,
             writes: vec![],
             require_any: vec![],
             sparse: false,
@@ -51,7 +60,12 @@ impl Guest for Counter {
     fn observe(batch: Batch) -> Result<(), String> {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
-            for (_, row) in Rows::new(&batch, 1).iter() {
+            let width = 1 + usize::from(s.config.trap_on_attribute.is_some());
+            let rows = Rows::new(&batch, width);
+            if width == 2 && rows.iter().any(|(_, row)| row[1].is_present()) {
+                panic!("test-evaluator: trap requested");
+            }
+            for (_, row) in rows.iter() {
                 s.spans += 1;
                 if row[0].as_str() == Some("error") {
                     s.errors += 1;
