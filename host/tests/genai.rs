@@ -273,3 +273,36 @@ fn ledger_totals_equal_the_priced_calls() {
             .starts_with("examples/runbooks/")
     );
 }
+
+/// The Vercel AI SDK 7 (recorded with `vercel/record.mjs`): its `chat` spans
+/// normalise to the same calls the Python instrumentations recorded against
+/// the same stub answers; the tool loop's two calls are priced, and the
+/// 429 is a rate limit.
+#[test]
+fn vercel_ai_sdk_calls_normalise_like_the_others() {
+    let spans = enrich("vercel/ai_sdk_tool_loop.jsonl");
+    let chats: Vec<(i64, i64, i64, String)> = llm_spans(&spans)
+        .into_iter()
+        .map(|s| {
+            let c = call(s);
+            assert_eq!(s["attributes"]["gen_ai.provider.name"], "openai");
+            assert!(s["attributes"]["gen_ai.usage.cost"].as_f64().unwrap() > 0.0);
+            (c.1, c.2, c.3, c.5)
+        })
+        .collect();
+    let python: Vec<(i64, i64, i64, String)> = llm_spans(&enrich("openllmetry_openai_chat.jsonl"))
+        .into_iter()
+        .take(2)
+        .map(call)
+        .map(|c| (c.1, c.2, c.3, c.5))
+        .collect();
+    assert_eq!(chats, python);
+    let tool = spans
+        .iter()
+        .find(|s| s["attributes"]["gen_ai.operation.name"] == "execute_tool")
+        .unwrap();
+    assert_eq!(tool["attributes"]["plume.tool.status"], "success");
+    let failed = enrich("vercel/ai_sdk_error.jsonl");
+    let chat = llm_spans(&failed)[0];
+    assert_eq!(chat["attributes"]["plume.error.category"], "rate_limit");
+}
