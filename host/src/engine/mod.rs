@@ -90,7 +90,11 @@ impl EvaluatorStage {
             return;
         }
         self.batches_since_snapshot = 0;
-        match self.call(|s| s.snapshot()) {
+        // Counted in the evaluator's time, so `plume bench` shows its cost.
+        let started = Instant::now();
+        let taken = self.call(|s| s.snapshot());
+        self.stats.nanos += started.elapsed().as_nanos() as u64;
+        match taken {
             Ok(state) if !state.is_empty() => self.snapshot = Some(state),
             Ok(_) => {}
             Err(e) => note_error(&mut self.stats, self.sandbox.spec(), &e),
