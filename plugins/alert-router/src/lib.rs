@@ -52,19 +52,6 @@ fn yes() -> bool {
     true
 }
 
-fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    Ok(n * match unit {
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        _ => return Err(format!("bad duration unit in {s:?} (s, m, h or d)")),
-    })
-}
-
 fn severity_name(s: Severity) -> &'static str {
     match s {
         Severity::Info => "info",
@@ -124,7 +111,7 @@ pub fn fingerprint(alert: &Alert) -> String {
 
 impl State {
     fn new(config: Config) -> Result<State, String> {
-        let repeat = parse_duration(&config.repeat_interval)
+        let repeat = plume_sdk::parse_duration(&config.repeat_interval)
             .map_err(|e| format!("config.repeat_interval: {e}"))?;
         for (i, r) in config.routes.iter().enumerate() {
             if r.to.is_empty() {

@@ -7,26 +7,15 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 const MINUTE: u64 = 60_000_000_000;
 
+/// A duration in whole minutes (the rules keep per-minute counts).
 fn parse_minutes(s: &str, what: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{what}: bad duration {s:?}"))?;
-    let m = match unit {
-        "m" => n,
-        "h" => n * 60,
-        _ => {
-            return Err(format!(
-                "{what}: use minutes or hours, e.g. 5m, 1h (got {s:?})"
-            ));
-        }
-    };
-    if m == 0 {
-        Err(format!("{what} must be positive"))
-    } else {
-        Ok(m)
+    let ns = plume_sdk::parse_duration(s).map_err(|e| format!("{what}: {e}"))?;
+    if ns % MINUTE != 0 {
+        return Err(format!(
+            "{what}: use whole minutes or hours, e.g. 5m, 1h (got {s:?})"
+        ));
     }
+    Ok(ns / MINUTE)
 }
 
 macro_rules! defaults {

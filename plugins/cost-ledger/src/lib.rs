@@ -78,24 +78,6 @@ fn default_runbook() -> String {
     "examples/runbooks/cost-runaway.md".into()
 }
 
-/// Parses `30s`, `5m`, `1h` into ns.
-fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let scale = match unit {
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        _ => return Err(format!("bad duration unit in {s:?} (s, m or h)")),
-    };
-    if n == 0 {
-        Err("duration must be positive".into())
-    } else {
-        Ok(n * scale)
-    }
-}
-
 /// Fixed reads; feature and user keys follow.
 mod read {
     pub const COST: usize = 0;
@@ -139,7 +121,7 @@ pub struct State {
 
 impl State {
     fn new(config: Config) -> Result<State, String> {
-        let window = parse_duration(&config.projection_window)
+        let window = plume_sdk::parse_duration(&config.projection_window)
             .map_err(|e| format!("config.projection_window: {e}"))?;
         if let Some(b) = config.daily_budget_usd
             && (b.is_nan() || b <= 0.0)

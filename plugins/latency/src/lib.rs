@@ -58,27 +58,6 @@ pub fn key_field(key: &str) -> Field {
     }
 }
 
-/// Parses `30s`, `5m`, `1h`, `1d` into nanoseconds.
-pub fn parse_duration(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (use e.g. 30s, 5m, 1h, 1d)"))?;
-    let scale: u64 = match unit {
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m, h or d)")),
-    };
-    if n == 0 {
-        return Err("duration must be positive".into());
-    }
-    Ok(n * scale)
-}
-
 /// The evaluator's state: one rolling window per group.
 pub struct State {
     keys: Vec<String>,
@@ -102,7 +81,7 @@ impl State {
             (_, Some(0)) => return Err("config.window_spans must be positive".into()),
             (_, Some(n)) => WindowKind::Spans(n),
             (w, None) => WindowKind::Time(
-                parse_duration(w.as_deref().unwrap_or("1h"))
+                plume_sdk::parse_duration(w.as_deref().unwrap_or("1h"))
                     .map_err(|e| format!("config.window: {e}"))?,
             ),
         };

@@ -100,6 +100,30 @@ pub fn parse_config<T: serde::de::DeserializeOwned>(config: &str) -> Result<T, S
     serde_json::from_str(text).map_err(|e| format!("config: {e}"))
 }
 
+/// Parses a duration such as `250ms`, `30s`, `5m`, `1h` or `1d` into
+/// nanoseconds; it must be positive. The one spelling of durations in every
+/// builtin's config.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {s:?} (use e.g. 30s, 5m, 1h, 1d)"))?;
+    let scale: u64 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        _ => return Err(format!("bad duration unit in {s:?} (use ms, s, m, h or d)")),
+    };
+    if n == 0 {
+        return Err("duration must be positive".into());
+    }
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("duration {s:?} is too long"))
+}
+
 /// Logs through the host at `info`.
 pub fn log_info(message: &str) {
     host::log(host::Level::Info, message);
