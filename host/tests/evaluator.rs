@@ -77,7 +77,8 @@ config = {{ path = "{}" }}
 fn builtin_latency_reports_per_group() {
     let p = config::parse(
         "l.toml",
-        "[[evaluator]]\nplugin = \"builtin:latency\"\n",
+        // No trace hold: each batch reaches the evaluator as it is processed.
+        "[traces]\nwait = \"0s\"\n[[evaluator]]\nplugin = \"builtin:latency\"\n",
         |_| None,
     )
     .unwrap();
@@ -188,7 +189,7 @@ config = {{ path = "{}" }}
 #[test]
 fn a_trapped_evaluator_resumes_from_its_last_snapshot() {
     let text = format!(
-        "[[evaluator]]\nname = \"count\"\nplugin = \"{EVALUATOR}\"\nconfig = {{ trap_on_attribute = \"chaos\" }}\n"
+        "[traces]\nwait = \"0s\"\n[[evaluator]]\nname = \"count\"\nplugin = \"{EVALUATOR}\"\nconfig = {{ trap_on_attribute = \"chaos\" }}\n"
     );
     let p = config::parse("e.toml", &text, |_| None).unwrap();
     let rt = Runtime::new().unwrap();

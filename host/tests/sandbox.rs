@@ -30,6 +30,11 @@ fn pipeline(mode: &str, on_error: &str, limits: &str) -> Run {
     let out = tempfile::tempdir().unwrap();
     let text = format!(
         r#"
+# Batches reach the stage as they are given (no trace hold): the policies
+# under test apply per batch.
+[traces]
+wait = "0s"
+
 [dead_letter]
 path = "{dl}"
 

@@ -63,6 +63,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let rt = Runtime::new()?;
     let options = EngineOptions {
         discard_output: true,
+        ..EngineOptions::default()
     };
     let mut pass_rates = Vec::new();
     let mut pipe_rates = Vec::new();

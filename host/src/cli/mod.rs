@@ -90,6 +90,7 @@ fn check(file: &Path) -> anyhow::Result<ExitCode> {
     // Instantiate without opening sinks, so `check` has no side effects.
     let options = crate::engine::EngineOptions {
         discard_output: true,
+        ..crate::engine::EngineOptions::default()
     };
     match crate::engine::Engine::build(&pipeline, &rt, &options) {
         Ok(_) => {

@@ -2,7 +2,7 @@
 
 use crate::config::PluginSpec;
 use crate::engine::batcher::Batcher;
-use crate::engine::{Engine, EngineOptions, write_summary};
+use crate::engine::{Engine, EngineOptions, HoldClock, write_summary};
 use crate::ingest::jsonl::read_to_end;
 use crate::plugin::PluginKind;
 use crate::plugin::runtime::Runtime;
@@ -69,7 +69,11 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         pipeline.exports.push(output_export(out));
     }
     let rt = Runtime::new()?;
-    let mut engine = match Engine::build(&pipeline, &rt, &EngineOptions::default()) {
+    let options = EngineOptions {
+        clock: HoldClock::Event,
+        ..EngineOptions::default()
+    };
+    let mut engine = match Engine::build(&pipeline, &rt, &options) {
         Ok(e) => e,
         Err(errors) => {
             eprintln!("{errors}");

@@ -131,8 +131,15 @@ async fn serve(
                 None => break, // every source finished
             },
             _ = flush_timer.tick() => {
-                if let Some(b) = batcher.take() {
-                    let _ = batch_tx.send(b).await;
+                match batcher.take() {
+                    Some(b) => {
+                        let _ = batch_tx.send(b).await;
+                    }
+                    // An empty batch lets the engine release held traces
+                    // that are due; skipped when the engine is busy anyway.
+                    None => {
+                        let _ = batch_tx.try_send(Vec::new());
+                    }
                 }
             }
             _ = &mut shutdown => {

@@ -41,6 +41,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
+use crate::engine::hold::HoldSettings;
 
 /// The whole pipeline file.
 #[derive(Debug, Deserialize, Default)]
@@ -55,6 +56,9 @@ pub struct PipelineConfig {
     /// Batching.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// How long spans wait for the rest of their trace.
+    #[serde(default)]
+    pub traces: TracesConfig,
     /// Where dead-lettered spans go.
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
@@ -119,6 +123,20 @@ impl Default for BatchConfig {
             max_wait_ms: default_max_wait_ms(),
         }
     }
+}
+
+/// `[traces]`: the trace hold (see `engine::hold`).
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    /// Release a trace once no span joined it for this long (`"0s"`: no hold).
+    pub wait: Option<Spanned<String>>,
+    /// Release sooner, this long after the last span, once the root arrived.
+    pub after_root: Option<Spanned<String>>,
+    /// Spans held at most.
+    pub max_spans: Option<Spanned<usize>>,
+    /// Attributes whose equal values join spans of different traces.
+    pub join_on: Option<Vec<String>>,
 }
 
 /// `[dead_letter]`.
@@ -327,6 +345,8 @@ pub struct Pipeline {
     pub batch_max_wait_ms: u64,
     /// Dead-letter file.
     pub dead_letter_path: PathBuf,
+    /// The trace hold.
+    pub hold: HoldSettings,
     /// Processors, in order.
     pub stages: Vec<PluginSpec>,
     /// Evaluators.
@@ -615,6 +635,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
             format!("must be 1..=65536, got {max_spans}"),
         );
     }
+    let hold = hold_settings(&raw.traces, &mut err);
     if exports.is_empty() && !stages.is_empty() {
         tracing::debug!("{file}: no [[export]]: processed spans are discarded");
     }
@@ -629,11 +650,44 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
         batch_max_spans: max_spans,
         batch_max_wait_ms: raw.batch.max_wait_ms,
         dead_letter_path: raw.dead_letter.path,
+        hold,
         stages,
         evaluators,
         router: routers.pop(),
         exports,
     })
+}
+
+/// `[traces]` as settings; bad values are reported through `err`.
+fn hold_settings(
+    raw: &TracesConfig,
+    err: &mut impl FnMut(std::ops::Range<usize>, String, String),
+) -> HoldSettings {
+    let mut settings = HoldSettings::default();
+    let mut duration = |v: &Option<Spanned<String>>, key: &str, into: &mut std::time::Duration| {
+        if let Some(v) = v {
+            match humantime::parse_duration(v.get_ref()) {
+                Ok(d) => *into = d,
+                Err(e) => err(
+                    v.span(),
+                    format!("traces.{key}"),
+                    format!("{:?} is not a duration like \"5s\" or \"250ms\": {e}", v.get_ref()),
+                ),
+            }
+        }
+    };
+    duration(&raw.wait, "wait", &mut settings.wait);
+    duration(&raw.after_root, "after_root", &mut settings.after_root);
+    if let Some(m) = &raw.max_spans {
+        if *m.get_ref() == 0 {
+            err(m.span(), "traces.max_spans".into(), "must be at least 1".into());
+        }
+        settings.max_spans = *m.get_ref();
+    }
+    if let Some(keys) = &raw.join_on {
+        settings.join_on = keys.clone();
+    }
+    settings
 }
 
 #[cfg(test)]

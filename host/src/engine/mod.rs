@@ -5,6 +5,7 @@
 //! exactly the same behaviour in event time.
 
 pub mod batcher;
+pub mod hold;
 pub mod sink;
 pub mod stats;
 
@@ -20,6 +21,7 @@ use crate::plugin::instance::{PluginError, Sandbox};
 use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
 use crate::plugin::runtime::Runtime;
 use crate::span::{Batch, Span, flat};
+use hold::Hold;
 use serde_json::{Map, Value as Json, json};
 use sink::Sink;
 use stats::{EntryStats, PipelineStats};
@@ -32,6 +34,19 @@ use std::time::Instant;
 pub struct EngineOptions {
     /// Write exporter payloads nowhere (benchmarks).
     pub discard_output: bool,
+    /// The trace hold's clock.
+    pub clock: HoldClock,
+}
+
+/// The clock that decides when held traces are released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HoldClock {
+    /// Wall time since the engine started: the service.
+    #[default]
+    Wall,
+    /// The greatest span end time seen so far: `replay`, so that a replay
+    /// groups spans the same way on every run.
+    Event,
 }
 
 struct Stage {
@@ -157,6 +172,12 @@ pub struct Engine {
     spans_in: u64,
     spans_out: u64,
     scratch: Scratch,
+    hold: Hold,
+    clock: HoldClock,
+    started: Instant,
+    /// Greatest span end time that arrived (the event clock).
+    arrived_time: u64,
+    batch_max_spans: usize,
 }
 
 fn entry_stats(spec: &PluginSpec) -> EntryStats {
@@ -267,15 +288,55 @@ impl Engine {
             spans_in: 0,
             spans_out: 0,
             scratch: Scratch::default(),
+            hold: Hold::new(pipeline.hold.clone()),
+            clock: options.clock,
+            started: Instant::now(),
+            arrived_time: 0,
+            batch_max_spans: pipeline.batch_max_spans,
         })
     }
 
+    /// Takes spans that arrived; runs the pipeline on the traces that are
+    /// complete (see `hold`). An empty batch only releases what is due, so
+    /// the service calls this periodically.
+    pub fn process(&mut self, batch: Batch) {
+        self.spans_in += batch.len() as u64;
+        if !self.hold.enabled() {
+            self.run_batch(batch);
+            return;
+        }
+        let now = match self.clock {
+            HoldClock::Wall => self.started.elapsed().as_nanos() as u64,
+            HoldClock::Event => {
+                let latest = batch.iter().map(|s| s.end_time_unix_nano).max();
+                self.arrived_time = self.arrived_time.max(latest.unwrap_or(0));
+                self.arrived_time
+            }
+        };
+        self.hold.push(batch, now);
+        let mut groups = Vec::new();
+        self.hold.release_due(now, |g| groups.push(g));
+        self.run_groups(groups);
+    }
+
+    /// Runs released groups in batches of about `batch_max_spans`; a group
+    /// is never split, so a processor sees all of a call's spans at once.
+    fn run_groups(&mut self, groups: Vec<Vec<Span>>) {
+        let mut batch: Batch = Vec::new();
+        for group in groups {
+            if !batch.is_empty() && batch.len() + group.len() > self.batch_max_spans {
+                self.run_batch(std::mem::take(&mut batch));
+            }
+            batch.extend(group);
+        }
+        self.run_batch(batch);
+    }
+
     /// Runs one batch through the whole pipeline.
-    pub fn process(&mut self, mut batch: Batch) {
+    fn run_batch(&mut self, mut batch: Batch) {
         if batch.is_empty() {
             return;
         }
-        self.spans_in += batch.len() as u64;
         for i in 0..self.stages.len() {
             if batch.is_empty() {
                 return;
@@ -515,8 +576,12 @@ impl Engine {
         }
     }
 
-    /// Flushes every sink. Call once at the end of a run.
+    /// Runs every held trace, then flushes every sink. Call once at the end
+    /// of a run (end of input, or shutdown).
     pub fn flush(&mut self) {
+        let mut groups = Vec::new();
+        self.hold.release_all(|g| groups.push(g));
+        self.run_groups(groups);
         for ex in &mut self.exports {
             if let Err(e) = ex.sink.flush() {
                 tracing::error!(export = %ex.sandbox.spec().name, "flush failed: {e}");
@@ -543,6 +608,7 @@ impl Engine {
             evaluators: self.evaluators.iter().map(|s| s.stats.clone()).collect(),
             router: self.router.as_ref().map(|r| r.stats.clone()),
             exports: self.exports.iter().map(|s| s.stats.clone()).collect(),
+            hold: self.hold.stats(),
         }
     }
 
@@ -762,6 +828,14 @@ pub fn write_summary(out: &mut impl Write, stats: &PipelineStats) -> std::io::Re
         "plume: {} lines read ({} failed), {} spans in, {} spans out",
         stats.lines_read, stats.lines_failed, stats.spans_in, stats.spans_out
     )?;
+    let h = &stats.hold;
+    if h.duplicate_spans > 0 || h.released_early > 0 {
+        writeln!(
+            out,
+            "plume:   trace hold: {} resent spans dropped, {} traces released before they were quiet (max_spans), at most {} spans held",
+            h.duplicate_spans, h.released_early, h.held_max
+        )?;
+    }
     for s in stats
         .stages
         .iter()

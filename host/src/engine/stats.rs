@@ -52,4 +52,6 @@ pub struct PipelineStats {
     pub router: Option<EntryStats>,
     /// Exporters.
     pub exports: Vec<EntryStats>,
+    /// The trace hold.
+    pub hold: super::hold::HoldStats,
 }

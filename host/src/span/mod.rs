@@ -299,7 +299,7 @@ pub struct Scope {
 }
 
 /// One span.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Span {
     /// Trace id.
     pub trace_id: TraceId,

@@ -11,14 +11,24 @@
 //! | `alert_at_fraction` | `0.8` | warn when the projection passes this fraction of the budget |
 //! | `top_traces` | `20` | most expensive traces listed in the report |
 //! | `runbook` | `"examples/runbooks/cost-runaway.md"` | linked from its alerts |
+//! | `revision_window` | `"10m"` | how long (event time) a call stays revisable by response id |
 //!
 //! **Projection.** `projected_daily_usd` = spent so far today + the spend rate
 //! over the trailing `projection_window` x the time left in the UTC day, all
 //! in event time, so a replay gives the same answer as live traffic. Early in
 //! a day the rate dominates; at its end the projection is the spend.
 //!
-//! A span enters the totals when it has `gen_ai.usage.cost` and is not marked
-//! `plume.cost.counted = false` (a restatement of a call counted elsewhere).
+//! **One call, one cost.** A span enters the totals when it has
+//! `gen_ai.usage.cost` and is not marked `plume.cost.counted = false` (a span
+//! that records a call counted on another span: see `builtin:call-dedup`).
+//! As a second line, for pipelines without that stage and for spans that
+//! arrive after their call was decided, the ledger keeps each counted call's
+//! `gen_ai.response.id` for `revision_window` of event time: a second span
+//! with the same response id does not add a second cost; if it is the more
+//! complete record of the call (more tokens, or as many and a smaller span
+//! id), the ledger's entry is revised to it, so totals do not depend on the
+//! order the spans arrived in. A span resent with the same span id is
+//! counted once.
 
 use plume_sdk::Rows;
 use plume_sdk::evaluator::{Guest, export_evaluator};
@@ -53,6 +63,8 @@ struct Config {
     top_traces: usize,
     #[serde(default = "default_runbook")]
     runbook: String,
+    #[serde(default = "default_revision_window")]
+    revision_window: String,
 }
 
 fn default_feature_keys() -> Vec<String> {
@@ -77,6 +89,12 @@ fn default_top() -> usize {
 fn default_runbook() -> String {
     "examples/runbooks/cost-runaway.md".into()
 }
+fn default_revision_window() -> String {
+    "10m".into()
+}
+
+/// Calls remembered for revision at most, whatever the window.
+const MAX_REVISABLE: usize = 200_000;
 
 /// Fixed reads; feature and user keys follow.
 mod read {
@@ -87,7 +105,11 @@ mod read {
     pub const TRACE: usize = 4;
     pub const END: usize = 5;
     pub const MISSING: usize = 6;
-    pub const FIXED: usize = 7;
+    pub const RESPONSE_ID: usize = 7;
+    pub const SPAN: usize = 8;
+    pub const INPUT: usize = 9;
+    pub const OUTPUT: usize = 10;
+    pub const FIXED: usize = 11;
 }
 
 /// The ledger: sums in USD (f64; a call's cost carries ~16 significant
@@ -109,13 +131,46 @@ pub struct Ledger {
     /// Features past their hard limit, by day.
     disabled: BTreeSet<(String, u64)>,
     budget_alerted_day: Option<u64>,
+    /// Counted calls by response id, revisable within the revision window.
+    #[serde(default)]
+    calls: BTreeMap<String, Entry>,
+    /// (event time, response id) in arrival order, to expire `calls`.
+    #[serde(default)]
+    call_order: VecDeque<(u64, String)>,
+    /// Spans not added because they record a call counted on another span.
+    #[serde(default)]
+    duplicate_spans: u64,
+    /// Entries replaced by a more complete record of the same call.
+    #[serde(default)]
+    revised_calls: u64,
     #[serde(skip)]
     pending: Vec<Alert>,
+}
+
+/// One priced call as it entered the totals, so it can be taken back out.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub span: String,
+    pub tokens: i64,
+    pub cost: f64,
+    pub model: Option<String>,
+    pub feature: Option<String>,
+    pub user: Option<String>,
+    pub trace: String,
+    pub at: u64,
+}
+
+impl Entry {
+    /// True when `self` is the more complete record of the same call.
+    fn ranks_before(&self, other: &Entry) -> bool {
+        (self.tokens, std::cmp::Reverse(&self.span)) > (other.tokens, std::cmp::Reverse(&other.span))
+    }
 }
 
 pub struct State {
     config: Config,
     window: u64,
+    revision_window: u64,
     ledger: Ledger,
 }
 
@@ -123,6 +178,8 @@ impl State {
     fn new(config: Config) -> Result<State, String> {
         let window = plume_sdk::parse_duration(&config.projection_window)
             .map_err(|e| format!("config.projection_window: {e}"))?;
+        let revision_window = plume_sdk::parse_duration(&config.revision_window)
+            .map_err(|e| format!("config.revision_window: {e}"))?;
         if let Some(b) = config.daily_budget_usd
             && (b.is_nan() || b <= 0.0)
         {
@@ -134,6 +191,7 @@ impl State {
         Ok(State {
             config,
             window,
+            revision_window,
             ledger: Ledger::default(),
         })
     }
@@ -146,7 +204,49 @@ impl State {
         }
     }
 
-    /// Records one priced call.
+    /// Records one priced call; with a response id, at most once per call
+    /// (see the module docs), revising the entry to the more complete record.
+    pub fn record(&mut self, entry: Entry, response_id: Option<&str>) {
+        let Some(id) = response_id.filter(|r| !r.is_empty()) else {
+            self.add_entry(&entry, 1.0);
+            return;
+        };
+        match self.ledger.calls.get(id) {
+            None => {
+                self.add_entry(&entry, 1.0);
+                self.ledger.call_order.push_back((entry.at, id.to_string()));
+                self.ledger.calls.insert(id.to_string(), entry);
+                while self.ledger.call_order.len() > MAX_REVISABLE {
+                    if let Some((_, old)) = self.ledger.call_order.pop_front() {
+                        self.ledger.calls.remove(&old);
+                    }
+                }
+            }
+            Some(held) if entry.ranks_before(held) => {
+                let held = held.clone();
+                self.add_entry(&held, -1.0);
+                self.add_entry(&entry, 1.0);
+                self.ledger.calls.insert(id.to_string(), entry);
+                self.ledger.revised_calls += 1;
+                self.ledger.duplicate_spans += 1;
+            }
+            Some(_) => self.ledger.duplicate_spans += 1,
+        }
+    }
+
+    fn add_entry(&mut self, e: &Entry, sign: f64) {
+        let (model, feature, user) = (e.model.clone(), e.feature.clone(), e.user.clone());
+        self.add(
+            sign * e.cost,
+            model.as_deref(),
+            feature.as_deref(),
+            user.as_deref(),
+            &e.trace,
+            e.at,
+        );
+    }
+
+    /// Adds `cost` (negative to take a revised entry back out) to every total.
     pub fn add(
         &mut self,
         cost: f64,
@@ -229,6 +329,17 @@ impl State {
         while self.ledger.recent.front().is_some_and(|(t, _)| *t <= since) {
             self.ledger.recent.pop_front();
         }
+        let settled = self.ledger.now.saturating_sub(self.revision_window);
+        while self
+            .ledger
+            .call_order
+            .front()
+            .is_some_and(|(t, _)| *t <= settled)
+        {
+            if let Some((_, id)) = self.ledger.call_order.pop_front() {
+                self.ledger.calls.remove(&id);
+            }
+        }
         let mut alerts = std::mem::take(&mut self.ledger.pending);
         if let Some(budget) = self.config.daily_budget_usd {
             let (spent, projected) = self.projection();
@@ -283,6 +394,8 @@ impl State {
             "disabled_features": disabled,
             "top_traces": top.into_iter().map(|(t, c)| serde_json::json!({"trace_id": t, "cost_usd": c})).collect::<Vec<_>>(),
             "missing_price_spans": l.missing_price_spans,
+            "duplicate_spans": l.duplicate_spans,
+            "revised_calls": l.revised_calls,
         }})
     }
 }
@@ -309,6 +422,10 @@ impl Guest for CostLedger {
             Field::TraceId,
             Field::EndTime,
             attr("plume.price.missing"),
+            attr("gen_ai.response.id"),
+            Field::SpanId,
+            attr("gen_ai.usage.input_tokens"),
+            attr("gen_ai.usage.output_tokens"),
         ];
         reads.extend(state.config.feature_keys.iter().map(|k| attr(k)));
         reads.extend(state.config.user_keys.iter().map(|k| attr(k)));
@@ -334,14 +451,23 @@ impl Guest for CostLedger {
                     continue;
                 };
                 if v[read::COUNTED].as_bool() == Some(false) {
+                    st.ledger.duplicate_spans += 1;
                     continue;
                 }
-                let model = v[read::MODEL].as_str().or(v[read::RESPONSE_MODEL].as_str());
-                let feature = first_str(v, read::FIXED, nf);
-                let user = first_str(v, read::FIXED + nf, nu);
-                let trace = v[read::TRACE].as_str().unwrap_or_default();
-                let at = v[read::END].as_i64().unwrap_or(0).max(0) as u64;
-                st.add(cost, model, feature, user, trace, at);
+                let owned = |x: Option<&str>| x.map(str::to_owned);
+                let tokens = |i: usize| v[i].as_i64().unwrap_or(0);
+                let entry = Entry {
+                    span: v[read::SPAN].as_str().unwrap_or_default().to_owned(),
+                    tokens: tokens(read::INPUT) + tokens(read::OUTPUT),
+                    cost,
+                    model: owned(v[read::MODEL].as_str().or(v[read::RESPONSE_MODEL].as_str())),
+                    feature: owned(first_str(v, read::FIXED, nf)),
+                    user: owned(first_str(v, read::FIXED + nf, nu)),
+                    trace: v[read::TRACE].as_str().unwrap_or_default().to_owned(),
+                    at: v[read::END].as_i64().unwrap_or(0).max(0) as u64,
+                };
+                let response_id = v[read::RESPONSE_ID].as_str();
+                st.record(entry, response_id);
             }
             Ok(())
         })

@@ -93,3 +93,55 @@ fn hard_limit_pages_once_and_disables_the_feature() {
         serde_json::json!([])
     );
 }
+
+fn entry(span: &str, tokens: i64, cost: f64, model: &str, trace: &str) -> Entry {
+    Entry {
+        span: span.into(),
+        tokens,
+        cost,
+        model: Some(model.into()),
+        feature: Some("chat".into()),
+        user: None,
+        trace: trace.into(),
+        at: DAY0 + H,
+    }
+}
+
+/// Two records of one call (same response id) and a resent span: one cost,
+/// the most complete record's, in whichever order they come.
+#[test]
+fn a_call_recorded_twice_is_counted_once_in_any_order() {
+    let records = [
+        (entry("a1", 1000, 0.010, "claude", "t1"), Some("msg_1")),
+        // A partial stream snapshot of the same call, in another trace.
+        (entry("b2", 900, 0.009, "claude", "t2"), Some("msg_1")),
+        (entry("a1", 1000, 0.010, "claude", "t1"), Some("msg_1")),
+        // Another call: no response id, always counted.
+        (entry("c3", 50, 0.002, "gpt-4o", "t3"), None),
+    ];
+    let orders: [[usize; 4]; 4] = [[0, 1, 2, 3], [1, 0, 3, 2], [3, 2, 1, 0], [1, 3, 2, 0]];
+    for order in orders {
+        let mut s = state("{}");
+        for i in order {
+            let (e, r) = &records[i];
+            s.record(e.clone(), *r);
+        }
+        let r = s.report()["cost"].clone();
+        let micros = |v: &serde_json::Value| (v.as_f64().unwrap() * 1e6).round() as i64;
+        assert_eq!(micros(&r["total_usd"]), 12_000, "order {order:?}");
+        assert_eq!(micros(&r["by_model"]["claude"]), 10_000, "order {order:?}");
+        assert_eq!(micros(&r["by_feature"]["chat"]), 12_000, "order {order:?}");
+        assert_eq!(r["top_traces"][0]["trace_id"], "t1", "order {order:?}");
+        assert_eq!(r["duplicate_spans"], 2, "order {order:?}");
+    }
+}
+
+/// After the revision window a response id is forgotten.
+#[test]
+fn calls_settle_after_the_revision_window() {
+    let mut s = state(r#"{"revision_window": "1h"}"#);
+    s.record(entry("a", 10, 1.0, "m", "t"), Some("r"));
+    s.advance(DAY0 + 3 * H);
+    assert!(s.ledger.calls.is_empty());
+    assert!(s.ledger.call_order.is_empty());
+}

@@ -341,6 +341,68 @@ def run_openai_retry(client, app: App, stub) -> None:
                 time.sleep(0.2)
 
 
+def run_openai_genuine_retry(client, app: App, stub) -> None:
+    """One agent run; the application calls twice with the identical request because the first
+    answer was unusable: attempt 1 -> 200, finish_reason length (truncated at max_tokens=64),
+    attempt 2 -> 200, stop. Both calls succeed with usage, and their response ids differ."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": QUESTION}]
+    stub.plan("truncated", "ok")
+    ids = []
+    with app.agent():
+        for attempt in (1, 2):
+            r = client.chat.completions.create(model="gpt-4o", messages=messages, temperature=0.2, max_tokens=64)
+            ids.append(r.id)
+            if r.choices[0].finish_reason != "length":
+                break
+    if len(ids) != 2 or ids[0] == ids[1]:
+        raise SystemExit(f"expected two calls with different response ids, got {ids}")
+
+
+def run_anthropic_genuine_retry(client, app: App, stub) -> None:
+    """The Anthropic counterpart of run_openai_genuine_retry: attempt 1 -> max_tokens (256),
+    attempt 2 (the identical request) -> end_turn; two response ids."""
+    system = [{"type": "text", "text": SYSTEM_PROMPT, "cache_control": {"type": "ephemeral"}}]
+    messages = [{"role": "user", "content": QUESTION}]
+    stub.plan("truncated", "ok")
+    ids = []
+    with app.agent():
+        for attempt in (1, 2):
+            r = client.messages.create(model="claude-sonnet-4-5", max_tokens=256, system=system, messages=messages)
+            ids.append(r.id)
+            if r.stop_reason != "max_tokens":
+                break
+    if len(ids) != 2 or ids[0] == ids[1]:
+        raise SystemExit(f"expected two calls with different response ids, got {ids}")
+
+
+def run_langchain_calls(base_url: str, app: App, stub, *, chain: bool) -> None:
+    """Two agent runs through LangChain's ChatOpenAI (which calls the OpenAI SDK):
+    A: gpt-4o -> stop (1610 prompt / 1408 cached / 24 completion);  B: gpt-4o -> HTTP 429.
+    Without `chain` the model is invoked directly with a message list; with `chain` it runs in a
+    ChatPromptTemplate | ChatOpenAI sequence (so a framework has chain/workflow steps to show)."""
+    import openai
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_openai import ChatOpenAI
+    llm = ChatOpenAI(model="gpt-4o", base_url=base_url + "/v1", api_key="sk-test", max_retries=0,
+                     temperature=0.2, max_tokens=512)
+    if chain:
+        runnable = ChatPromptTemplate.from_messages([("system", SYSTEM_PROMPT), ("human", "{question}")]) | llm
+        request = {"question": QUESTION}
+    else:
+        runnable = llm
+        request = [("system", SYSTEM_PROMPT), ("human", QUESTION)]
+    with app.agent():
+        stub.plan("ok")
+        runnable.invoke(request)
+    with app.agent() as span:
+        stub.plan("rate_limit")
+        try:
+            runnable.invoke(request)
+            raise SystemExit("expected a rate limit error")
+        except openai.RateLimitError as e:
+            app.fail(span, e)
+
+
 # name -> (instrumentation setup, calls, expected spans by scope name)
 SCENARIOS = {
     "openai_v2_chat": {
@@ -390,11 +452,44 @@ SCENARIOS = {
         "expect": {"opentelemetry.util.genai.handler": 2, "support-agent.app": 1},
         "names": {"chat gpt-4o": 2, "invoke_agent support": 1}, "errors": 1, "traces": 1,
     },
+    "openai_genuine_retry": {
+        "sdk": "openai", "instr": "openai_v2", "calls": "genuine_retry",
+        "expect": {"opentelemetry.util.genai.handler": 2, "support-agent.app": 1},
+        "names": {"chat gpt-4o": 2, "invoke_agent support": 1}, "errors": 0, "traces": 1,
+    },
+    # OpenInference's LangChain tracer never makes its span current, so the OpenAI SDK's
+    # ChatCompletion span is a sibling of the ChatOpenAI span (both under the app root), not its child.
+    "langchain_openinference": {
+        "sdk": "langchain", "instr": ["openinference_langchain", "openinference_openai"],
+        "expect": {"openinference.instrumentation.langchain": 2, "openinference.instrumentation.openai": 2,
+                   "support-agent.app": 2},
+        "names": {"ChatOpenAI": 2, "ChatCompletion": 2, "invoke_agent support": 2}, "errors": 3, "traces": 2,
+    },
+    # OpenLLMetry's LangChain instrumentation suppresses its own OpenAI instrumentor's span (context
+    # key SUPPRESS_LANGUAGE_MODEL_INSTRUMENTATION_KEY): the openai instrumentor is active, yet no
+    # openai.chat span is written.
+    "langchain_openllmetry": {
+        "sdk": "langchain", "instr": ["openllmetry_langchain", "openllmetry_openai"], "chain": True,
+        "expect": {"opentelemetry.instrumentation.langchain": 6, "support-agent.app": 2},
+        "names": {"RunnableSequence.workflow": 2, "execute_task ChatPromptTemplate": 2, "ChatOpenAI.chat": 2,
+                  "invoke_agent support": 2}, "errors": 3, "traces": 2,
+    },
+    "anthropic_sdk_openinference_retry": {
+        "sdk": "anthropic", "instr": "openinference_anthropic", "calls": "genuine_retry",
+        "expect": {"openinference.instrumentation.anthropic": 2, "com.anthropic.sdk.python": 2,
+                   "support-agent.app": 1},
+        "names": {"messages.create": 2, "anthropic.messages.create": 2, "invoke_agent support": 1},
+        "errors": 0, "traces": 1,
+    },
 }
 
 
-def instrument(kind: str | None, tp) -> None:
+def instrument(kind, tp) -> None:
     if kind is None:
+        return
+    if isinstance(kind, list):  # several instrumentors, in this order
+        for k in kind:
+            instrument(k, tp)
         return
     if kind == "openai_v2":
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
@@ -406,6 +501,10 @@ def instrument(kind: str | None, tp) -> None:
         from opentelemetry.instrumentation.anthropic import AnthropicInstrumentor as OpenAIInstrumentor
     elif kind == "openinference_anthropic":
         from openinference.instrumentation.anthropic import AnthropicInstrumentor as OpenAIInstrumentor
+    elif kind == "openllmetry_langchain":
+        from opentelemetry.instrumentation.langchain import LangchainInstrumentor as OpenAIInstrumentor
+    elif kind == "openinference_langchain":
+        from openinference.instrumentation.langchain import LangChainInstrumentor as OpenAIInstrumentor
     else:
         raise SystemExit(f"unknown instrumentation {kind}")
     OpenAIInstrumentor().instrument(tracer_provider=tp)
@@ -425,12 +524,18 @@ def run_scenario(name: str, out_path: str) -> None:
     trace.set_tracer_provider(tp)
     instrument(spec["instr"], tp)
     app = App(tp)
-    if spec["sdk"] == "openai":
+    if spec["sdk"] == "langchain":
+        run_langchain_calls(base_url, app, srv.state, chain=spec.get("chain", False))
+    elif spec["sdk"] == "openai":
         client = openai_client(base_url)
         if spec.get("retry"):
             run_openai_retry(client, app, srv.state)
+        elif spec.get("calls") == "genuine_retry":
+            run_openai_genuine_retry(client, app, srv.state)
         else:
             run_openai_calls(client, app, srv.state, tool_spans=spec.get("tool_spans", False))
+    elif spec.get("calls") == "genuine_retry":
+        run_anthropic_genuine_retry(anthropic_client(base_url), app, srv.state)
     else:
         run_anthropic_calls(anthropic_client(base_url), app, srv.state, root=spec.get("root", True))
     tp.force_flush()

@@ -15,6 +15,10 @@ Outcomes:
   ok               OpenAI finish_reason "stop"         / Anthropic stop_reason "end_turn"
   tool_calls       OpenAI finish_reason "tool_calls"   / Anthropic stop_reason "tool_use"
   length           OpenAI finish_reason "length"       / Anthropic stop_reason "max_tokens"
+  truncated        the same finish as `length`, but with the usage of `ok` for the prompt
+                   (OpenAI 1610 prompt / 1408 cached; Anthropic 412 + 2048 cache read +
+                   1024 cache write), so a truncated answer and a later `ok` answer to the
+                   identical request show the same prompt counts
   rate_limit       HTTP 429 (OpenAI rate_limit_exceeded / Anthropic rate_limit_error)
   context_length   HTTP 400 (OpenAI context_length_exceeded / Anthropic "prompt is too long")
   auth             HTTP 401 (OpenAI invalid_api_key / Anthropic authentication_error)
@@ -46,10 +50,10 @@ CREATED = 1795608000
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 
-OUTCOMES = {"ok", "tool_calls", "length", "rate_limit", "context_length", "auth", "rate_limit_once"}
+OUTCOMES = {"ok", "tool_calls", "length", "truncated", "rate_limit", "context_length", "auth", "rate_limit_once"}
 
 # Simulated latency (seconds) per outcome, scaled by STUB_LATENCY_SCALE (default 1).
-LATENCY = {"ok": 0.35, "tool_calls": 0.30, "length": 0.60, "rate_limit": 0.02,
+LATENCY = {"ok": 0.35, "tool_calls": 0.30, "length": 0.60, "truncated": 0.60, "rate_limit": 0.02,
            "context_length": 0.03, "auth": 0.01}
 
 
@@ -210,6 +214,12 @@ def openai_answer(outcome: str, body: dict, seed: bytes):
         finish, prompt, cached, completion = "length", 820, 0, int(body.get("max_completion_tokens")
                                                                      or body.get("max_tokens") or 300)
         reasoning = int(completion * 0.85) if reasoning_model else 0
+    elif outcome == "truncated":
+        message = {"role": "assistant", "refusal": None, "annotations": [],
+                   "content": "You can reset two-factor authentication from Settings > Security >"}
+        finish, prompt, cached = "length", 1610, 1408
+        completion = int(body.get("max_completion_tokens") or body.get("max_tokens") or 300)
+        reasoning = int(completion * 0.85) if reasoning_model else 0
     else:
         message = {"role": "assistant", "refusal": None, "annotations": [],
                    "content": "You can reset two-factor authentication from Settings > Security > 2FA."}
@@ -268,6 +278,9 @@ def anthropic_answer(outcome: str, body: dict, seed: bytes):
     elif outcome == "length":
         content = [{"type": "text", "text": "To migrate the billing account you first need to export the invoices, then"}]
         stop, inp, cread, cwrite, out = "max_tokens", 380, 0, 0, int(body.get("max_tokens") or 64)
+    elif outcome == "truncated":
+        content = [{"type": "text", "text": "You can reset two-factor authentication from Settings > Security >"}]
+        stop, inp, cread, cwrite, out = "max_tokens", 412, 2048, 1024, int(body.get("max_tokens") or 64)
     else:
         content = [{"type": "text", "text": "You can reset two-factor authentication from Settings > Security > 2FA."}]
         stop, inp, cread, cwrite, out = "end_turn", 412, 2048, 1024, 187

@@ -1,0 +1,379 @@
+//! The trace hold: spans wait here until the rest of their trace has come in.
+//!
+//! One model call is often recorded by several spans (a framework span around
+//! a provider span, two instrumentations, an agent span restating its calls),
+//! and they arrive seconds apart, in any order, in different batches. The hold
+//! groups spans by trace id, and also by the values of `join_on` attributes
+//! (a provider's response id shared by spans of *unrelated* traces), and
+//! releases a group once no span has joined it for `wait`, or for `after_root`
+//! once its root span has arrived (a process exports a root after its
+//! children). Processors then see every span of a call in one batch, so their
+//! decisions do not depend on arrival order.
+//!
+//! Time is whatever clock the engine passes: wall time for the service, event
+//! time for `replay` (so a replay is deterministic). Memory is bounded by
+//! `max_spans`: beyond it the groups due first are released early, counted.
+//! A span that arrives again with the same trace and span id while its first
+//! copy is held (an exporter retrying a request) is dropped and counted.
+
+use crate::span::{Span, SpanId, TraceId};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::time::Duration;
+
+/// How the hold groups and releases spans (`[traces]` in pipeline.toml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldSettings {
+    /// Release a group once no span joined it for this long. Zero disables the hold.
+    pub wait: Duration,
+    /// Release sooner, this long after the last arrival, once the group's root arrived.
+    pub after_root: Duration,
+    /// Spans held at most; the groups due first are released early beyond it.
+    pub max_spans: usize,
+    /// Attributes whose equal values join spans of different traces into one group.
+    pub join_on: Vec<String>,
+}
+
+impl Default for HoldSettings {
+    fn default() -> Self {
+        HoldSettings {
+            wait: Duration::from_secs(5),
+            after_root: Duration::from_secs(1),
+            max_spans: 100_000,
+            join_on: vec!["gen_ai.response.id".into()],
+        }
+    }
+}
+
+/// Counters of the hold, for the report and `/metrics`.
+#[derive(Debug, Clone, Default, serde::Serialize, PartialEq)]
+pub struct HoldStats {
+    /// Spans held now.
+    pub held: u64,
+    /// Most spans held at once.
+    pub held_max: u64,
+    /// Groups released because `max_spans` was reached.
+    pub released_early: u64,
+    /// Spans dropped because the same trace and span id was already held.
+    pub duplicate_spans: u64,
+    /// Groups merged because a `join_on` value linked their traces.
+    pub joined_groups: u64,
+}
+
+struct Group {
+    spans: Vec<Span>,
+    traces: Vec<TraceId>,
+    keys: Vec<String>,
+    has_root: bool,
+    /// Arrival order of the group's first span: ties in release order.
+    seq: u64,
+    deadline: u64,
+}
+
+/// Spans waiting for their trace; see the module documentation.
+pub struct Hold {
+    settings: HoldSettings,
+    groups: HashMap<u64, Group>,
+    by_trace: HashMap<TraceId, u64>,
+    by_key: HashMap<String, u64>,
+    held_ids: HashSet<(TraceId, SpanId)>,
+    /// (deadline, seq, group): stale entries are skipped when popped.
+    due: BinaryHeap<Reverse<(u64, u64, u64)>>,
+    next_id: u64,
+    stats: HoldStats,
+}
+
+impl Hold {
+    /// An empty hold.
+    pub fn new(settings: HoldSettings) -> Hold {
+        Hold {
+            settings,
+            groups: HashMap::new(),
+            by_trace: HashMap::new(),
+            by_key: HashMap::new(),
+            held_ids: HashSet::new(),
+            due: BinaryHeap::new(),
+            next_id: 0,
+            stats: HoldStats::default(),
+        }
+    }
+
+    /// False when `wait` is zero: spans pass straight through.
+    pub fn enabled(&self) -> bool {
+        !self.settings.wait.is_zero()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> HoldStats {
+        self.stats.clone()
+    }
+
+    /// Adds spans that arrived at `now` (ns on the engine's clock).
+    pub fn push(&mut self, spans: Vec<Span>, now: u64) {
+        for span in spans {
+            self.push_one(span, now);
+        }
+        self.stats.held = self.held_ids.len() as u64;
+        self.stats.held_max = self.stats.held_max.max(self.stats.held);
+    }
+
+    fn push_one(&mut self, span: Span, now: u64) {
+        if !self.held_ids.insert((span.trace_id, span.span_id)) {
+            self.stats.duplicate_spans += 1;
+            return;
+        }
+        let keys: Vec<String> = self
+            .settings
+            .join_on
+            .iter()
+            .filter_map(|k| span.attributes.get(k))
+            .filter_map(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+            .collect();
+        // The groups this span links: its trace's, and those of its keys.
+        let mut linked: Vec<u64> = Vec::new();
+        if let Some(&g) = self.by_trace.get(&span.trace_id) {
+            linked.push(g);
+        }
+        for k in &keys {
+            if let Some(&g) = self.by_key.get(k)
+                && !linked.contains(&g)
+            {
+                linked.push(g);
+            }
+        }
+        let id = match linked.split_first() {
+            None => self.new_group(),
+            Some((&first, rest)) => {
+                let mut into = first;
+                for &other in rest {
+                    into = self.merge(into, other);
+                }
+                into
+            }
+        };
+        let group = self.groups.get_mut(&id).expect("linked group exists");
+        if !group.traces.contains(&span.trace_id) {
+            group.traces.push(span.trace_id);
+            self.by_trace.insert(span.trace_id, id);
+        }
+        for k in keys {
+            if !group.keys.contains(&k) {
+                self.by_key.insert(k.clone(), id);
+                group.keys.push(k);
+            }
+        }
+        group.has_root |= span.parent_span_id.is_none();
+        group.spans.push(span);
+        let quiet = if group.has_root {
+            self.settings.after_root.min(self.settings.wait)
+        } else {
+            self.settings.wait
+        };
+        group.deadline = now.saturating_add(quiet.as_nanos() as u64);
+        self.due.push(Reverse((group.deadline, group.seq, id)));
+    }
+
+    fn new_group(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.groups.insert(
+            id,
+            Group {
+                spans: Vec::new(),
+                traces: Vec::new(),
+                keys: Vec::new(),
+                has_root: false,
+                seq: id,
+                deadline: 0,
+            },
+        );
+        id
+    }
+
+    /// Merges two groups; returns the survivor (the larger keeps its storage).
+    fn merge(&mut self, a: u64, b: u64) -> u64 {
+        let (a_len, b_len) = (self.groups[&a].spans.len(), self.groups[&b].spans.len());
+        let (into, from) = if a_len >= b_len { (a, b) } else { (b, a) };
+        let from_group = self.groups.remove(&from).expect("merged group exists");
+        for t in &from_group.traces {
+            self.by_trace.insert(*t, into);
+        }
+        for k in &from_group.keys {
+            self.by_key.insert(k.clone(), into);
+        }
+        let group = self.groups.get_mut(&into).expect("merged group exists");
+        group.spans.extend(from_group.spans);
+        group.traces.extend(from_group.traces);
+        group.keys.extend(from_group.keys);
+        group.has_root |= from_group.has_root;
+        group.seq = group.seq.min(from_group.seq);
+        self.stats.joined_groups += 1;
+        into
+    }
+
+    /// Releases the groups due at `now`, and beyond `max_spans` the ones due
+    /// first; calls `out` once per group, in release order.
+    pub fn release_due(&mut self, now: u64, mut out: impl FnMut(Vec<Span>)) {
+        while let Some(&Reverse((deadline, seq, id))) = self.due.peek() {
+            let over = self.held_ids.len() > self.settings.max_spans;
+            if deadline > now && !over {
+                break;
+            }
+            self.due.pop();
+            let current = self
+                .groups
+                .get(&id)
+                .is_some_and(|g| g.deadline == deadline && g.seq == seq);
+            if !current {
+                continue; // superseded by a later arrival, or merged away
+            }
+            if deadline > now {
+                self.stats.released_early += 1;
+            }
+            out(self.remove(id));
+        }
+        self.stats.held = self.held_ids.len() as u64;
+    }
+
+    /// Releases everything held, in release order (shutdown, end of a replay).
+    pub fn release_all(&mut self, out: impl FnMut(Vec<Span>)) {
+        self.release_due(u64::MAX, out);
+    }
+
+    fn remove(&mut self, id: u64) -> Vec<Span> {
+        let group = self.groups.remove(&id).expect("released group exists");
+        for t in &group.traces {
+            self.by_trace.remove(t);
+        }
+        for k in &group.keys {
+            self.by_key.remove(k);
+        }
+        for s in &group.spans {
+            self.held_ids.remove(&(s.trace_id, s.span_id));
+        }
+        group.spans
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::span::{AttrValue, Attributes};
+
+    const MS: u64 = 1_000_000;
+
+    fn span(trace: u8, id: u8, parent: Option<u8>, response: Option<&str>) -> Span {
+        let mut attributes = Attributes::default();
+        if let Some(r) = response {
+            attributes.set("gen_ai.response.id".into(), AttrValue::Str(r.into()));
+        }
+        Span {
+            trace_id: TraceId([trace; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            attributes,
+            ..Span::default()
+        }
+    }
+
+    fn settings() -> HoldSettings {
+        HoldSettings {
+            wait: Duration::from_millis(100),
+            after_root: Duration::from_millis(10),
+            max_spans: 1000,
+            ..HoldSettings::default()
+        }
+    }
+
+    fn ids(groups: &[Vec<Span>]) -> Vec<Vec<u8>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|s| s.span_id.0[0]).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_trace_waits_until_quiet_then_leaves_whole() {
+        let mut hold = Hold::new(settings());
+        let mut out = Vec::new();
+        hold.push(vec![span(1, 2, Some(1), None)], 0);
+        hold.push(vec![span(2, 9, Some(8), None)], 50 * MS);
+        hold.push(vec![span(1, 3, Some(1), None)], 60 * MS);
+        hold.release_due(120 * MS, |g| out.push(g));
+        assert!(out.is_empty(), "trace 1 got a span at 60 ms, trace 2 at 50 ms");
+        hold.release_due(150 * MS, |g| out.push(g));
+        assert_eq!(ids(&out), vec![vec![9]]);
+        hold.release_due(160 * MS, |g| out.push(g));
+        assert_eq!(ids(&out), vec![vec![9], vec![2, 3]]);
+        assert_eq!(hold.stats().held, 0);
+    }
+
+    #[test]
+    fn a_root_span_shortens_the_wait() {
+        let mut hold = Hold::new(settings());
+        let mut out = Vec::new();
+        hold.push(vec![span(1, 2, Some(1), None), span(1, 1, None, None)], 0);
+        hold.release_due(9 * MS, |g| out.push(g));
+        assert!(out.is_empty());
+        hold.release_due(10 * MS, |g| out.push(g));
+        assert_eq!(ids(&out), vec![vec![2, 1]]);
+    }
+
+    #[test]
+    fn a_shared_response_id_joins_unrelated_traces() {
+        let mut hold = Hold::new(settings());
+        let mut out = Vec::new();
+        hold.push(vec![span(1, 1, Some(7), Some("msg_1"))], 0);
+        hold.push(vec![span(3, 5, Some(7), None)], 0);
+        hold.push(vec![span(2, 2, Some(7), Some("msg_1"))], 30 * MS);
+        // A later span of trace 1 still finds the merged group.
+        hold.push(vec![span(1, 3, Some(7), None)], 40 * MS);
+        hold.release_all(|g| out.push(g));
+        assert_eq!(ids(&out), vec![vec![5], vec![1, 2, 3]]);
+        assert_eq!(hold.stats().joined_groups, 0, "the span joined one group");
+    }
+
+    #[test]
+    fn a_span_linking_two_groups_merges_them() {
+        let mut hold = Hold::new(settings());
+        let mut out = Vec::new();
+        hold.push(vec![span(1, 1, Some(7), None)], 0);
+        hold.push(vec![span(2, 2, Some(7), Some("r"))], 0);
+        // Trace 1, response r: both groups are one call's.
+        hold.push(vec![span(1, 3, Some(7), Some("r"))], 0);
+        hold.release_all(|g| out.push(g));
+        assert_eq!(out.len(), 1);
+        assert_eq!(hold.stats().joined_groups, 1);
+        let mut got: Vec<u8> = out[0].iter().map(|s| s.span_id.0[0]).collect();
+        got.sort();
+        assert_eq!(got, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_resent_span_is_dropped_while_held() {
+        let mut hold = Hold::new(settings());
+        let mut out = Vec::new();
+        hold.push(vec![span(1, 1, None, None), span(1, 1, None, None)], 0);
+        hold.release_all(|g| out.push(g));
+        assert_eq!(ids(&out), vec![vec![1]]);
+        assert_eq!(hold.stats().duplicate_spans, 1);
+    }
+
+    #[test]
+    fn beyond_max_spans_the_first_due_leave_early() {
+        let mut hold = Hold::new(HoldSettings {
+            max_spans: 2,
+            ..settings()
+        });
+        let mut out = Vec::new();
+        hold.push(vec![span(1, 1, Some(9), None)], 0);
+        hold.push(vec![span(2, 2, Some(9), None)], MS);
+        hold.push(vec![span(3, 3, Some(9), None)], 2 * MS);
+        hold.release_due(3 * MS, |g| out.push(g));
+        assert_eq!(ids(&out), vec![vec![1]]);
+        assert_eq!(hold.stats().released_early, 1);
+        assert_eq!(hold.stats().held_max, 3);
+    }
+}
