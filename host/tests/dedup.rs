@@ -38,20 +38,40 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let anthropic = || vec![sonnet(412.0, 2048.0, 1024.0, 187.0), sonnet(380.0, 0.0, 0.0, 64.0)];
+    let anthropic = || {
+        vec![
+            sonnet(412.0, 2048.0, 1024.0, 187.0),
+            sonnet(380.0, 0.0, 0.0, 64.0),
+        ]
+    };
     vec![
         // The SDK traces itself and the instrumentation's LLM span is its parent.
-        Case { file: "anthropic_sdk_openinference.jsonl", calls: anthropic() },
+        Case {
+            file: "anthropic_sdk_openinference.jsonl",
+            calls: anthropic(),
+        },
         // Sibling spans under the app root, sharing the response id.
-        Case { file: "anthropic_sdk_openllmetry.jsonl", calls: anthropic() },
+        Case {
+            file: "anthropic_sdk_openllmetry.jsonl",
+            calls: anthropic(),
+        },
         // No app root: the two spans of each call are in unrelated traces.
-        Case { file: "anthropic_sdk_openllmetry_noroot.jsonl", calls: anthropic() },
+        Case {
+            file: "anthropic_sdk_openllmetry_noroot.jsonl",
+            calls: anthropic(),
+        },
         // One instrumentation: every priced span is a call.
-        Case { file: "anthropic_sdk_only.jsonl", calls: anthropic() },
+        Case {
+            file: "anthropic_sdk_only.jsonl",
+            calls: anthropic(),
+        },
         // Two genuine calls (max_tokens, then end_turn), each recorded twice.
         Case {
             file: "anthropic_sdk_openinference_retry.jsonl",
-            calls: vec![sonnet(412.0, 2048.0, 1024.0, 256.0), sonnet(412.0, 2048.0, 1024.0, 187.0)],
+            calls: vec![
+                sonnet(412.0, 2048.0, 1024.0, 256.0),
+                sonnet(412.0, 2048.0, 1024.0, 187.0),
+            ],
         },
         // openai-v2 reports no cached tokens: both calls at the full input rate.
         Case {
@@ -59,8 +79,14 @@ fn cases() -> Vec<Case> {
             calls: vec![gpt_4o(1610.0, 0.0, 64.0), gpt_4o(1610.0, 0.0, 24.0)],
         },
         // LangChain's LLM span and the OpenAI span are siblings, nested in time.
-        Case { file: "langchain_openinference.jsonl", calls: vec![gpt_4o(1610.0, 1408.0, 24.0)] },
-        Case { file: "langchain_openllmetry.jsonl", calls: vec![gpt_4o(1610.0, 1408.0, 24.0)] },
+        Case {
+            file: "langchain_openinference.jsonl",
+            calls: vec![gpt_4o(1610.0, 1408.0, 24.0)],
+        },
+        Case {
+            file: "langchain_openllmetry.jsonl",
+            calls: vec![gpt_4o(1610.0, 1408.0, 24.0)],
+        },
         // invoke_agent restates the summed usage of its two calls.
         Case {
             file: "vercel/ai_sdk_tool_loop.jsonl",
@@ -148,7 +174,10 @@ fn check(case: &Case, o: &Outcome, label: &str) {
         .iter()
         .map(|s| s["attributes"]["gen_ai.usage.cost"].as_f64().unwrap())
         .sum();
-    assert!((counted_sum - expected).abs() < 1e-9, "{label}: counted spans' costs");
+    assert!(
+        (counted_sum - expected).abs() < 1e-9,
+        "{label}: counted spans' costs"
+    );
     let counted_ids: HashSet<&str> = counted
         .iter()
         .map(|s| s["span_id"].as_str().unwrap())
@@ -156,11 +185,17 @@ fn check(case: &Case, o: &Outcome, label: &str) {
     for s in &o.spans {
         let a = &s["attributes"];
         if a["gen_ai.usage.cost"].is_number() || a["gen_ai.usage.input_tokens"].is_number() {
-            assert!(a["plume.cost.counted"].is_boolean(), "{label}: unmarked {s}");
+            assert!(
+                a["plume.cost.counted"].is_boolean(),
+                "{label}: unmarked {s}"
+            );
         }
         if a["plume.cost.counted"] == false {
             for id in a["plume.cost.duplicate_of"].as_str().unwrap().split(',') {
-                assert!(counted_ids.contains(id), "{label}: {id} is not a counted span");
+                assert!(
+                    counted_ids.contains(id),
+                    "{label}: {id} is not a counted span"
+                );
             }
         }
     }
@@ -210,8 +245,15 @@ fn an_agent_span_restating_its_calls_is_not_a_call() {
         .filter(|s| s["attributes"]["gen_ai.operation.name"] == "chat")
         .collect();
     assert_eq!(chats.len(), 2);
-    let ids: Vec<&str> = a["plume.cost.duplicate_of"].as_str().unwrap().split(',').collect();
-    let mut chat_ids: Vec<&str> = chats.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = a["plume.cost.duplicate_of"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .collect();
+    let mut chat_ids: Vec<&str> = chats
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap())
+        .collect();
     let mut sorted = ids.clone();
     sorted.sort();
     chat_ids.sort();
@@ -230,7 +272,10 @@ fn an_agent_span_restating_its_calls_is_not_a_call() {
 #[test]
 fn resent_spans_and_late_duplicates_are_not_counted_again() {
     let rt = Runtime::new().unwrap();
-    let case = cases().into_iter().find(|c| c.file == "anthropic_sdk_openllmetry_noroot.jsonl").unwrap();
+    let case = cases()
+        .into_iter()
+        .find(|c| c.file == "anthropic_sdk_openllmetry_noroot.jsonl")
+        .unwrap();
     let text = fixture(case.file);
     let lines: Vec<&str> = text.lines().collect();
     let mut resent = lines.clone();

@@ -5,6 +5,7 @@
 use crate::bench::synthetic_spans;
 use crate::config::{Limits, PluginSpec};
 use crate::engine::batcher::Batcher;
+use crate::engine::hold::{Hold, HoldSettings};
 use crate::engine::{Engine, EngineOptions};
 use crate::ingest::jsonl::read_to_end;
 use crate::plugin::PluginKind;
@@ -108,8 +109,15 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         if let Some(b) = batcher.take() {
             engine.process(b);
         }
+        engine.flush(); // what the trace hold still holds
         pipe_rates.push(spans.len() as f64 / started.elapsed().as_secs_f64());
         let stats = engine.stats();
+        if stage_ns.is_empty() {
+            stage_ns.push(("(trace hold)".into(), Vec::new()));
+        }
+        stage_ns[0]
+            .1
+            .push(stats.hold.nanos as f64 / spans.len() as f64);
         for (i, s) in stats
             .stages
             .iter()
@@ -118,10 +126,10 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             .chain(&stats.exports)
             .enumerate()
         {
-            if stage_ns.len() <= i {
+            if stage_ns.len() <= i + 1 {
                 stage_ns.push((s.name.clone(), Vec::new()));
             }
-            stage_ns[i].1.push(s.nanos as f64 / spans.len() as f64);
+            stage_ns[i + 1].1.push(s.nanos as f64 / spans.len() as f64);
         }
     }
     let passthrough = median(pass_rates);
@@ -135,6 +143,11 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         boundary(&rt, &spans, args.rounds.max(1))?
     };
+    let hold = if args.boundary_only {
+        json!(null)
+    } else {
+        hold_memory(&pipeline.hold, 100_000, 10)
+    };
     let report = json!({
         "spans": spans.len(),
         "pipeline": pipeline.file,
@@ -144,6 +157,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "pipeline_over_passthrough": (piped / passthrough * 1000.0).round() / 1000.0,
         "stages": stages,
         "boundary": boundary,
+        "hold": hold,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -167,6 +181,16 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 s["ns_per_span"]
             );
         }
+        if !hold.is_null() {
+            println!(
+                "  trace hold at {} spans/s: at most {} spans held, RSS +{} MB ({} bytes/span), {} traces released early",
+                hold["arrival_spans_per_s"],
+                hold["held_max"],
+                hold["rss_growth_bytes"].as_u64().unwrap_or(0) >> 20,
+                hold["bytes_per_held_span"],
+                hold["released_early"]
+            );
+        }
         if !boundary.is_empty() {
             println!(
                 "  boundary: read 3 attributes, write 1 (bench-probe vs the same work native)"
@@ -183,6 +207,49 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Memory held by the trace hold when spans arrive at `rate` per second for
+/// `seconds` (a virtual clock, so the machine's speed does not matter): spans
+/// are made as they arrive and dropped when released, so the growth of the
+/// resident set at the end is what the hold keeps.
+fn hold_memory(settings: &HoldSettings, rate: u64, seconds: u64) -> serde_json::Value {
+    let mut hold = Hold::new(settings.clone());
+    let rss_before = resident_bytes();
+    let chunk = 256u64;
+    let total = rate * seconds;
+    let mut released = 0u64;
+    let mut sent = 0u64;
+    while sent < total {
+        let now = sent * 1_000_000_000 / rate;
+        let spans = synthetic_spans(chunk as usize, sent, 1_764_000_000_000_000_000 + now);
+        sent += spans.len() as u64;
+        hold.push(spans, now);
+        hold.release_due(now, |g| released += g.len() as u64);
+    }
+    let stats = hold.stats();
+    let growth = resident_bytes().saturating_sub(rss_before);
+    json!({
+        "arrival_spans_per_s": rate,
+        "seconds": seconds,
+        "wait_s": settings.wait.as_secs_f64(),
+        "after_root_s": settings.after_root.as_secs_f64(),
+        "max_spans": settings.max_spans,
+        "held_at_end": stats.held,
+        "held_max": stats.held_max,
+        "released_early": stats.released_early,
+        "rss_growth_bytes": growth,
+        "bytes_per_held_span": if stats.held > 0 { growth / stats.held } else { 0 },
+        "ns_per_span": stats.nanos / total.max(1),
+    })
+}
+
+/// The resident set size, from /proc (0 where there is none).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// USD per token (input, output); the same table as `plugins/bench-probe`.

@@ -16,6 +16,12 @@
 //! [dead_letter]
 //! path = "dead-letter.jsonl"       # where `on_error = "dead-letter"` writes
 //!
+//! [traces]                         # the trace hold (engine::hold)
+//! wait = "5s"                      # release a trace this long after its last span; "0s": no hold
+//! after_root = "1s"                # ... or this long after, once its root span arrived
+//! max_spans = 100000               # held at most; beyond, the traces due first leave early
+//! join_on = ["gen_ai.response.id"] # equal values join spans of different traces
+//!
 //! [[stage]]                        # processors, in order
 //! name = "price"                   # default: the plugin's name; unique
 //! plugin = "builtin:pricer"        # or a path to a .wasm component
@@ -33,6 +39,7 @@
 
 pub mod env;
 
+use crate::engine::hold::HoldSettings;
 use crate::plugin::PluginKind;
 use crate::plugin::builtins;
 use serde::Deserialize;
@@ -41,7 +48,6 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
-use crate::engine::hold::HoldSettings;
 
 /// The whole pipeline file.
 #[derive(Debug, Deserialize, Default)]
@@ -671,7 +677,10 @@ fn hold_settings(
                 Err(e) => err(
                     v.span(),
                     format!("traces.{key}"),
-                    format!("{:?} is not a duration like \"5s\" or \"250ms\": {e}", v.get_ref()),
+                    format!(
+                        "{:?} is not a duration like \"5s\" or \"250ms\": {e}",
+                        v.get_ref()
+                    ),
                 ),
             }
         }
@@ -680,7 +689,11 @@ fn hold_settings(
     duration(&raw.after_root, "after_root", &mut settings.after_root);
     if let Some(m) = &raw.max_spans {
         if *m.get_ref() == 0 {
-            err(m.span(), "traces.max_spans".into(), "must be at least 1".into());
+            err(
+                m.span(),
+                "traces.max_spans".into(),
+                "must be at least 1".into(),
+            );
         }
         settings.max_spans = *m.get_ref();
     }

@@ -58,6 +58,8 @@ pub struct HoldStats {
     pub duplicate_spans: u64,
     /// Groups merged because a `join_on` value linked their traces.
     pub joined_groups: u64,
+    /// Time spent holding and releasing, ns.
+    pub nanos: u64,
 }
 
 struct Group {
@@ -110,11 +112,13 @@ impl Hold {
 
     /// Adds spans that arrived at `now` (ns on the engine's clock).
     pub fn push(&mut self, spans: Vec<Span>, now: u64) {
+        let started = std::time::Instant::now();
         for span in spans {
             self.push_one(span, now);
         }
         self.stats.held = self.held_ids.len() as u64;
         self.stats.held_max = self.stats.held_max.max(self.stats.held);
+        self.stats.nanos += started.elapsed().as_nanos() as u64;
     }
 
     fn push_one(&mut self, span: Span, now: u64) {
@@ -216,6 +220,7 @@ impl Hold {
     /// Releases the groups due at `now`, and beyond `max_spans` the ones due
     /// first; calls `out` once per group, in release order.
     pub fn release_due(&mut self, now: u64, mut out: impl FnMut(Vec<Span>)) {
+        let started = std::time::Instant::now();
         while let Some(&Reverse((deadline, seq, id))) = self.due.peek() {
             let over = self.held_ids.len() > self.settings.max_spans;
             if deadline > now && !over {
@@ -235,6 +240,7 @@ impl Hold {
             out(self.remove(id));
         }
         self.stats.held = self.held_ids.len() as u64;
+        self.stats.nanos += started.elapsed().as_nanos() as u64;
     }
 
     /// Releases everything held, in release order (shutdown, end of a replay).
@@ -302,7 +308,10 @@ mod tests {
         hold.push(vec![span(2, 9, Some(8), None)], 50 * MS);
         hold.push(vec![span(1, 3, Some(1), None)], 60 * MS);
         hold.release_due(120 * MS, |g| out.push(g));
-        assert!(out.is_empty(), "trace 1 got a span at 60 ms, trace 2 at 50 ms");
+        assert!(
+            out.is_empty(),
+            "trace 1 got a span at 60 ms, trace 2 at 50 ms"
+        );
         hold.release_due(150 * MS, |g| out.push(g));
         assert_eq!(ids(&out), vec![vec![9]]);
         hold.release_due(160 * MS, |g| out.push(g));

@@ -118,9 +118,7 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
 
     // One call, several spans: union-find over the spans that record calls.
     let mut sets = UnionFind::new(n);
-    let recorders: Vec<usize> = (0..n)
-        .filter(|&i| spans[i].usage && !restates(i))
-        .collect();
+    let recorders: Vec<usize> = (0..n).filter(|&i| spans[i].usage && !restates(i)).collect();
     for &i in &recorders {
         if let Some(a) = nearest_inference[i]
             && !restates(a)
@@ -163,7 +161,8 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
             for (x, &i) in group.iter().enumerate() {
                 for &j in &group[x + 1..] {
                     let (a, b) = (&spans[i], &spans[j]);
-                    let contains = |o: &CallSpan, p: &CallSpan| o.start <= p.start && p.end <= o.end;
+                    let contains =
+                        |o: &CallSpan, p: &CallSpan| o.start <= p.start && p.end <= o.end;
                     if contains(a, b) || contains(b, a) {
                         sets.union(i, j);
                     }
@@ -201,7 +200,12 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
             .filter(|&&j| !restates(j))
             .map(|&j| best[&sets.find(j)])
             .collect();
-        calls.sort_by(|&a, &b| spans[a].start.cmp(&spans[b].start).then(spans[a].span.cmp(&spans[b].span)));
+        calls.sort_by(|&a, &b| {
+            spans[a]
+                .start
+                .cmp(&spans[b].start)
+                .then(spans[a].span.cmp(&spans[b].span))
+        });
         calls.dedup();
         verdicts[i] = Some(Verdict::Restates { calls });
     }
@@ -269,16 +273,28 @@ mod tests {
     }
 
     fn counted(v: &[Option<Verdict>]) -> Vec<usize> {
-        (0..v.len()).filter(|&i| v[i] == Some(Verdict::Counted)).collect()
+        (0..v.len())
+            .filter(|&i| v[i] == Some(Verdict::Counted))
+            .collect()
     }
 
     #[test]
     fn a_provider_span_inside_an_instrumentation_span_is_one_call() {
         // OpenInference's LLM span, the Anthropic SDK's below it with more detail.
-        let mut sdk = call(span("t", "b", Some("a"), Some(Role::Inference)), 3484, 187, 0.01);
+        let mut sdk = call(
+            span("t", "b", Some("a"), Some(Role::Inference)),
+            3484,
+            187,
+            0.01,
+        );
         sdk.detail = 3;
         let spans = vec![
-            call(span("t", "a", Some("root"), Some(Role::Inference)), 3484, 187, 0.01),
+            call(
+                span("t", "a", Some("root"), Some(Role::Inference)),
+                3484,
+                187,
+                0.01,
+            ),
             sdk,
             span("t", "root", None, Some(Role::Wrapper)),
         ];
@@ -312,9 +328,19 @@ mod tests {
         let spans = vec![
             call(span("t", "agent", None, Some(Role::Wrapper)), 30, 12, 0.9),
             span("t", "step1", Some("agent"), Some(Role::Wrapper)),
-            call(span("t", "chat1", Some("step1"), Some(Role::Inference)), 10, 5, 0.3),
+            call(
+                span("t", "chat1", Some("step1"), Some(Role::Inference)),
+                10,
+                5,
+                0.3,
+            ),
             span("t", "step2", Some("agent"), Some(Role::Wrapper)),
-            call(span("t", "chat2", Some("step2"), Some(Role::Inference)), 20, 7, 0.6),
+            call(
+                span("t", "chat2", Some("step2"), Some(Role::Inference)),
+                20,
+                7,
+                0.6,
+            ),
         ];
         let v = decide(&spans, ALL);
         assert_eq!(counted(&v), vec![2, 4]);
@@ -332,8 +358,18 @@ mod tests {
 
     #[test]
     fn a_genuine_retry_is_two_calls() {
-        let mut a = call(span("t", "a", Some("root"), Some(Role::Inference)), 1610, 64, 0.1);
-        let mut b = call(span("t", "b", Some("root"), Some(Role::Inference)), 1610, 24, 0.09);
+        let mut a = call(
+            span("t", "a", Some("root"), Some(Role::Inference)),
+            1610,
+            64,
+            0.1,
+        );
+        let mut b = call(
+            span("t", "b", Some("root"), Some(Role::Inference)),
+            1610,
+            24,
+            0.09,
+        );
         a.response_id = Some("r1".into());
         b.response_id = Some("r2".into());
         (b.start, b.end) = (200, 300);
@@ -343,8 +379,18 @@ mod tests {
     #[test]
     fn identical_retries_sequential_in_time_stay_two_calls() {
         // Same counts, same parent, no response ids, one after the other.
-        let a = call(span("t", "a", Some("root"), Some(Role::Inference)), 100, 10, 0.1);
-        let mut b = call(span("t", "b", Some("root"), Some(Role::Inference)), 100, 10, 0.1);
+        let a = call(
+            span("t", "a", Some("root"), Some(Role::Inference)),
+            100,
+            10,
+            0.1,
+        );
+        let mut b = call(
+            span("t", "b", Some("root"), Some(Role::Inference)),
+            100,
+            10,
+            0.1,
+        );
         (b.start, b.end) = (150, 250);
         assert_eq!(counted(&decide(&[a, b], ALL)), vec![0, 1]);
     }
@@ -353,8 +399,18 @@ mod tests {
     fn a_sibling_contained_in_time_with_the_same_counts_is_one_call() {
         // OpenInference's LangChain span does not become current: the OpenAI
         // span is its sibling, inside it in time.
-        let a = call(span("t", "lc", Some("root"), Some(Role::Inference)), 1610, 24, 0.1);
-        let mut b = call(span("t", "oai", Some("root"), Some(Role::Inference)), 1610, 24, 0.1);
+        let a = call(
+            span("t", "lc", Some("root"), Some(Role::Inference)),
+            1610,
+            24,
+            0.1,
+        );
+        let mut b = call(
+            span("t", "oai", Some("root"), Some(Role::Inference)),
+            1610,
+            24,
+            0.1,
+        );
         (b.start, b.end) = (10, 90);
         let v = decide(&[a, b], ALL);
         assert_eq!(counted(&v), vec![0], "equal rank: the smaller span id");
@@ -376,8 +432,18 @@ mod tests {
     fn an_inference_span_over_several_calls_restates_them() {
         let spans = vec![
             call(span("t", "p", None, Some(Role::Inference)), 30, 10, 0.3),
-            call(span("t", "c1", Some("p"), Some(Role::Inference)), 10, 5, 0.1),
-            call(span("t", "c2", Some("p"), Some(Role::Inference)), 20, 5, 0.2),
+            call(
+                span("t", "c1", Some("p"), Some(Role::Inference)),
+                10,
+                5,
+                0.1,
+            ),
+            call(
+                span("t", "c2", Some("p"), Some(Role::Inference)),
+                20,
+                5,
+                0.2,
+            ),
         ];
         let v = decide(&spans, ALL);
         assert_eq!(counted(&v), vec![1, 2]);
@@ -388,8 +454,18 @@ mod tests {
     fn the_verdicts_do_not_depend_on_span_order() {
         let mut spans = vec![
             call(span("t", "agent", None, Some(Role::Wrapper)), 30, 12, 0.9),
-            call(span("t", "oi", Some("agent"), Some(Role::Inference)), 10, 5, 0.3),
-            call(span("t", "sdk", Some("oi"), Some(Role::Inference)), 10, 5, 0.3),
+            call(
+                span("t", "oi", Some("agent"), Some(Role::Inference)),
+                10,
+                5,
+                0.3,
+            ),
+            call(
+                span("t", "sdk", Some("oi"), Some(Role::Inference)),
+                10,
+                5,
+                0.3,
+            ),
             call(span("u", "other", None, Some(Role::Inference)), 10, 5, 0.3),
         ];
         spans[2].response_id = Some("x".into());
@@ -403,7 +479,10 @@ mod tests {
                 .map(|(s, v)| {
                     let v = match v {
                         Some(Verdict::Restates { calls }) => {
-                            format!("restates {:?}", calls.iter().map(|&c| &spans[c].span).collect::<Vec<_>>())
+                            format!(
+                                "restates {:?}",
+                                calls.iter().map(|&c| &spans[c].span).collect::<Vec<_>>()
+                            )
                         }
                         other => format!("{other:?}"),
                     };
@@ -414,7 +493,10 @@ mod tests {
             out
         };
         let first = named(&spans);
-        assert_eq!(first.iter().filter(|(_, v)| v == "Some(Counted)").count(), 1);
+        assert_eq!(
+            first.iter().filter(|(_, v)| v == "Some(Counted)").count(),
+            1
+        );
         spans.reverse();
         assert_eq!(named(&spans), first);
         spans.swap(0, 2);

@@ -167,7 +167,11 @@ impl State {
         if let Some(op) = lower(read::VERCEL_OPERATION) {
             // `ai.generateText` wraps `ai.generateText.doGenerate`, the call.
             let inner = op.contains(".do") || op == "ai.toolcall";
-            return Some(if inner { Role::Inference } else { Role::Wrapper });
+            return Some(if inner {
+                Role::Inference
+            } else {
+                Role::Wrapper
+            });
         }
         None
     }
@@ -199,7 +203,8 @@ impl State {
         if self.remember == 0 || self.counted_ids.contains_key(response_id) {
             return;
         }
-        self.counted_ids.insert(response_id.to_owned(), span.to_owned());
+        self.counted_ids
+            .insert(response_id.to_owned(), span.to_owned());
         self.order.push_back(response_id.to_owned());
         while self.order.len() > self.remember {
             if let Some(old) = self.order.pop_front() {

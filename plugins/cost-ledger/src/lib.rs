@@ -163,7 +163,8 @@ pub struct Entry {
 impl Entry {
     /// True when `self` is the more complete record of the same call.
     fn ranks_before(&self, other: &Entry) -> bool {
-        (self.tokens, std::cmp::Reverse(&self.span)) > (other.tokens, std::cmp::Reverse(&other.span))
+        (self.tokens, std::cmp::Reverse(&self.span))
+            > (other.tokens, std::cmp::Reverse(&other.span))
     }
 }
 
