@@ -61,6 +61,12 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         flat::write(&mut input, s);
         input.push(b'\n');
     }
+    // First, while the heap is small, so that its growth is the hold's.
+    let hold = if args.boundary_only {
+        json!(null)
+    } else {
+        hold_memory(&pipeline.hold, 100_000, 10)
+    };
     let rt = Runtime::new()?;
     let options = EngineOptions {
         discard_output: true,
@@ -142,11 +148,6 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         vec![]
     } else {
         boundary(&rt, &spans, args.rounds.max(1))?
-    };
-    let hold = if args.boundary_only {
-        json!(null)
-    } else {
-        hold_memory(&pipeline.hold, 100_000, 10)
     };
     let report = json!({
         "spans": spans.len(),
@@ -239,7 +240,7 @@ fn hold_memory(settings: &HoldSettings, rate: u64, seconds: u64) -> serde_json::
         "held_max": stats.held_max,
         "released_early": stats.released_early,
         "rss_growth_bytes": growth,
-        "bytes_per_held_span": if stats.held > 0 { growth / stats.held } else { 0 },
+        "bytes_per_held_span": growth.checked_div(stats.held).unwrap_or(0),
         "ns_per_span": stats.nanos / total.max(1),
     })
 }

@@ -18,7 +18,7 @@
 //!
 //! [traces]                         # the trace hold (engine::hold)
 //! wait = "5s"                      # release a trace this long after its last span; "0s": no hold
-//! after_root = "1s"                # ... or this long after, once its root span arrived
+//! after_root = "250ms"             # ... or this long after, once its root span arrived
 //! max_spans = 100000               # held at most; beyond, the traces due first leave early
 //! join_on = ["gen_ai.response.id"] # equal values join spans of different traces
 //!

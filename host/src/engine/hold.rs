@@ -17,8 +17,9 @@
 //! copy is held (an exporter retrying a request) is dropped and counted.
 
 use crate::span::{Span, SpanId, TraceId};
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::cmp::Reverse as Later;
+use std::collections::BinaryHeap;
 use std::time::Duration;
 
 /// How the hold groups and releases spans (`[traces]` in pipeline.toml).
@@ -38,7 +39,7 @@ impl Default for HoldSettings {
     fn default() -> Self {
         HoldSettings {
             wait: Duration::from_secs(5),
-            after_root: Duration::from_secs(1),
+            after_root: Duration::from_millis(250),
             max_spans: 100_000,
             join_on: vec!["gen_ai.response.id".into()],
         }
@@ -70,6 +71,8 @@ struct Group {
     /// Arrival order of the group's first span: ties in release order.
     seq: u64,
     deadline: u64,
+    /// The last `push` that added a span (see `Hold::touched`).
+    pushed_in: u64,
 }
 
 /// Spans waiting for their trace; see the module documentation.
@@ -80,8 +83,12 @@ pub struct Hold {
     by_key: HashMap<String, u64>,
     held_ids: HashSet<(TraceId, SpanId)>,
     /// (deadline, seq, group): stale entries are skipped when popped.
-    due: BinaryHeap<Reverse<(u64, u64, u64)>>,
+    due: BinaryHeap<Later<(u64, u64, u64)>>,
     next_id: u64,
+    /// Groups that got spans in the current `push`: their deadlines are
+    /// queued once per push, not once per span.
+    touched: Vec<u64>,
+    pushes: u64,
     stats: HoldStats,
 }
 
@@ -96,6 +103,8 @@ impl Hold {
             held_ids: HashSet::new(),
             due: BinaryHeap::new(),
             next_id: 0,
+            touched: Vec::new(),
+            pushes: 0,
             stats: HoldStats::default(),
         }
     }
@@ -113,8 +122,14 @@ impl Hold {
     /// Adds spans that arrived at `now` (ns on the engine's clock).
     pub fn push(&mut self, spans: Vec<Span>, now: u64) {
         let started = std::time::Instant::now();
+        self.pushes += 1;
         for span in spans {
             self.push_one(span, now);
+        }
+        for id in std::mem::take(&mut self.touched) {
+            if let Some(g) = self.groups.get(&id) {
+                self.due.push(Later((g.deadline, g.seq, id)));
+            }
         }
         self.stats.held = self.held_ids.len() as u64;
         self.stats.held_max = self.stats.held_max.max(self.stats.held);
@@ -126,47 +141,44 @@ impl Hold {
             self.stats.duplicate_spans += 1;
             return;
         }
-        let keys: Vec<String> = self
-            .settings
-            .join_on
-            .iter()
-            .filter_map(|k| span.attributes.get(k))
-            .filter_map(|v| v.as_str())
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned)
-            .collect();
-        // The groups this span links: its trace's, and those of its keys.
-        let mut linked: Vec<u64> = Vec::new();
-        if let Some(&g) = self.by_trace.get(&span.trace_id) {
-            linked.push(g);
-        }
-        for k in &keys {
-            if let Some(&g) = self.by_key.get(k)
-                && !linked.contains(&g)
-            {
-                linked.push(g);
+        // The span's group: its trace's, merged with those of its join keys.
+        let mut id = self.by_trace.get(&span.trace_id).copied();
+        for k in 0..self.settings.join_on.len() {
+            let key = &self.settings.join_on[k];
+            let Some(value) = span.attributes.get(key).and_then(|v| v.as_str()) else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
             }
-        }
-        let id = match linked.split_first() {
-            None => self.new_group(),
-            Some((&first, rest)) => {
-                let mut into = first;
-                for &other in rest {
-                    into = self.merge(into, other);
+            id = Some(match (id, self.by_key.get(value).copied()) {
+                (Some(a), Some(b)) if a != b => self.merge(a, b),
+                (Some(a), _) => {
+                    let group = self.groups.get_mut(&a).expect("indexed group exists");
+                    if !group.keys.iter().any(|k| k == value) {
+                        group.keys.push(value.to_owned());
+                        self.by_key.insert(value.to_owned(), a);
+                    }
+                    a
                 }
-                into
-            }
-        };
+                (None, Some(b)) => b,
+                (None, None) => {
+                    let g = self.new_group();
+                    self.groups
+                        .get_mut(&g)
+                        .expect("new group")
+                        .keys
+                        .push(value.to_owned());
+                    self.by_key.insert(value.to_owned(), g);
+                    g
+                }
+            });
+        }
+        let id = id.unwrap_or_else(|| self.new_group());
         let group = self.groups.get_mut(&id).expect("linked group exists");
         if !group.traces.contains(&span.trace_id) {
             group.traces.push(span.trace_id);
             self.by_trace.insert(span.trace_id, id);
-        }
-        for k in keys {
-            if !group.keys.contains(&k) {
-                self.by_key.insert(k.clone(), id);
-                group.keys.push(k);
-            }
         }
         group.has_root |= span.parent_span_id.is_none();
         group.spans.push(span);
@@ -176,7 +188,10 @@ impl Hold {
             self.settings.wait
         };
         group.deadline = now.saturating_add(quiet.as_nanos() as u64);
-        self.due.push(Reverse((group.deadline, group.seq, id)));
+        if group.pushed_in != self.pushes {
+            group.pushed_in = self.pushes;
+            self.touched.push(id);
+        }
     }
 
     fn new_group(&mut self) -> u64 {
@@ -191,6 +206,7 @@ impl Hold {
                 has_root: false,
                 seq: id,
                 deadline: 0,
+                pushed_in: 0,
             },
         );
         id
@@ -221,7 +237,7 @@ impl Hold {
     /// first; calls `out` once per group, in release order.
     pub fn release_due(&mut self, now: u64, mut out: impl FnMut(Vec<Span>)) {
         let started = std::time::Instant::now();
-        while let Some(&Reverse((deadline, seq, id))) = self.due.peek() {
+        while let Some(&Later((deadline, seq, id))) = self.due.peek() {
             let over = self.held_ids.len() > self.settings.max_spans;
             if deadline > now && !over {
                 break;

@@ -32,17 +32,17 @@ pub enum Role {
 
 /// The facts about one span that the decision needs.
 #[derive(Debug, Clone, Default)]
-pub struct CallSpan {
-    pub trace: String,
-    pub span: String,
-    pub parent: Option<String>,
+pub struct CallSpan<'a> {
+    pub trace: &'a str,
+    pub span: &'a str,
+    pub parent: Option<&'a str>,
     pub role: Option<Role>,
     /// Token counts (input + output) and a cost: `usage` is true when either is present.
     pub usage: bool,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cost: Option<f64>,
-    pub response_id: Option<String>,
+    pub response_id: Option<&'a str>,
     /// How many detail attributes the span has (see the module docs).
     pub detail: u32,
     pub start: i64,
@@ -71,18 +71,16 @@ pub struct Joins {
 const MAX_DEPTH: usize = 256;
 
 /// Decides every span with usage in `spans`; `None` for the others.
-pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
+pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
     let n = spans.len();
     let index: HashMap<(&str, &str), usize> = spans
         .iter()
         .enumerate()
-        .map(|(i, s)| ((s.trace.as_str(), s.span.as_str()), i))
+        .map(|(i, s)| ((s.trace, s.span), i))
         .collect();
     let parent_of = |i: usize| -> Option<usize> {
         let s = &spans[i];
-        s.parent
-            .as_deref()
-            .and_then(|p| index.get(&(s.trace.as_str(), p)).copied())
+        s.parent.and_then(|p| index.get(&(s.trace, p)).copied())
     };
     let role = |i: usize| spans[i].role.unwrap_or(Role::Inference);
 
@@ -134,7 +132,7 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
     if joins.response_id {
         let mut by_id: HashMap<&str, usize> = HashMap::new();
         for &i in &inference {
-            if let Some(id) = spans[i].response_id.as_deref().filter(|s| !s.is_empty()) {
+            if let Some(id) = spans[i].response_id.filter(|s| !s.is_empty()) {
                 match by_id.get(id) {
                     Some(&j) => sets.union(i, j),
                     None => {
@@ -148,11 +146,11 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
         let mut siblings: HashMap<(&str, &str, i64, i64), Vec<usize>> = HashMap::new();
         for &i in &inference {
             let s = &spans[i];
-            if let Some(p) = s.parent.as_deref()
+            if let Some(p) = s.parent
                 && s.input_tokens + s.output_tokens > 0
             {
                 siblings
-                    .entry((&s.trace, p, s.input_tokens, s.output_tokens))
+                    .entry((s.trace, p, s.input_tokens, s.output_tokens))
                     .or_default()
                     .push(i);
             }
@@ -190,7 +188,7 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
             Verdict::Counted
         } else {
             Verdict::Duplicate {
-                of: spans[counted].span.clone(),
+                of: spans[counted].span.to_owned(),
             }
         });
     }
@@ -204,7 +202,7 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
             spans[a]
                 .start
                 .cmp(&spans[b].start)
-                .then(spans[a].span.cmp(&spans[b].span))
+                .then(spans[a].span.cmp(spans[b].span))
         });
         calls.dedup();
         verdicts[i] = Some(Verdict::Restates { calls });
@@ -213,8 +211,8 @@ pub fn decide(spans: &[CallSpan], joins: Joins) -> Vec<Option<Verdict>> {
 }
 
 /// True when `a` should carry the call's cost rather than `b`.
-fn rank_before(a: &CallSpan, b: &CallSpan) -> bool {
-    let key = |s: &CallSpan| (s.cost.is_some(), s.input_tokens + s.output_tokens, s.detail);
+fn rank_before(a: &CallSpan<'_>, b: &CallSpan<'_>) -> bool {
+    let key = |s: &CallSpan<'_>| (s.cost.is_some(), s.input_tokens + s.output_tokens, s.detail);
     match key(a).cmp(&key(b)) {
         std::cmp::Ordering::Greater => true,
         std::cmp::Ordering::Less => false,
@@ -252,11 +250,16 @@ mod tests {
         contained_siblings: true,
     };
 
-    fn span(trace: &str, id: &str, parent: Option<&str>, role: Option<Role>) -> CallSpan {
+    fn span<'a>(
+        trace: &'a str,
+        id: &'a str,
+        parent: Option<&'a str>,
+        role: Option<Role>,
+    ) -> CallSpan<'a> {
         CallSpan {
-            trace: trace.into(),
-            span: id.into(),
-            parent: parent.map(Into::into),
+            trace,
+            span: id,
+            parent,
             role,
             start: 0,
             end: 100,
@@ -264,7 +267,7 @@ mod tests {
         }
     }
 
-    fn call(mut s: CallSpan, input: i64, output: i64, cost: f64) -> CallSpan {
+    fn call(mut s: CallSpan<'_>, input: i64, output: i64, cost: f64) -> CallSpan<'_> {
         s.usage = true;
         s.input_tokens = input;
         s.output_tokens = output;
@@ -308,8 +311,8 @@ mod tests {
     fn a_shared_response_id_joins_spans_of_unrelated_traces() {
         let mut a = call(span("t1", "a", None, Some(Role::Inference)), 10, 5, 0.5);
         let mut b = call(span("t2", "b", None, Some(Role::Inference)), 10, 5, 0.5);
-        a.response_id = Some("msg_1".into());
-        b.response_id = Some("msg_1".into());
+        a.response_id = Some("msg_1");
+        b.response_id = Some("msg_1");
         let v = decide(&[a.clone(), b.clone()], ALL);
         assert_eq!(counted(&v), vec![0]);
         let off = decide(
@@ -370,8 +373,8 @@ mod tests {
             24,
             0.09,
         );
-        a.response_id = Some("r1".into());
-        b.response_id = Some("r2".into());
+        a.response_id = Some("r1");
+        b.response_id = Some("r2");
         (b.start, b.end) = (200, 300);
         assert_eq!(counted(&decide(&[a, b], ALL)), vec![0, 1]);
     }
@@ -468,10 +471,10 @@ mod tests {
             ),
             call(span("u", "other", None, Some(Role::Inference)), 10, 5, 0.3),
         ];
-        spans[2].response_id = Some("x".into());
-        spans[3].response_id = Some("x".into());
+        spans[2].response_id = Some("x");
+        spans[3].response_id = Some("x");
         spans[2].detail = 2;
-        let named = |spans: &[CallSpan]| {
+        let named = |spans: &[CallSpan<'_>]| {
             let v = decide(spans, ALL);
             let mut out: Vec<(String, String)> = spans
                 .iter()
@@ -486,7 +489,7 @@ mod tests {
                         }
                         other => format!("{other:?}"),
                     };
-                    (s.span.clone(), v)
+                    (s.span.to_owned(), v)
                 })
                 .collect();
             out.sort();

@@ -176,15 +176,15 @@ impl State {
         None
     }
 
-    fn call_span(&self, v: &[Value]) -> CallSpan {
+    fn call_span<'a>(&self, v: &'a [Value]) -> CallSpan<'a> {
         let tokens = |i: usize| v[i].as_i64();
         let (input, output) = (tokens(read::INPUT), tokens(read::OUTPUT));
         let cost = v[read::COST].as_f64();
-        let response_id = v[read::RESPONSE_ID].as_str().map(str::to_owned);
+        let response_id = v[read::RESPONSE_ID].as_str();
         CallSpan {
-            trace: v[read::TRACE].as_str().unwrap_or_default().to_owned(),
-            span: v[read::SPAN].as_str().unwrap_or_default().to_owned(),
-            parent: v[read::PARENT].as_str().map(str::to_owned),
+            trace: v[read::TRACE].as_str().unwrap_or_default(),
+            span: v[read::SPAN].as_str().unwrap_or_default(),
+            parent: v[read::PARENT].as_str(),
             role: self.role(v),
             usage: input.is_some() || output.is_some() || cost.is_some(),
             input_tokens: input.unwrap_or(0),
@@ -215,6 +215,14 @@ impl State {
 
     fn process(&mut self, batch: &Batch) -> Vec<Edit> {
         let rows = Rows::new(batch, read::WIDTH);
+        let has_usage = |v: &[Value]| {
+            [read::INPUT, read::OUTPUT, read::COST]
+                .iter()
+                .any(|&i| v[i].is_present())
+        };
+        if !rows.iter().any(|(_, v)| has_usage(v)) {
+            return Vec::new();
+        }
         let spans: Vec<CallSpan> = rows.iter().map(|(_, v)| self.call_span(v)).collect();
         let mut verdicts = calls::decide(&spans, self.joins);
 
@@ -222,20 +230,17 @@ impl State {
         let mut earlier: HashMap<String, String> = HashMap::new(); // counted here -> counted before
         for (i, v) in verdicts.iter().enumerate() {
             if v == &Some(Verdict::Counted)
-                && let Some(before) = spans[i]
-                    .response_id
-                    .as_ref()
-                    .and_then(|r| self.counted_ids.get(r))
-                && *before != spans[i].span
+                && let Some(before) = spans[i].response_id.and_then(|r| self.counted_ids.get(r))
+                && before != spans[i].span
             {
-                earlier.insert(spans[i].span.clone(), before.clone());
+                earlier.insert(spans[i].span.to_owned(), before.clone());
             }
         }
         if !earlier.is_empty() {
             for (i, v) in verdicts.iter_mut().enumerate() {
                 let key = match v {
-                    Some(Verdict::Counted) => &spans[i].span,
-                    Some(Verdict::Duplicate { of }) => of,
+                    Some(Verdict::Counted) => spans[i].span,
+                    Some(Verdict::Duplicate { of }) => of.as_str(),
                     _ => continue,
                 };
                 if let Some(before) = earlier.get(key) {
@@ -245,9 +250,9 @@ impl State {
         }
         for (i, v) in verdicts.iter().enumerate() {
             if v == &Some(Verdict::Counted)
-                && let Some(r) = &spans[i].response_id
+                && let Some(r) = spans[i].response_id
             {
-                self.remember(r, &spans[i].span);
+                self.remember(r, spans[i].span);
             }
         }
 
@@ -264,7 +269,7 @@ impl State {
                 }
                 Some(Verdict::Restates { calls }) => {
                     set(write::COUNTED, Value::Boolean(false));
-                    let ids: Vec<&str> = calls.iter().map(|&c| spans[c].span.as_str()).collect();
+                    let ids: Vec<&str> = calls.iter().map(|&c| spans[c].span).collect();
                     set(write::DUPLICATE_OF, Value::Str(ids.join(",")));
                     let costs: Vec<f64> = calls.iter().filter_map(|&c| spans[c].cost).collect();
                     set(

@@ -11,7 +11,7 @@
 //! | `alert_at_fraction` | `0.8` | warn when the projection passes this fraction of the budget |
 //! | `top_traces` | `20` | most expensive traces listed in the report |
 //! | `runbook` | `"examples/runbooks/cost-runaway.md"` | linked from its alerts |
-//! | `revision_window` | `"10m"` | how long (event time) a call stays revisable by response id |
+//! | `revision_window` | `"10m"` | how long (event time) a call stays revisable by response id (at most the last 100,000 calls) |
 //!
 //! **Projection.** `projected_daily_usd` = spent so far today + the spend rate
 //! over the trailing `projection_window` x the time left in the UTC day, all
@@ -35,7 +35,7 @@ use plume_sdk::evaluator::{Guest, export_evaluator};
 use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity, Value};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 const DAY: u64 = 86_400_000_000_000;
 
@@ -94,7 +94,7 @@ fn default_revision_window() -> String {
 }
 
 /// Calls remembered for revision at most, whatever the window.
-const MAX_REVISABLE: usize = 200_000;
+const MAX_REVISABLE: usize = 100_000;
 
 /// Fixed reads; feature and user keys follow.
 mod read {
@@ -131,12 +131,12 @@ pub struct Ledger {
     /// Features past their hard limit, by day.
     disabled: BTreeSet<(String, u64)>,
     budget_alerted_day: Option<u64>,
-    /// Counted calls by response id, revisable within the revision window.
+    /// Counted calls by response id hash, revisable within the revision window.
     #[serde(default)]
-    calls: BTreeMap<String, Entry>,
-    /// (event time, response id) in arrival order, to expire `calls`.
+    calls: HashMap<u64, Counted>,
+    /// (event time, response id hash) in arrival order, to expire `calls`.
     #[serde(default)]
-    call_order: VecDeque<(u64, String)>,
+    call_order: VecDeque<(u64, u64)>,
     /// Spans not added because they record a call counted on another span.
     #[serde(default)]
     duplicate_spans: u64,
@@ -147,25 +147,51 @@ pub struct Ledger {
     pending: Vec<Alert>,
 }
 
-/// One priced call as it entered the totals, so it can be taken back out.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Entry {
-    pub span: String,
+/// A priced call, as the ledger receives it.
+#[derive(Clone, Copy, Debug)]
+pub struct Call<'a> {
+    pub span: &'a str,
+    /// Input + output tokens: the more, the more complete the record.
     pub tokens: i64,
     pub cost: f64,
-    pub model: Option<String>,
-    pub feature: Option<String>,
-    pub user: Option<String>,
-    pub trace: String,
+    pub model: Option<&'a str>,
+    pub feature: Option<&'a str>,
+    pub user: Option<&'a str>,
+    pub trace: &'a str,
     pub at: u64,
 }
 
-impl Entry {
-    /// True when `self` is the more complete record of the same call.
-    fn ranks_before(&self, other: &Entry) -> bool {
-        (self.tokens, std::cmp::Reverse(&self.span))
-            > (other.tokens, std::cmp::Reverse(&other.span))
+/// What the ledger keeps of a counted call with a response id, to revise it:
+/// 24 bytes, hashes rather than strings, so a window of calls stays small.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Counted {
+    span: u64,
+    tokens: i64,
+    cost: f64,
+}
+
+impl Counted {
+    fn of(call: &Call<'_>) -> Counted {
+        Counted {
+            span: hash(call.span),
+            tokens: call.tokens,
+            cost: call.cost,
+        }
     }
+
+    /// True when `self` is the more complete record of the same call
+    /// (more tokens; as many: the smaller span id hash, for a fixed order).
+    fn ranks_before(&self, other: &Counted) -> bool {
+        (self.tokens, std::cmp::Reverse(self.span)) > (other.tokens, std::cmp::Reverse(other.span))
+    }
+}
+
+/// A fixed hash (the same in every run, so snapshots stay valid).
+fn hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 pub struct State {
@@ -206,28 +232,30 @@ impl State {
     }
 
     /// Records one priced call; with a response id, at most once per call
-    /// (see the module docs), revising the entry to the more complete record.
-    pub fn record(&mut self, entry: Entry, response_id: Option<&str>) {
-        let Some(id) = response_id.filter(|r| !r.is_empty()) else {
-            self.add_entry(&entry, 1.0);
+    /// (see the module docs). A more complete record of a counted call
+    /// replaces it: the difference in cost is booked on the new record's
+    /// model, feature, user and trace (one call's records name the same ones,
+    /// except where two instrumentations spell the model differently).
+    pub fn record(&mut self, call: Call<'_>, response_id: Option<&str>) {
+        let Some(id) = response_id.filter(|r| !r.is_empty()).map(hash) else {
+            self.add_call(&call, call.cost);
             return;
         };
-        match self.ledger.calls.get(id) {
+        let new = Counted::of(&call);
+        match self.ledger.calls.get(&id).copied() {
             None => {
-                self.add_entry(&entry, 1.0);
-                self.ledger.call_order.push_back((entry.at, id.to_string()));
-                self.ledger.calls.insert(id.to_string(), entry);
+                self.add_call(&call, call.cost);
+                self.ledger.calls.insert(id, new);
+                self.ledger.call_order.push_back((call.at, id));
                 while self.ledger.call_order.len() > MAX_REVISABLE {
                     if let Some((_, old)) = self.ledger.call_order.pop_front() {
                         self.ledger.calls.remove(&old);
                     }
                 }
             }
-            Some(held) if entry.ranks_before(held) => {
-                let held = held.clone();
-                self.add_entry(&held, -1.0);
-                self.add_entry(&entry, 1.0);
-                self.ledger.calls.insert(id.to_string(), entry);
+            Some(held) if new.ranks_before(&held) => {
+                self.add_call(&call, new.cost - held.cost);
+                self.ledger.calls.insert(id, new);
                 self.ledger.revised_calls += 1;
                 self.ledger.duplicate_spans += 1;
             }
@@ -235,16 +263,8 @@ impl State {
         }
     }
 
-    fn add_entry(&mut self, e: &Entry, sign: f64) {
-        let (model, feature, user) = (e.model.clone(), e.feature.clone(), e.user.clone());
-        self.add(
-            sign * e.cost,
-            model.as_deref(),
-            feature.as_deref(),
-            user.as_deref(),
-            &e.trace,
-            e.at,
-        );
+    fn add_call(&mut self, c: &Call<'_>, cost: f64) {
+        self.add(cost, c.model, c.feature, c.user, c.trace, c.at);
     }
 
     /// Adds `cost` (negative to take a revised entry back out) to every total.
@@ -455,20 +475,23 @@ impl Guest for CostLedger {
                     st.ledger.duplicate_spans += 1;
                     continue;
                 }
-                let owned = |x: Option<&str>| x.map(str::to_owned);
+                let model = v[read::MODEL].as_str().or(v[read::RESPONSE_MODEL].as_str());
+                let feature = first_str(v, read::FIXED, nf);
+                let user = first_str(v, read::FIXED + nf, nu);
+                let trace = v[read::TRACE].as_str().unwrap_or_default();
+                let at = v[read::END].as_i64().unwrap_or(0).max(0) as u64;
                 let tokens = |i: usize| v[i].as_i64().unwrap_or(0);
-                let entry = Entry {
-                    span: v[read::SPAN].as_str().unwrap_or_default().to_owned(),
+                let call = Call {
+                    span: v[read::SPAN].as_str().unwrap_or_default(),
                     tokens: tokens(read::INPUT) + tokens(read::OUTPUT),
                     cost,
-                    model: owned(v[read::MODEL].as_str().or(v[read::RESPONSE_MODEL].as_str())),
-                    feature: owned(first_str(v, read::FIXED, nf)),
-                    user: owned(first_str(v, read::FIXED + nf, nu)),
-                    trace: v[read::TRACE].as_str().unwrap_or_default().to_owned(),
-                    at: v[read::END].as_i64().unwrap_or(0).max(0) as u64,
+                    model,
+                    feature,
+                    user,
+                    trace,
+                    at,
                 };
-                let response_id = v[read::RESPONSE_ID].as_str();
-                st.record(entry, response_id);
+                st.record(call, v[read::RESPONSE_ID].as_str());
             }
             Ok(())
         })
