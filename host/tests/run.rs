@@ -42,7 +42,7 @@ fn follows_a_file_and_drains_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plume"))
+    let child = Command::new(env!("CARGO_BIN_EXE_plume"))
         .arg("run")
         .arg(&pipeline)
         .stderr(Stdio::piped())

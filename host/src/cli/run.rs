@@ -2,11 +2,15 @@
 //! engine thread processes batches in order; SIGINT/SIGTERM stop the sources,
 //! the last partial batch is flushed, and the engine drains before exit.
 
+use crate::config::IngestConfig;
 use crate::engine::batcher::Batcher;
 use crate::engine::{Engine, EngineOptions, write_summary};
 use crate::ingest::jsonl::{ReadStats, follow, read_to_end};
+use crate::ingest::otlp::{self, Receiver, ReceiverStats};
 use crate::plugin::runtime::Runtime;
 use crate::span::{Batch, Span};
+use anyhow::Context;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,17 +30,20 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if pipeline.ingest.otlp_http.is_some()
-        || pipeline.ingest.otlp_grpc.is_some()
-        || pipeline.api_listen.is_some()
-    {
-        tracing::warn!(
-            "[ingest] otlp_http/otlp_grpc and [api] are not served by this version; only JSONL sources run"
-        );
+    if pipeline.api_listen.is_some() {
+        tracing::warn!("[api] is not served by this version");
     }
-    if pipeline.ingest.jsonl.is_empty() {
+    let otlp = |a: &Option<toml::Spanned<String>>| {
+        a.as_ref()
+            .and_then(|a| a.get_ref().parse::<SocketAddr>().ok())
+    };
+    let listen = Listen {
+        http: otlp(&pipeline.ingest.otlp_http),
+        grpc: otlp(&pipeline.ingest.otlp_grpc),
+    };
+    if pipeline.ingest.jsonl.is_empty() && listen.http.is_none() && listen.grpc.is_none() {
         eprintln!(
-            "{}: [ingest] has no jsonl sources: nothing to run",
+            "{}: [ingest] has no sources (jsonl, otlp_http, otlp_grpc): nothing to run",
             pipeline.file
         );
         return Ok(ExitCode::FAILURE);
@@ -67,11 +74,12 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let read = runtime.block_on(serve(
-        pipeline.ingest.jsonl.clone(),
+        pipeline.ingest.clone(),
+        listen,
         pipeline.batch_max_spans,
         pipeline.batch_max_wait_ms,
         batch_tx,
-    ));
+    ))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let engine = engine_thread
         .join()
@@ -83,16 +91,76 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Where the OTLP receivers listen.
+struct Listen {
+    http: Option<SocketAddr>,
+    grpc: Option<SocketAddr>,
+}
+
+/// Requests in flight from the receivers to the batcher: when full, OTLP
+/// clients are told to retry (503 / UNAVAILABLE).
+const RECEIVER_QUEUE: usize = 1024;
+
 async fn serve(
-    sources: Vec<String>,
+    ingest: IngestConfig,
+    listen: Listen,
     max_spans: usize,
     max_wait_ms: u64,
     batch_tx: mpsc::Sender<Batch>,
-) -> ReadStats {
+) -> anyhow::Result<ReadStats> {
     let stop = Arc::new(AtomicBool::new(false));
-    let (span_tx, mut span_rx) = mpsc::channel::<Vec<Span>>(1024);
+    let (span_tx, mut span_rx) = mpsc::channel::<Vec<Span>>(RECEIVER_QUEUE);
+    let (stop_servers, servers_stopped) = tokio::sync::watch::channel(false);
+    let receiver = Arc::new(Receiver {
+        queue: span_tx.clone(),
+        token: ingest.token.clone(),
+        max_body_bytes: ingest.max_body_bytes,
+        stats: ReceiverStats::default(),
+    });
+    let mut servers = Vec::new();
+    if let Some(addr) = listen.http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("[ingest] otlp_http: cannot listen on {addr}"))?;
+        tracing::info!(%addr, "OTLP/HTTP receiver listening");
+        let mut stopped = servers_stopped.clone();
+        let app = otlp::http_router(receiver.clone());
+        servers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("OTLP/HTTP receiver failed: {e}");
+            }
+        }));
+    }
+    if let Some(addr) = listen.grpc {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("[ingest] otlp_grpc: cannot listen on {addr}"))?;
+        tracing::info!(%addr, "OTLP/gRPC receiver listening");
+        let mut stopped = servers_stopped.clone();
+        let service = otlp::grpc_service(receiver.clone());
+        servers.push(tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+            {
+                tracing::error!("OTLP/gRPC receiver failed: {e}");
+            }
+        }));
+    }
+    drop(receiver);
     let mut readers = Vec::new();
-    for source in sources {
+    for source in ingest.jsonl {
         let tx = span_tx.clone();
         let stop = stop.clone();
         readers.push(tokio::task::spawn_blocking(move || {
@@ -145,6 +213,11 @@ async fn serve(
             _ = &mut shutdown => {
                 tracing::info!("shutting down: draining");
                 stop.store(true, Ordering::Relaxed);
+                // Stop accepting: servers finish the requests in flight.
+                let _ = stop_servers.send(true);
+                for s in servers.drain(..) {
+                    let _ = s.await;
+                }
                 // Sources that block on stdin cannot be interrupted; take what
                 // has been read and stop.
                 while let Ok(spans) = span_rx.try_recv() {
@@ -169,7 +242,7 @@ async fn serve(
             total.merge(stats);
         }
     }
-    total
+    Ok(total)
 }
 
 async fn shutdown_signal() {

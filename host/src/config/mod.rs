@@ -3,8 +3,10 @@
 //! ```toml
 //! [ingest]
 //! jsonl = ["spans.jsonl"]          # files to read; "-" is stdin. Default: none
-//! otlp_http = "127.0.0.1:4318"     # OTLP/HTTP listener (served from the service issue on)
-//! otlp_grpc = "127.0.0.1:4317"     # OTLP/gRPC listener (idem)
+//! otlp_http = "127.0.0.1:4318"     # OTLP/HTTP listener: POST /v1/traces, protobuf or JSON, gzip
+//! otlp_grpc = "127.0.0.1:4317"     # OTLP/gRPC listener (TraceService/Export)
+//! token = "${PLUME_INGEST_TOKEN}"  # required as `Authorization: Bearer ...` when set
+//! max_body_bytes = 8388608         # larger requests get 413 (gRPC: RESOURCE_EXHAUSTED)
 //!
 //! [api]
 //! listen = "127.0.0.1:9464"        # reports, metrics, admin (idem)
@@ -83,7 +85,7 @@ pub struct PipelineConfig {
 }
 
 /// `[ingest]`.
-#[derive(Debug, Deserialize, Default, Clone)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// OTLP/HTTP listen address.
@@ -93,6 +95,27 @@ pub struct IngestConfig {
     /// JSONL files; `-` is standard input.
     #[serde(default)]
     pub jsonl: Vec<String>,
+    /// Bearer token the OTLP receivers require, when set.
+    pub token: Option<String>,
+    /// Largest OTLP request body, compressed or inflated, in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    8 << 20
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            otlp_http: None,
+            otlp_grpc: None,
+            jsonl: Vec::new(),
+            token: None,
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
 }
 
 /// `[api]`.

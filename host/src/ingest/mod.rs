@@ -1,4 +1,4 @@
-//! Sources of spans. JSONL files and stdin here; OTLP receivers come with the
-//! service mode.
+//! Sources of spans: JSONL files and stdin, and the OTLP receivers (HTTP and gRPC).
 
 pub mod jsonl;
+pub mod otlp;

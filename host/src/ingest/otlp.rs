@@ -1,0 +1,508 @@
+//! OTLP receivers: `/v1/traces` over HTTP (protobuf or JSON, optionally
+//! gzipped) and the gRPC `TraceService`. Both decode into the span model and
+//! hand spans to the service's queue with `try_send`: when the pipeline cannot
+//! keep up the client is told to retry (HTTP 503 with `Retry-After`, gRPC
+//! `UNAVAILABLE`) instead of plume's heap growing. Spans with invalid ids are
+//! rejected one by one and reported as an OTLP partial success.
+
+use crate::span::{
+    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId, otlp_json,
+};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode as Http, header};
+use axum::response::{IntoResponse, Response};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::mpsc;
+
+/// What the receivers share: the queue into the pipeline, the token, limits
+/// and counters.
+pub struct Receiver {
+    /// Spans into the pipeline (bounded).
+    pub queue: mpsc::Sender<Vec<Span>>,
+    /// Bearer token required on every request, when set.
+    pub token: Option<String>,
+    /// Largest request body accepted, compressed or not, in bytes.
+    pub max_body_bytes: usize,
+    /// Counters for `/metrics`.
+    pub stats: ReceiverStats,
+}
+
+/// Requests and spans seen by the receivers.
+#[derive(Default)]
+pub struct ReceiverStats {
+    /// Spans accepted into the pipeline.
+    pub spans_accepted: AtomicU64,
+    /// Spans rejected (invalid ids) inside accepted requests.
+    pub spans_rejected: AtomicU64,
+    /// Requests refused because the pipeline was full (503 / UNAVAILABLE).
+    pub requests_throttled: AtomicU64,
+    /// Requests refused as malformed, too large or unauthorised.
+    pub requests_refused: AtomicU64,
+}
+
+/// Why a request was refused.
+#[derive(Debug)]
+enum Refusal {
+    Unauthorized,
+    TooLarge,
+    Unsupported(String),
+    Malformed(String),
+    Busy,
+}
+
+impl Receiver {
+    fn authorised(&self, header: Option<&str>) -> bool {
+        match &self.token {
+            None => true,
+            Some(token) => header
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes())),
+        }
+    }
+
+    /// Queues decoded spans; `Busy` when the pipeline's queue is full.
+    fn accept(&self, decoded: Decoded) -> Result<Decoded, Refusal> {
+        let accepted = decoded.spans.len() as u64;
+        if accepted > 0 {
+            let spans = decoded.spans;
+            if self.queue.try_send(spans).is_err() {
+                self.stats
+                    .requests_throttled
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal::Busy);
+            }
+        }
+        self.stats
+            .spans_accepted
+            .fetch_add(accepted, Ordering::Relaxed);
+        self.stats
+            .spans_rejected
+            .fetch_add(decoded.rejected, Ordering::Relaxed);
+        Ok(Decoded {
+            spans: Vec::new(),
+            ..decoded
+        })
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Spans of one request, and what was rejected from it.
+pub struct Decoded {
+    /// Valid spans.
+    pub spans: Vec<Span>,
+    /// Spans rejected.
+    pub rejected: u64,
+    /// Why (the first reason), for the partial-success message.
+    pub message: String,
+}
+
+/// Converts a protobuf request; spans with invalid ids are rejected, the rest kept.
+pub fn from_proto(req: ExportTraceServiceRequest) -> Decoded {
+    let mut out = Decoded {
+        spans: Vec::new(),
+        rejected: 0,
+        message: String::new(),
+    };
+    for rs in req.resource_spans {
+        let resource = Arc::new(attributes(
+            rs.resource.map(|r| r.attributes).unwrap_or_default(),
+        ));
+        for ss in rs.scope_spans {
+            let scope = ss.scope.map(|s| {
+                Arc::new(Scope {
+                    name: s.name,
+                    version: s.version,
+                })
+            });
+            for s in ss.spans {
+                match span(s, &resource, &scope) {
+                    Ok(span) => out.spans.push(span),
+                    Err(e) => {
+                        out.rejected += 1;
+                        if out.message.is_empty() {
+                            out.message = e;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn span(
+    s: opentelemetry_proto::tonic::trace::v1::Span,
+    resource: &Arc<Attributes>,
+    scope: &Option<Arc<Scope>>,
+) -> Result<Span, String> {
+    let trace_id = parse_trace_id(&s.trace_id)?;
+    let span_id = parse_span_id(&s.span_id, "span_id")?.ok_or("span_id is empty")?;
+    let parent_span_id = span_id_or_none(&s.parent_span_id)?;
+    let status = s.status.unwrap_or_default();
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        trace_state: s.trace_state,
+        name: s.name,
+        kind: SpanKind::from_otlp_number(s.kind as i64).unwrap_or_default(),
+        start_time_unix_nano: s.start_time_unix_nano,
+        end_time_unix_nano: s.end_time_unix_nano,
+        status: Status {
+            code: StatusCode::from_otlp_number(status.code as i64).unwrap_or_default(),
+            message: status.message,
+        },
+        attributes: attributes(s.attributes),
+        events: s
+            .events
+            .into_iter()
+            .map(|e| Event {
+                name: e.name,
+                time_unix_nano: e.time_unix_nano,
+                attributes: attributes(e.attributes),
+            })
+            .collect(),
+        links: s
+            .links
+            .into_iter()
+            .filter_map(|l| {
+                Some(Link {
+                    trace_id: parse_trace_id(&l.trace_id).ok()?,
+                    span_id: parse_span_id(&l.span_id, "link span_id").ok()??,
+                    trace_state: l.trace_state,
+                    attributes: attributes(l.attributes),
+                })
+            })
+            .collect(),
+        resource: resource.clone(),
+        scope: scope.clone(),
+    })
+}
+
+/// A trace id: 16 bytes, not all zero (W3C Trace Context).
+fn parse_trace_id(b: &[u8]) -> Result<TraceId, String> {
+    let id: [u8; 16] = b
+        .try_into()
+        .map_err(|_| format!("trace_id must be 16 bytes, got {}", b.len()))?;
+    if id == [0; 16] {
+        return Err("trace_id is all zeros".into());
+    }
+    Ok(TraceId(id))
+}
+
+/// A span id: 8 bytes, not all zero; empty is `None`.
+fn parse_span_id(b: &[u8], what: &str) -> Result<Option<SpanId>, String> {
+    if b.is_empty() {
+        return Ok(None);
+    }
+    let id: [u8; 8] = b
+        .try_into()
+        .map_err(|_| format!("{what} must be 8 bytes, got {}", b.len()))?;
+    if id == [0; 8] {
+        return Err(format!("{what} is all zeros"));
+    }
+    Ok(Some(SpanId(id)))
+}
+
+/// A parent span id: empty or all zeros both mean a root.
+fn span_id_or_none(b: &[u8]) -> Result<Option<SpanId>, String> {
+    if b.iter().all(|&x| x == 0) && (b.is_empty() || b.len() == 8) {
+        return Ok(None);
+    }
+    parse_span_id(b, "parent_span_id")
+}
+
+fn attributes(kvs: Vec<KeyValue>) -> Attributes {
+    Attributes(
+        kvs.into_iter()
+            .filter_map(|kv| Some((Key::from(kv.key.as_str()), value(kv.value?)?)))
+            .collect(),
+    )
+}
+
+fn value(v: AnyValue) -> Option<AttrValue> {
+    Some(match v.value? {
+        any_value::Value::StringValue(s) => AttrValue::Str(s),
+        any_value::Value::BoolValue(b) => AttrValue::Bool(b),
+        any_value::Value::IntValue(i) => AttrValue::Int(i),
+        any_value::Value::DoubleValue(f) => AttrValue::Float(f),
+        any_value::Value::BytesValue(b) => AttrValue::Str(hex::encode(b)),
+        other => {
+            let json = plain_json(AnyValue { value: Some(other) });
+            AttrValue::Json(serde_json::value::to_raw_value(&json).ok()?)
+        }
+    })
+}
+
+/// Arrays and maps as plain JSON, as the JSONL forms keep them.
+fn plain_json(v: AnyValue) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v.value {
+        None => J::Null,
+        Some(any_value::Value::StringValue(s)) => J::String(s),
+        Some(any_value::Value::BoolValue(b)) => J::Bool(b),
+        Some(any_value::Value::IntValue(i)) => J::from(i),
+        Some(any_value::Value::DoubleValue(f)) => J::from(f),
+        Some(any_value::Value::BytesValue(b)) => J::String(hex::encode(b)),
+        Some(any_value::Value::ArrayValue(a)) => {
+            J::Array(a.values.into_iter().map(plain_json).collect())
+        }
+        Some(any_value::Value::KvlistValue(kv)) => J::Object(
+            kv.values
+                .into_iter()
+                .map(|kv| (kv.key, kv.value.map(plain_json).unwrap_or(J::Null)))
+                .collect(),
+        ),
+    }
+}
+
+/// The HTTP receiver: `POST /v1/traces`.
+pub fn http_router(receiver: Arc<Receiver>) -> axum::Router {
+    let limit = receiver.max_body_bytes;
+    axum::Router::new()
+        .route("/v1/traces", axum::routing::post(http_export))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(receiver)
+}
+
+async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let outcome = decode_http(&rx, &headers, &body, json).and_then(|d| rx.accept(d));
+    match outcome {
+        Ok(d) => {
+            let partial = (d.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: d.rejected as i64,
+                error_message: d.message.clone(),
+            });
+            if json {
+                let body = match partial {
+                    None => "{}".to_string(),
+                    Some(p) => serde_json::json!({"partialSuccess": {
+                        "rejectedSpans": p.rejected_spans.to_string(),
+                        "errorMessage": p.error_message}})
+                    .to_string(),
+                };
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            } else {
+                let body = ExportTraceServiceResponse {
+                    partial_success: partial,
+                }
+                .encode_to_vec();
+                ([(header::CONTENT_TYPE, "application/x-protobuf")], body).into_response()
+            }
+        }
+        Err(refusal) => {
+            if !matches!(refusal, Refusal::Busy) {
+                rx.stats.requests_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            let (status, message) = match refusal {
+                Refusal::Unauthorized => (
+                    Http::UNAUTHORIZED,
+                    "missing or wrong bearer token".to_string(),
+                ),
+                Refusal::TooLarge => (
+                    Http::PAYLOAD_TOO_LARGE,
+                    format!("request body over {} bytes", rx.max_body_bytes),
+                ),
+                Refusal::Unsupported(m) => (Http::UNSUPPORTED_MEDIA_TYPE, m),
+                Refusal::Malformed(m) => (Http::BAD_REQUEST, m),
+                Refusal::Busy => {
+                    return (
+                        Http::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "1")],
+                        "pipeline is full, retry later",
+                    )
+                        .into_response();
+                }
+            };
+            (status, message).into_response()
+        }
+    }
+}
+
+fn decode_http(
+    rx: &Receiver,
+    headers: &HeaderMap,
+    body: &[u8],
+    json: bool,
+) -> Result<Decoded, Refusal> {
+    if !rx.authorised(
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        return Err(Refusal::Unauthorized);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !json && !content_type.starts_with("application/x-protobuf") {
+        return Err(Refusal::Unsupported(format!(
+            "content type {content_type:?}: send application/x-protobuf or application/json"
+        )));
+    }
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity");
+    let inflated;
+    let body = match encoding {
+        "identity" | "" => body,
+        "gzip" => {
+            inflated = gunzip(body, rx.max_body_bytes)?;
+            &inflated[..]
+        }
+        other => {
+            return Err(Refusal::Unsupported(format!(
+                "content encoding {other:?}: send gzip or none"
+            )));
+        }
+    };
+    if json {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| Refusal::Malformed("body is not UTF-8".into()))?;
+        let spans = otlp_json::parse(text).map_err(Refusal::Malformed)?;
+        // The JSON decoder rejects a request with an invalid id whole; the
+        // remaining W3C checks apply span by span.
+        let (spans, rejected): (Vec<Span>, Vec<Span>) = spans
+            .into_iter()
+            .partition(|s| s.trace_id.0 != [0; 16] && s.span_id.0 != [0; 8]);
+        Ok(Decoded {
+            spans,
+            rejected: rejected.len() as u64,
+            message: if rejected.is_empty() {
+                String::new()
+            } else {
+                "all-zero trace or span id".into()
+            },
+        })
+    } else {
+        let req = ExportTraceServiceRequest::decode(body).map_err(|e| {
+            Refusal::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}"))
+        })?;
+        Ok(from_proto(req))
+    }
+}
+
+/// Inflates at most `limit` bytes: a small gzip body can expand enormously.
+fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Refusal> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Refusal::Malformed(format!("gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(Refusal::TooLarge);
+    }
+    Ok(out)
+}
+
+/// The gRPC receiver.
+pub fn grpc_service(receiver: Arc<Receiver>) -> TraceServiceServer<GrpcReceiver> {
+    let limit = receiver.max_body_bytes;
+    TraceServiceServer::new(GrpcReceiver(receiver))
+        .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit)
+}
+
+/// `TraceService` over the shared receiver.
+pub struct GrpcReceiver(Arc<Receiver>);
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let rx = &self.0;
+        let auth = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        if !rx.authorised(auth) {
+            rx.stats.requests_refused.fetch_add(1, Ordering::Relaxed);
+            return Err(tonic::Status::unauthenticated(
+                "missing or wrong bearer token",
+            ));
+        }
+        match rx.accept(from_proto(request.into_inner())) {
+            Ok(d) => Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: (d.rejected > 0).then(|| ExportTracePartialSuccess {
+                    rejected_spans: d.rejected as i64,
+                    error_message: d.message,
+                }),
+            })),
+            Err(_) => Err(tonic::Status::unavailable("pipeline is full, retry later")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_in_full() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secre"));
+    }
+
+    #[test]
+    fn invalid_ids_are_rejected_one_by_one() {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span as P};
+        let ok = P {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![0; 8],
+            name: "ok".into(),
+            ..P::default()
+        };
+        let zero_trace = P {
+            trace_id: vec![0; 16],
+            ..ok.clone()
+        };
+        let short_span = P {
+            span_id: vec![2; 4],
+            ..ok.clone()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![ok, zero_trace, short_span],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        let d = from_proto(req);
+        assert_eq!(d.spans.len(), 1);
+        assert_eq!(d.spans[0].parent_span_id, None, "all-zero parent is a root");
+        assert_eq!(d.rejected, 2);
+        assert_eq!(d.message, "trace_id is all zeros");
+    }
+}

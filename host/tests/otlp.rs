@@ -1,0 +1,278 @@
+//! The OTLP receivers end to end: `plume run` on loopback ports, spans sent
+//! by the OpenTelemetry Rust SDK's own OTLP exporter over HTTP (protobuf and
+//! JSON) and gRPC, then SIGTERM: every span is in the JSONL export. Also the
+//! refusals a client can meet: no token, a bad payload, an oversized body.
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, Tracer, TracerProvider as _};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-ingest-token";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Plume {
+    child: Child,
+    http: u16,
+    grpc: u16,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Plume {
+    fn start() -> Plume {
+        let dir = tempfile::tempdir().unwrap();
+        let (http, grpc) = (free_port(), free_port());
+        let out = dir.path().join("spans.jsonl");
+        let pipeline = dir.path().join("p.toml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                r#"
+[ingest]
+otlp_http = "127.0.0.1:{http}"
+otlp_grpc = "127.0.0.1:{grpc}"
+token = "{TOKEN}"
+max_body_bytes = 200000
+
+[[stage]]
+name = "normalize"
+plugin = "builtin:genai-normalize"
+
+[[export]]
+plugin = "builtin:jsonl"
+config = {{ path = "{}" }}
+"#,
+                out.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_plume"))
+            .arg("run")
+            .arg(&pipeline)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for port in [http, grpc] {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "plume did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Plume {
+            child,
+            http,
+            grpc,
+            out,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, then the exported spans.
+    fn stop(self) -> Vec<Value> {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let output = self.child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "plume failed: {stderr}");
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// Two spans (a chat call under an agent span) through `provider`.
+fn send(provider: SdkTracerProvider, label: &str) {
+    let tracer = provider.tracer("plume-test");
+    tracer.in_span(format!("invoke_agent {label}"), |_| {
+        let mut span = tracer.start("chat gpt-4o");
+        span.set_attribute(KeyValue::new("gen_ai.request.model", "gpt-4o"));
+        span.set_attribute(KeyValue::new("gen_ai.usage.prompt_tokens", 120));
+        span.set_attribute(KeyValue::new("test.protocol", label.to_string()));
+        span.end();
+    });
+    provider.shutdown().unwrap();
+}
+
+fn auth() -> HashMap<String, String> {
+    HashMap::from([("authorization".to_string(), format!("Bearer {TOKEN}"))])
+}
+
+#[test]
+fn spans_from_a_real_otlp_exporter_over_http_and_grpc_are_exported() {
+    let plume = Plume::start();
+    for (label, protocol) in [
+        ("http-protobuf", Protocol::HttpBinary),
+        ("http-json", Protocol::HttpJson),
+    ] {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(protocol)
+            .with_endpoint(format!("http://127.0.0.1:{}/v1/traces", plume.http))
+            .with_headers(auth())
+            .build()
+            .unwrap();
+        send(
+            SdkTracerProvider::builder()
+                .with_simple_exporter(exporter)
+                .build(),
+            label,
+        );
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _entered = rt.enter();
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let exporter = rt
+        .block_on(async {
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(format!("http://127.0.0.1:{}", plume.grpc))
+                .with_metadata(metadata)
+                .build()
+        })
+        .unwrap();
+    send(
+        SdkTracerProvider::builder()
+            .with_simple_exporter(exporter)
+            .build(),
+        "grpc",
+    );
+
+    let spans = plume.stop();
+    for label in ["http-protobuf", "http-json", "grpc"] {
+        let chat = spans
+            .iter()
+            .find(|s| s["attributes"]["test.protocol"] == label)
+            .unwrap_or_else(|| panic!("no span from {label} in {spans:#?}"));
+        // Normalised on the way: the deprecated name gained the current one.
+        assert_eq!(
+            chat["attributes"]["gen_ai.usage.input_tokens"], 120,
+            "{label}"
+        );
+        let parent = chat["parent_span_id"].as_str().unwrap();
+        let agent = spans
+            .iter()
+            .find(|s| s["span_id"] == parent)
+            .unwrap_or_else(|| panic!("{label}: the agent span"));
+        assert_eq!(agent["name"], format!("invoke_agent {label}"));
+        assert_eq!(agent["trace_id"], chat["trace_id"]);
+    }
+    assert_eq!(spans.len(), 6);
+}
+
+fn post(
+    port: u16,
+    content_type: &str,
+    token: Option<&str>,
+    encoding: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut req = agent
+        .post(format!("http://127.0.0.1:{port}/v1/traces"))
+        .header("content-type", content_type);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let mut resp = req.send(body).unwrap();
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+#[test]
+fn refusals_are_clear_and_gzip_is_read() {
+    let plume = Plume::start();
+    let p = plume.http;
+    let span = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","name":"gz","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
+    assert_eq!(
+        post(p, "application/json", None, None, span.as_bytes()).0,
+        401
+    );
+    assert_eq!(
+        post(p, "application/json", Some("wrong"), None, span.as_bytes()).0,
+        401
+    );
+    let (status, message) = post(
+        p,
+        "application/x-protobuf",
+        Some(TOKEN),
+        None,
+        b"\xff\xff\xff",
+    );
+    assert_eq!(status, 400, "{message}");
+    assert!(message.contains("ExportTraceServiceRequest"), "{message}");
+    assert_eq!(post(p, "text/plain", Some(TOKEN), None, b"x").0, 415);
+    assert_eq!(
+        post(
+            p,
+            "application/json",
+            Some(TOKEN),
+            None,
+            &vec![b' '; 300_000]
+        )
+        .0,
+        413
+    );
+    // A gzip bomb: small on the wire, over the limit inflated.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&vec![b' '; 1_000_000]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 200_000);
+    assert_eq!(
+        post(p, "application/json", Some(TOKEN), Some("gzip"), &bomb).0,
+        413
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(span.as_bytes()).unwrap();
+    let (status, body) = post(
+        p,
+        "application/json",
+        Some(TOKEN),
+        Some("gzip"),
+        &gz.finish().unwrap(),
+    );
+    assert_eq!((status, body.as_str()), (200, "{}"));
+    // All-zero ids are rejected span by span: a partial success.
+    let zero = span.replace(
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00000000000000000000000000000000",
+    );
+    let (status, body) = post(p, "application/json", Some(TOKEN), None, zero.as_bytes());
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["partialSuccess"]["rejectedSpans"], "1", "{body}");
+    let spans = plume.stop();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0]["name"], "gz");
+}
