@@ -4,6 +4,7 @@
 //! them, [`engine`] runs batches through the plugins of [`plugin`] as declared
 //! by [`config`], and the [`cli`] ties it together.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;

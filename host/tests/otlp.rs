@@ -27,6 +27,7 @@ struct Plume {
     child: Child,
     http: u16,
     grpc: u16,
+    api: u16,
     out: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -34,7 +35,7 @@ struct Plume {
 impl Plume {
     fn start() -> Plume {
         let dir = tempfile::tempdir().unwrap();
-        let (http, grpc) = (free_port(), free_port());
+        let (http, grpc, api) = (free_port(), free_port(), free_port());
         let out = dir.path().join("spans.jsonl");
         let pipeline = dir.path().join("p.toml");
         std::fs::write(
@@ -46,6 +47,9 @@ otlp_http = "127.0.0.1:{http}"
 otlp_grpc = "127.0.0.1:{grpc}"
 token = "{TOKEN}"
 max_body_bytes = 200000
+
+[api]
+listen = "127.0.0.1:{api}"
 
 [[stage]]
 name = "normalize"
@@ -67,7 +71,7 @@ config = {{ path = "{}" }}
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
-        for port in [http, grpc] {
+        for port in [http, grpc, api] {
             while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
                 assert!(Instant::now() < deadline, "plume did not listen on {port}");
                 std::thread::sleep(Duration::from_millis(50));
@@ -77,6 +81,7 @@ config = {{ path = "{}" }}
             child,
             http,
             grpc,
+            api,
             out,
             _dir: dir,
         }
@@ -159,6 +164,37 @@ fn spans_from_a_real_otlp_exporter_over_http_and_grpc_are_exported() {
             .with_simple_exporter(exporter)
             .build(),
         "grpc",
+    );
+
+    // The API of the running service.
+    let get = |path: &str| {
+        let mut r = ureq::get(format!("http://127.0.0.1:{}{path}", plume.api))
+            .call()
+            .unwrap();
+        r.body_mut().read_to_string().unwrap()
+    };
+    assert_eq!(get("/healthz"), "ok\n");
+    assert_eq!(get("/readyz"), "ready\n");
+    let metrics = get("/metrics");
+    assert!(
+        metrics.contains("plume_receiver_spans_accepted_total 6\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE plume_entry_seconds_total counter"),
+        "{metrics}"
+    );
+    let latency: Value = serde_json::from_str(&get("/v1/reports/latency")).unwrap();
+    assert!(latency.get("latency").is_some(), "{latency}");
+    let api = format!("http://127.0.0.1:{}", plume.api);
+    let report = Command::new(env!("CARGO_BIN_EXE_plume"))
+        .args(["report", "cost", "--json", "--api", &api])
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
     );
 
     let spans = plume.stop();

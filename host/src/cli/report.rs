@@ -28,7 +28,7 @@ pub struct ReportArgs {
     /// A report written by `plume replay --report`.
     #[arg(long)]
     file: Option<PathBuf>,
-    /// A running service's API (served from the service mode on).
+    /// A running service's API, e.g. http://127.0.0.1:9464.
     #[arg(long)]
     api: Option<String>,
     /// Print the section as JSON.
@@ -42,10 +42,20 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             &std::fs::read(f).with_context(|| format!("cannot read {}", f.display()))?,
         )
         .with_context(|| format!("{} is not a plume report", f.display()))?,
-        (None, Some(_)) => bail!(
-            "this version of plume serves no HTTP API yet; use --file REPORT.json from `plume replay --report`"
+        (None, Some(api)) => {
+            let url = format!("{}/v1/reports", api.trim_end_matches('/'));
+            let body = ureq::get(&url)
+                .call()
+                .with_context(|| format!("cannot read {url}"))?
+                .body_mut()
+                .read_to_string()
+                .with_context(|| format!("cannot read {url}"))?;
+            serde_json::from_str(&body)
+                .with_context(|| format!("{url} did not answer a plume report"))?
+        }
+        (None, None) => bail!(
+            "give --api URL (a running `plume run` with [api] listen) or --file REPORT.json (from `plume replay --report`)"
         ),
-        (None, None) => bail!("give --file REPORT.json (from `plume replay --report`)"),
     };
     let key = match args.section {
         Section::Latency => "latency",

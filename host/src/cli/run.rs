@@ -2,13 +2,14 @@
 //! engine thread processes batches in order; SIGINT/SIGTERM stop the sources,
 //! the last partial batch is flushed, and the engine drains before exit.
 
+use crate::api::{self, Api, EngineMsg};
 use crate::config::IngestConfig;
 use crate::engine::batcher::Batcher;
 use crate::engine::{Engine, EngineOptions, write_summary};
 use crate::ingest::jsonl::{ReadStats, follow, read_to_end};
 use crate::ingest::otlp::{self, Receiver, ReceiverStats};
 use crate::plugin::runtime::Runtime;
-use crate::span::{Batch, Span};
+use crate::span::Span;
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,9 +31,6 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    if pipeline.api_listen.is_some() {
-        tracing::warn!("[api] is not served by this version");
-    }
     let otlp = |a: &Option<toml::Spanned<String>>| {
         a.as_ref()
             .and_then(|a| a.get_ref().parse::<SocketAddr>().ok())
@@ -40,6 +38,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let listen = Listen {
         http: otlp(&pipeline.ingest.otlp_http),
         grpc: otlp(&pipeline.ingest.otlp_grpc),
+        api: None,
     };
     if pipeline.ingest.jsonl.is_empty() && listen.http.is_none() && listen.grpc.is_none() {
         eprintln!(
@@ -58,12 +57,25 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(pipeline = %pipeline.file, sources = ?pipeline.ingest.jsonl, "plume running");
 
-    let (batch_tx, mut batch_rx) = mpsc::channel::<Batch>(ENGINE_QUEUE);
+    let (batch_tx, mut batch_rx) = mpsc::channel::<EngineMsg>(ENGINE_QUEUE);
     let engine_thread = std::thread::Builder::new()
         .name("plume-engine".into())
         .spawn(move || {
-            while let Some(batch) = batch_rx.blocking_recv() {
-                engine.process(batch);
+            while let Some(msg) = batch_rx.blocking_recv() {
+                match msg {
+                    EngineMsg::Spans(batch) => engine.process(batch),
+                    EngineMsg::Report(reply) => {
+                        let stats = engine.stats();
+                        let mut report = engine.report();
+                        if let Some(obj) = report.as_object_mut() {
+                            obj.insert(
+                                "pipeline".into(),
+                                serde_json::to_value(&stats).unwrap_or_default(),
+                            );
+                        }
+                        let _ = reply.send((report, stats));
+                    }
+                }
             }
             engine.flush();
             engine
@@ -73,6 +85,10 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .worker_threads(1)
         .enable_all()
         .build()?;
+    let listen = Listen {
+        api: pipeline.api_listen,
+        ..listen
+    };
     let read = runtime.block_on(serve(
         pipeline.ingest.clone(),
         listen,
@@ -95,6 +111,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
 struct Listen {
     http: Option<SocketAddr>,
     grpc: Option<SocketAddr>,
+    api: Option<SocketAddr>,
 }
 
 /// Requests in flight from the receivers to the batcher: when full, OTLP
@@ -106,7 +123,7 @@ async fn serve(
     listen: Listen,
     max_spans: usize,
     max_wait_ms: u64,
-    batch_tx: mpsc::Sender<Batch>,
+    batch_tx: mpsc::Sender<EngineMsg>,
 ) -> anyhow::Result<ReadStats> {
     let stop = Arc::new(AtomicBool::new(false));
     let (span_tx, mut span_rx) = mpsc::channel::<Vec<Span>>(RECEIVER_QUEUE);
@@ -115,9 +132,33 @@ async fn serve(
         queue: span_tx.clone(),
         token: ingest.token.clone(),
         max_body_bytes: ingest.max_body_bytes,
-        stats: ReceiverStats::default(),
+        stats: Arc::new(ReceiverStats::default()),
     });
     let mut servers = Vec::new();
+    if let Some(addr) = listen.api {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("[api] listen: cannot listen on {addr}"))?;
+        tracing::info!(%addr, "API listening");
+        let mut stopped = servers_stopped.clone();
+        let receivers =
+            (listen.http.is_some() || listen.grpc.is_some()).then(|| receiver.stats.clone());
+        let app = api::router(Arc::new(Api {
+            engine: batch_tx.clone(),
+            receivers,
+        }));
+        servers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!("API failed: {e}");
+            }
+        }));
+    }
     if let Some(addr) = listen.http {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -191,7 +232,7 @@ async fn serve(
                     let mut full = Vec::new();
                     batcher.push(spans, |b| full.push(b));
                     for b in full {
-                        if batch_tx.send(b).await.is_err() {
+                        if batch_tx.send(EngineMsg::Spans(b)).await.is_err() {
                             break;
                         }
                     }
@@ -201,12 +242,12 @@ async fn serve(
             _ = flush_timer.tick() => {
                 match batcher.take() {
                     Some(b) => {
-                        let _ = batch_tx.send(b).await;
+                        let _ = batch_tx.send(EngineMsg::Spans(b)).await;
                     }
                     // An empty batch lets the engine release held traces
                     // that are due; skipped when the engine is busy anyway.
                     None => {
-                        let _ = batch_tx.try_send(Vec::new());
+                        let _ = batch_tx.try_send(EngineMsg::Spans(Vec::new()));
                     }
                 }
             }
@@ -224,7 +265,7 @@ async fn serve(
                     let mut full = Vec::new();
                     batcher.push(spans, |b| full.push(b));
                     for b in full {
-                        let _ = batch_tx.send(b).await;
+                        let _ = batch_tx.send(EngineMsg::Spans(b)).await;
                     }
                 }
                 break;
@@ -232,7 +273,7 @@ async fn serve(
         }
     }
     if let Some(b) = batcher.take() {
-        let _ = batch_tx.send(b).await;
+        let _ = batch_tx.send(EngineMsg::Spans(b)).await;
     }
     drop(batch_tx);
     let mut total = ReadStats::default();

@@ -36,7 +36,7 @@ pub struct Receiver {
     /// Largest request body accepted, compressed or not, in bytes.
     pub max_body_bytes: usize,
     /// Counters for `/metrics`.
-    pub stats: ReceiverStats,
+    pub stats: Arc<ReceiverStats>,
 }
 
 /// Requests and spans seen by the receivers.

@@ -1,0 +1,263 @@
+//! The service's HTTP API on `[api] listen`: `/healthz`, `/readyz`,
+//! `/metrics` (Prometheus text), `/v1/reports` and `/v1/reports/{name}`
+//! (the shapes of DESIGN.md, the same as `plume replay --report`).
+//!
+//! The engine runs on its own thread; the API asks it for a report between
+//! two batches over the same queue the batches take, so an answer is a
+//! consistent state of the pipeline.
+
+use crate::engine::stats::{EntryStats, PipelineStats};
+use crate::ingest::otlp::ReceiverStats;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the engine thread is asked to do.
+pub enum EngineMsg {
+    /// Spans to process (an empty batch releases held traces that are due).
+    Spans(crate::span::Batch),
+    /// The current report and counters.
+    Report(oneshot::Sender<(Value, PipelineStats)>),
+}
+
+/// What the API handlers share.
+pub struct Api {
+    /// The engine's queue.
+    pub engine: mpsc::Sender<EngineMsg>,
+    /// The OTLP receivers' counters, if any receiver runs.
+    pub receivers: Option<Arc<ReceiverStats>>,
+}
+
+/// The API's routes.
+pub fn router(api: Arc<Api>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics))
+        .route("/v1/reports", axum::routing::get(all_reports))
+        .route("/v1/reports/{name}", axum::routing::get(one_report))
+        .with_state(api)
+}
+
+async fn ask(api: &Api) -> Option<(Value, PipelineStats)> {
+    let (tx, rx) = oneshot::channel();
+    api.engine.send(EngineMsg::Report(tx)).await.ok()?;
+    rx.await.ok()
+}
+
+fn json(v: &Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the pipeline is not running\n",
+    )
+        .into_response()
+}
+
+async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    match ask(&api).await {
+        Some(_) => "ready\n".into_response(),
+        None => unavailable(),
+    }
+}
+
+async fn all_reports(State(api): State<Arc<Api>>) -> Response {
+    match ask(&api).await {
+        Some((report, _)) => json(&report),
+        None => unavailable(),
+    }
+}
+
+async fn one_report(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
+    if !["latency", "cost", "slo", "alerts", "pricing", "pipeline"].contains(&name.as_str()) {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no report {name:?}: latency, cost, slo, alerts, pricing, pipeline\n"),
+        )
+            .into_response();
+    }
+    match ask(&api).await {
+        Some((report, _)) => {
+            let section = report.get(&name).cloned().unwrap_or(Value::Null);
+            json(&serde_json::json!({ name: section }))
+        }
+        None => unavailable(),
+    }
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let Some((_, stats)) = ask(&api).await else {
+        return unavailable();
+    };
+    let mut out = render_metrics(&stats, api.receivers.as_deref());
+    let queued = api.engine.max_capacity() - api.engine.capacity();
+    metric(
+        &mut out,
+        "plume_engine_queue_batches",
+        "gauge",
+        "Batches waiting for the engine.",
+        &[("", queued as f64)],
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// One metric family: HELP, TYPE and a sample per label set (`""`: none).
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(out, "{name} {v}");
+        } else {
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+    }
+}
+
+/// The pipeline's counters in Prometheus text format.
+pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) -> String {
+    let mut out = String::new();
+    metric(
+        &mut out,
+        "plume_spans_in_total",
+        "counter",
+        "Spans that entered the pipeline.",
+        &[("", stats.spans_in as f64)],
+    );
+    metric(
+        &mut out,
+        "plume_spans_out_total",
+        "counter",
+        "Spans that reached the exporters.",
+        &[("", stats.spans_out as f64)],
+    );
+    let entries: Vec<(&str, &EntryStats)> = stats
+        .stages
+        .iter()
+        .map(|s| ("stage", s))
+        .chain(stats.evaluators.iter().map(|s| ("evaluator", s)))
+        .chain(stats.router.iter().map(|s| ("router", s)))
+        .chain(stats.exports.iter().map(|s| ("export", s)))
+        .collect();
+    let labels: Vec<String> = entries
+        .iter()
+        .map(|(kind, s)| format!("kind=\"{kind}\",entry=\"{}\"", escape(&s.name)))
+        .collect();
+    let family = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&EntryStats) -> f64| {
+        let samples: Vec<(&str, f64)> = entries
+            .iter()
+            .zip(&labels)
+            .map(|((_, s), l)| (l.as_str(), f(s)))
+            .collect();
+        metric(out, name, "counter", help, &samples);
+    };
+    family(
+        &mut out,
+        "plume_entry_spans_in_total",
+        "Spans that reached the entry.",
+        &|s| s.spans_in as f64,
+    );
+    family(
+        &mut out,
+        "plume_entry_spans_out_total",
+        "Spans a processor passed on.",
+        &|s| s.spans_out as f64,
+    );
+    family(
+        &mut out,
+        "plume_entry_spans_dropped_total",
+        "Spans dropped by the plugin or on error, or dead-lettered.",
+        &|s| (s.dropped_by_plugin + s.dropped_on_error + s.dead_lettered) as f64,
+    );
+    family(
+        &mut out,
+        "plume_entry_spans_exported_total",
+        "Spans an exporter wrote.",
+        &|s| s.exported as f64,
+    );
+    family(
+        &mut out,
+        "plume_entry_errors_total",
+        "Failed plugin calls (traps, timeouts, memory, errors).",
+        &|s| s.errors.values().sum::<u64>() as f64,
+    );
+    family(
+        &mut out,
+        "plume_entry_restarts_total",
+        "Plugin instances rebuilt after a trap.",
+        &|s| s.restarts as f64,
+    );
+    family(
+        &mut out,
+        "plume_entry_seconds_total",
+        "Time spent in the entry.",
+        &|s| s.nanos as f64 / 1e9,
+    );
+    let h = &stats.hold;
+    metric(
+        &mut out,
+        "plume_hold_spans",
+        "gauge",
+        "Spans waiting in the trace hold.",
+        &[("", h.held as f64)],
+    );
+    metric(
+        &mut out,
+        "plume_hold_released_early_total",
+        "counter",
+        "Traces released before they were quiet (max_spans).",
+        &[("", h.released_early as f64)],
+    );
+    metric(
+        &mut out,
+        "plume_hold_duplicate_spans_total",
+        "counter",
+        "Resent spans dropped while held.",
+        &[("", h.duplicate_spans as f64)],
+    );
+    if let Some(r) = receivers {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+        metric(
+            &mut out,
+            "plume_receiver_spans_accepted_total",
+            "counter",
+            "Spans the OTLP receivers accepted.",
+            &[("", load(&r.spans_accepted))],
+        );
+        metric(
+            &mut out,
+            "plume_receiver_spans_rejected_total",
+            "counter",
+            "Spans rejected for invalid ids (partial success).",
+            &[("", load(&r.spans_rejected))],
+        );
+        metric(
+            &mut out,
+            "plume_receiver_requests_throttled_total",
+            "counter",
+            "Requests refused because the pipeline was full.",
+            &[("", load(&r.requests_throttled))],
+        );
+        metric(
+            &mut out,
+            "plume_receiver_requests_refused_total",
+            "counter",
+            "Requests refused as malformed, too large or unauthorised.",
+            &[("", load(&r.requests_refused))],
+        );
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
