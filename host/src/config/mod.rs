@@ -9,7 +9,7 @@
 //! max_body_bytes = 8388608         # larger requests get 413 (gRPC: RESOURCE_EXHAUSTED)
 //!
 //! [api]
-//! listen = "127.0.0.1:9464"        # reports, metrics, admin (idem)
+//! listen = "127.0.0.1:9464"        # /healthz /readyz /metrics /v1/reports[/NAME]
 //!
 //! [batch]
 //! max_spans = 256                  # spans per batch, 1..=65536
