@@ -136,63 +136,34 @@ async fn serve(
     });
     let mut servers = Vec::new();
     if let Some(addr) = listen.api {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("[api] listen: cannot listen on {addr}"))?;
-        tracing::info!(%addr, "API listening");
-        let mut stopped = servers_stopped.clone();
+        let listener = bind(addr, "[api] listen", "API").await?;
         let receivers =
             (listen.http.is_some() || listen.grpc.is_some()).then(|| receiver.stats.clone());
         let app = api::router(Arc::new(Api {
             engine: batch_tx.clone(),
             receivers,
         }));
-        servers.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("API failed: {e}");
-            }
-        }));
+        servers.push(spawn_http(listener, app, "API", servers_stopped.clone()));
     }
     if let Some(addr) = listen.http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("[ingest] otlp_http: cannot listen on {addr}"))?;
-        tracing::info!(%addr, "OTLP/HTTP receiver listening");
-        let mut stopped = servers_stopped.clone();
+        let listener = bind(addr, "[ingest] otlp_http", "OTLP/HTTP receiver").await?;
         let app = otlp::http_router(receiver.clone());
-        servers.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!("OTLP/HTTP receiver failed: {e}");
-            }
-        }));
+        servers.push(spawn_http(
+            listener,
+            app,
+            "OTLP/HTTP receiver",
+            servers_stopped.clone(),
+        ));
     }
     if let Some(addr) = listen.grpc {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("[ingest] otlp_grpc: cannot listen on {addr}"))?;
-        tracing::info!(%addr, "OTLP/gRPC receiver listening");
-        let mut stopped = servers_stopped.clone();
+        let listener = bind(addr, "[ingest] otlp_grpc", "OTLP/gRPC receiver").await?;
         let service = otlp::grpc_service(receiver.clone());
+        let stopped = servers_stopped.clone();
         servers.push(tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
             if let Err(e) = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(incoming, shutdown)
+                .serve_with_incoming_shutdown(incoming, stop_requested(stopped))
                 .await
             {
                 tracing::error!("OTLP/gRPC receiver failed: {e}");
@@ -284,6 +255,37 @@ async fn serve(
         }
     }
     Ok(total)
+}
+
+/// Listens on `addr` for the server named `what`; `key` names the setting in errors.
+async fn bind(addr: SocketAddr, key: &str, what: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))?;
+    tracing::info!(%addr, "{what} listening");
+    Ok(listener)
+}
+
+/// Resolves once the servers are told to stop.
+async fn stop_requested(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
+
+/// Serves `app` until the servers are told to stop; requests in flight finish.
+fn spawn_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    what: &'static str,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop_requested(stopped))
+            .await
+        {
+            tracing::error!("{what} failed: {e}");
+        }
+    })
 }
 
 async fn shutdown_signal() {

@@ -115,6 +115,16 @@ pub struct Decoded {
     pub message: String,
 }
 
+impl Decoded {
+    /// The OTLP partial success to answer, when spans were rejected.
+    fn partial_success(&self) -> Option<ExportTracePartialSuccess> {
+        (self.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: self.rejected as i64,
+            error_message: self.message.clone(),
+        })
+    }
+}
+
 /// Converts a protobuf request; spans with invalid ids are rejected, the rest kept.
 pub fn from_proto(req: ExportTraceServiceRequest) -> Decoded {
     let mut out = Decoded {
@@ -292,10 +302,7 @@ async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
     let outcome = decode_http(&rx, &headers, &body, json).and_then(|d| rx.accept(d));
     match outcome {
         Ok(d) => {
-            let partial = (d.rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: d.rejected as i64,
-                error_message: d.message.clone(),
-            });
+            let partial = d.partial_success();
             if json {
                 let body = match partial {
                     None => "{}".to_string(),
@@ -451,10 +458,7 @@ impl TraceService for GrpcReceiver {
         }
         match rx.accept(from_proto(request.into_inner())) {
             Ok(d) => Ok(tonic::Response::new(ExportTraceServiceResponse {
-                partial_success: (d.rejected > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: d.rejected as i64,
-                    error_message: d.message,
-                }),
+                partial_success: d.partial_success(),
             })),
             Err(_) => Err(tonic::Status::unavailable("pipeline is full, retry later")),
         }
