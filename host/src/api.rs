@@ -200,6 +200,62 @@ pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) 
         "Time spent in the entry.",
         &|s| s.nanos as f64 / 1e9,
     );
+    // Remote sinks: every payload ends sent, failed or dropped.
+    let remote: Vec<(String, &crate::engine::delivery::DeliveryStats)> = stats
+        .exports
+        .iter()
+        .filter_map(|e| Some((escape(&e.name), e.delivery.as_ref()?)))
+        .collect();
+    if !remote.is_empty() {
+        let mut payloads = Vec::new();
+        let mut spans = Vec::new();
+        let mut retries = Vec::new();
+        let mut queued = Vec::new();
+        for (name, d) in &remote {
+            for (result, p, s) in [
+                ("sent", d.sent, d.sent_spans),
+                ("failed", d.failed, d.failed_spans),
+                ("dropped", d.dropped, d.dropped_spans),
+            ] {
+                payloads.push((format!("export=\"{name}\",result=\"{result}\""), p as f64));
+                spans.push((format!("export=\"{name}\",result=\"{result}\""), s as f64));
+            }
+            spans.push((
+                format!("export=\"{name}\",result=\"rejected\""),
+                d.rejected_spans as f64,
+            ));
+            retries.push((format!("export=\"{name}\""), d.retries as f64));
+            queued.push((format!("export=\"{name}\""), d.queued as f64));
+        }
+        metric(
+            &mut out,
+            "plume_export_payloads_total",
+            "counter",
+            "Payloads of remote sinks by result (sent, failed after retries or permanently, dropped).",
+            &refs(&payloads),
+        );
+        metric(
+            &mut out,
+            "plume_export_spans_total",
+            "counter",
+            "Spans in those payloads by result; rejected = acknowledged but rejected by the backend.",
+            &refs(&spans),
+        );
+        metric(
+            &mut out,
+            "plume_export_retries_total",
+            "counter",
+            "Attempts retried (backoff with jitter).",
+            &refs(&retries),
+        );
+        metric(
+            &mut out,
+            "plume_export_queue_payloads",
+            "gauge",
+            "Payloads queued or in flight.",
+            &refs(&queued),
+        );
+    }
     let h = &stats.hold;
     metric(
         &mut out,
@@ -260,4 +316,8 @@ fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+fn refs(v: &[(String, f64)]) -> Vec<(&str, f64)> {
+    v.iter().map(|(l, x)| (l.as_str(), *x)).collect()
 }

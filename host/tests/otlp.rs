@@ -10,38 +10,25 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 const TOKEN: &str = "test-ingest-token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::{Service, free_port};
 
 struct Plume {
-    child: Child,
+    service: Service,
     http: u16,
     grpc: u16,
     api: u16,
-    out: std::path::PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Plume {
     fn start() -> Plume {
-        let dir = tempfile::tempdir().unwrap();
         let (http, grpc, api) = (free_port(), free_port(), free_port());
-        let out = dir.path().join("spans.jsonl");
-        let pipeline = dir.path().join("p.toml");
-        std::fs::write(
-            &pipeline,
-            format!(
-                r#"
+        let pipeline = format!(
+            r#"
 [ingest]
 otlp_http = "127.0.0.1:{http}"
 otlp_grpc = "127.0.0.1:{grpc}"
@@ -57,50 +44,21 @@ plugin = "builtin:genai-normalize"
 
 [[export]]
 plugin = "builtin:jsonl"
-config = {{ path = "{}" }}
-"#,
-                out.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_plume"))
-            .arg("run")
-            .arg(&pipeline)
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for port in [http, grpc, api] {
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "plume did not listen on {port}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+config = {{ path = "{{dir}}/spans.jsonl" }}
+"#
+        );
         Plume {
-            child,
+            service: Service::start(&pipeline, &[http, grpc, api], &[]),
             http,
             grpc,
             api,
-            out,
-            _dir: dir,
         }
     }
 
     /// SIGTERM, then the exported spans.
     fn stop(self) -> Vec<Value> {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let output = self.child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "plume failed: {stderr}");
-        std::fs::read_to_string(&self.out)
+        let (_, dir) = self.service.stop();
+        std::fs::read_to_string(dir.path().join("spans.jsonl"))
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -167,12 +125,7 @@ fn spans_from_a_real_otlp_exporter_over_http_and_grpc_are_exported() {
     );
 
     // The API of the running service.
-    let get = |path: &str| {
-        let mut r = ureq::get(format!("http://127.0.0.1:{}{path}", plume.api))
-            .call()
-            .unwrap();
-        r.body_mut().read_to_string().unwrap()
-    };
+    let get = |path: &str| common::get(plume.api, path).1;
     assert_eq!(get("/healthz"), "ok\n");
     assert_eq!(get("/readyz"), "ready\n");
     let metrics = get("/metrics");

@@ -41,6 +41,7 @@
 
 pub mod env;
 
+use crate::engine::delivery::{DeliverySettings, WhenFull};
 use crate::engine::hold::HoldSettings;
 use crate::plugin::PluginKind;
 use crate::plugin::builtins;
@@ -250,6 +251,29 @@ pub struct PluginConfig {
     /// Capabilities granted to the plugin; none by default.
     #[serde(default = "default_grants")]
     pub grants: Spanned<Grants>,
+    /// Queue and retries of a remote sink ([[export]] only).
+    pub delivery: Option<Spanned<DeliveryConfig>>,
+}
+
+/// `delivery = { ... }` of an `[[export]]` whose sink is remote (HTTP, gRPC).
+/// Durations are written like `"500ms"`, `"30s"`, `"5m"`.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// Payloads waiting to be sent, at most (default 256).
+    pub queue: Option<usize>,
+    /// `block` (default) or `drop-newest`.
+    pub when_full: Option<WhenFull>,
+    /// First retry delay (default 1s), doubled per retry.
+    pub initial_backoff: Option<String>,
+    /// Longest retry delay (default 30s).
+    pub max_backoff: Option<String>,
+    /// Give a payload up this long after its first attempt (default 5m).
+    pub max_elapsed: Option<String>,
+    /// Time allowed per attempt (default 10s).
+    pub timeout: Option<String>,
+    /// How long shutdown and reload wait for the queue to empty (default 30s).
+    pub drain_timeout: Option<String>,
 }
 
 /// Capabilities a plugin gets, by name. Nothing is granted by default.
@@ -317,6 +341,8 @@ pub struct PluginSpec {
     pub limits: Limits,
     /// Granted capabilities.
     pub grants: Grants,
+    /// Queue and retries, for an exporter with a remote sink.
+    pub delivery: DeliverySettings,
     /// The file it was declared in.
     pub file: String,
     /// The line of its `[[section]]` header.
@@ -342,6 +368,7 @@ impl PluginSpec {
             on_error: OnError::Pass,
             limits: Limits::default(),
             grants: Grants::default(),
+            delivery: DeliverySettings::default(),
             file: "<plume>".to_string(),
             line: 0,
             key: key.to_string(),
@@ -586,6 +613,18 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                         "dead-letter applies to [[stage]] processors only; use pass or drop".into(),
                     );
                 }
+                let delivery = match &c.delivery {
+                    Some(d) if kind != PluginKind::Exporter => {
+                        err(
+                            d.span(),
+                            format!("{key}.delivery"),
+                            "applies to [[export]] entries only".into(),
+                        );
+                        DeliverySettings::default()
+                    }
+                    Some(d) => delivery_settings(d, &key, err),
+                    None => DeliverySettings::default(),
+                };
                 let config_json = match serde_json::to_string(&c.config) {
                     Ok(j) => j,
                     Err(e) => {
@@ -605,6 +644,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                     on_error: c.on_error,
                     limits,
                     grants: c.grants.get_ref().clone(),
+                    delivery,
                     file: file.to_string(),
                     line: line_of(text, span.start),
                     key,
@@ -693,23 +733,24 @@ fn hold_settings(
     err: &mut impl FnMut(std::ops::Range<usize>, String, String),
 ) -> HoldSettings {
     let mut settings = HoldSettings::default();
-    let mut duration = |v: &Option<Spanned<String>>, key: &str, into: &mut std::time::Duration| {
-        if let Some(v) = v {
-            match humantime::parse_duration(v.get_ref()) {
-                Ok(d) => *into = d,
-                Err(e) => err(
-                    v.span(),
-                    format!("traces.{key}"),
-                    format!(
-                        "{:?} is not a duration like \"5s\" or \"250ms\": {e}",
-                        v.get_ref()
-                    ),
-                ),
-            }
-        }
-    };
-    duration(&raw.wait, "wait", &mut settings.wait);
-    duration(&raw.after_root, "after_root", &mut settings.after_root);
+    if let Some(v) = &raw.wait {
+        duration(
+            v.get_ref(),
+            v.span(),
+            "traces.wait",
+            &mut settings.wait,
+            err,
+        );
+    }
+    if let Some(v) = &raw.after_root {
+        duration(
+            v.get_ref(),
+            v.span(),
+            "traces.after_root",
+            &mut settings.after_root,
+            err,
+        );
+    }
     if let Some(m) = &raw.max_spans {
         if *m.get_ref() == 0 {
             err(
@@ -724,6 +765,70 @@ fn hold_settings(
         settings.join_on = keys.clone();
     }
     settings
+}
+
+/// Parses a duration setting into `into`; a bad value is reported through `err`.
+fn duration(
+    text: &str,
+    span: std::ops::Range<usize>,
+    key: &str,
+    into: &mut std::time::Duration,
+    err: &mut (impl FnMut(std::ops::Range<usize>, String, String) + ?Sized),
+) {
+    match humantime::parse_duration(text) {
+        Ok(d) => *into = d,
+        Err(e) => err(
+            span,
+            key.to_string(),
+            format!("{text:?} is not a duration like \"5s\" or \"250ms\": {e}"),
+        ),
+    }
+}
+
+/// `delivery = {...}` as settings; bad values are reported through `err`.
+fn delivery_settings(
+    raw: &Spanned<DeliveryConfig>,
+    key: &str,
+    err: &mut dyn FnMut(std::ops::Range<usize>, String, String),
+) -> DeliverySettings {
+    let mut s = DeliverySettings::default();
+    let d = raw.get_ref();
+    if let Some(q) = d.queue {
+        if q == 0 {
+            err(
+                raw.span(),
+                format!("{key}.delivery.queue"),
+                "must be at least 1".into(),
+            );
+        }
+        s.queue = q.max(1);
+    }
+    if let Some(w) = d.when_full {
+        s.when_full = w;
+    }
+    for (name, value, into) in [
+        (
+            "initial_backoff",
+            &d.initial_backoff,
+            &mut s.initial_backoff,
+        ),
+        ("max_backoff", &d.max_backoff, &mut s.max_backoff),
+        ("max_elapsed", &d.max_elapsed, &mut s.max_elapsed),
+        ("timeout", &d.timeout, &mut s.timeout),
+        ("drain_timeout", &d.drain_timeout, &mut s.drain_timeout),
+    ] {
+        if let Some(v) = value {
+            duration(v, raw.span(), &format!("{key}.delivery.{name}"), into, err);
+        }
+    }
+    if s.initial_backoff.is_zero() || s.timeout.is_zero() {
+        err(
+            raw.span(),
+            format!("{key}.delivery"),
+            "initial_backoff and timeout must be more than zero".into(),
+        );
+    }
+    s
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! exactly the same behaviour in event time.
 
 pub mod batcher;
+pub mod delivery;
 pub mod hold;
 pub mod sink;
 pub mod stats;
@@ -21,6 +22,7 @@ use crate::plugin::instance::{PluginError, Sandbox};
 use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
 use crate::plugin::runtime::Runtime;
 use crate::span::{Batch, Span, flat};
+use delivery::{Delivery, Target};
 use hold::Hold;
 use serde_json::{Map, Value as Json, json};
 use sink::Sink;
@@ -254,11 +256,28 @@ impl Engine {
                         (WitSink::File(path), false) => {
                             Sink::open(path).map_err(|e| format!("{e:#}"))
                         }
-                        (WitSink::Http(h), false) => {
-                            sink::HttpSink::new(&h.url, h.headers.clone(), &h.content_type)
-                                .map(Sink::Http)
-                                .map_err(|e| format!("{e:#}"))
-                        }
+                        (WitSink::Http(h), false) => Delivery::start(
+                            &spec.name,
+                            Target::Http {
+                                url: h.url.clone(),
+                                headers: h.headers.clone(),
+                                content_type: h.content_type.clone(),
+                            },
+                            spec.delivery.clone(),
+                        )
+                        .map(Sink::Remote)
+                        .map_err(|e| format!("{e:#}")),
+                        (WitSink::Grpc(g), false) => Delivery::start(
+                            &spec.name,
+                            Target::Grpc {
+                                endpoint: g.endpoint.clone(),
+                                method: g.method.clone(),
+                                headers: g.headers.clone(),
+                            },
+                            spec.delivery.clone(),
+                        )
+                        .map(Sink::Remote)
+                        .map_err(|e| format!("{e:#}")),
                     };
                     match (projection, sink) {
                         (Ok(projection), Ok(sink)) => exports.push(ExportStage {
@@ -465,7 +484,7 @@ impl Engine {
             out.extend_from_slice(b"}\n");
         }
         if let Some(sink) = &mut self.dead_letter
-            && let Err(e) = sink.write_all(&out).and_then(|_| sink.flush())
+            && let Err(e) = sink.write_all(&out, 0).and_then(|_| sink.flush())
         {
             tracing::error!(
                 stage,
@@ -521,7 +540,7 @@ impl Engine {
                 .export_spans(&self.scratch.batch)
                 .and_then(|parts| render(bytes, &parts, batch, &self.scratch.rows));
             match spans_result {
-                Ok(()) => match ex.sink.write_all(bytes) {
+                Ok(()) => match ex.sink.write_all(bytes, batch.len() as u64) {
                     Ok(()) => {
                         ex.stats.exported += batch.len() as u64;
                         ex.stats.bytes += bytes.len() as u64;
@@ -547,7 +566,7 @@ impl Engine {
                 .collect();
             // An HTTP sink takes one alert per request (PagerDuty Events v2
             // accepts one event per call); other sinks take them together.
-            let chunk = if ex.sink.is_http() {
+            let chunk = if ex.sink.is_remote() {
                 1
             } else {
                 mine.len().max(1)
@@ -560,7 +579,7 @@ impl Engine {
                     .and_then(|parts| render(bytes, &parts, &[], &[]))
                 {
                     Ok(()) => {
-                        if let Err(e) = ex.sink.write_all(bytes) {
+                        if let Err(e) = ex.sink.write_all(bytes, 0) {
                             *ex.stats.errors.entry("io").or_default() += 1;
                             tracing::error!(export = %ex.sandbox.spec().name, "{} alerts lost: {e}", group.len());
                         }
@@ -583,7 +602,7 @@ impl Engine {
         self.hold.release_all(|g| groups.push(g));
         self.run_groups(groups);
         for ex in &mut self.exports {
-            if let Err(e) = ex.sink.flush() {
+            if let Err(e) = ex.sink.drain() {
                 tracing::error!(export = %ex.sandbox.spec().name, "flush failed: {e}");
             }
         }
@@ -607,7 +626,17 @@ impl Engine {
             stages: self.stages.iter().map(|s| s.stats.clone()).collect(),
             evaluators: self.evaluators.iter().map(|s| s.stats.clone()).collect(),
             router: self.router.as_ref().map(|r| r.stats.clone()),
-            exports: self.exports.iter().map(|s| s.stats.clone()).collect(),
+            exports: self
+                .exports
+                .iter()
+                .map(|s| EntryStats {
+                    delivery: match &s.sink {
+                        Sink::Remote(d) => Some(d.stats()),
+                        _ => None,
+                    },
+                    ..s.stats.clone()
+                })
+                .collect(),
             hold: self.hold.stats(),
         }
     }
@@ -728,26 +757,72 @@ fn render(
     batch: &[Span],
     rows: &[u32],
 ) -> Result<(), PluginError> {
+    let row = |r: u32| {
+        rows.get(r as usize)
+            .and_then(|&i| batch.get(i as usize))
+            .ok_or_else(|| {
+                PluginError::Contract(format!(
+                    "part names row {r}, but the batch has {} rows",
+                    rows.len()
+                ))
+            })
+    };
     for part in parts {
         match part {
             Part::Bytes(b) => out.extend_from_slice(b),
             Part::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Part::SpansOtlpProto(o) => {
+                let mut spans = Vec::with_capacity(o.rows.len());
+                for r in &o.rows {
+                    spans.push(std::borrow::Cow::Borrowed(row(*r)?));
+                }
+                edit_copies(&mut spans, &o.rows, &o.edits)?;
+                let request = crate::span::otlp_proto::to_proto(spans.iter().map(|s| &**s));
+                prost::Message::encode(&request, out).map_err(|e| {
+                    PluginError::Contract(format!("cannot encode OTLP protobuf: {e}"))
+                })?;
+            }
             Part::SpanFlat(r) | Part::SpanOtlpJson(r) => {
-                let span = rows
-                    .get(*r as usize)
-                    .and_then(|&i| batch.get(i as usize))
-                    .ok_or_else(|| {
-                        PluginError::Contract(format!(
-                            "part names row {r}, but the batch has {} rows",
-                            rows.len()
-                        ))
-                    })?;
+                let span = row(*r)?;
                 if matches!(part, Part::SpanFlat(_)) {
                     render_flat(out, span);
                 } else {
                     render_otlp_json(out, span);
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Applies an exporter's payload-only edits to copies of the spans it names.
+fn edit_copies(
+    spans: &mut [std::borrow::Cow<'_, Span>],
+    rows: &[u32],
+    edits: &[(u32, String, Value)],
+) -> Result<(), PluginError> {
+    if edits.is_empty() {
+        return Ok(());
+    }
+    let position: std::collections::HashMap<u32, usize> =
+        rows.iter().enumerate().map(|(i, &r)| (r, i)).collect();
+    for (r, key, value) in edits {
+        let i = *position.get(r).ok_or_else(|| {
+            PluginError::Contract(format!(
+                "edit names row {r}, which the payload does not send"
+            ))
+        })?;
+        let attrs = &mut spans[i].to_mut().attributes;
+        match crate::plugin::projection::attr_value(value.clone(), key)
+            .map_err(PluginError::Contract)?
+        {
+            Some(v) => attrs.set(crate::span::Key::from(key.as_str()), v),
+            None => match key.strip_suffix('*') {
+                Some(prefix) => attrs.0.retain(|(k, _)| !k.starts_with(prefix)),
+                None => {
+                    attrs.remove(key);
+                }
+            },
         }
     }
     Ok(())
@@ -856,6 +931,13 @@ pub fn write_summary(out: &mut impl Write, stats: &PipelineStats) -> std::io::Re
                 s.dropped_on_error,
                 s.dead_lettered,
                 s.dropped_by_plugin
+            )?;
+        }
+        if let Some(d) = &s.delivery {
+            writeln!(
+                out,
+                "plume:   {}: {} spans sent ({} rejected by the backend), {} failed, {} dropped; {} retries",
+                s.name, d.sent_spans, d.rejected_spans, d.failed_spans, d.dropped_spans, d.retries
             )?;
         }
     }

@@ -5,10 +5,8 @@
 //! `UNAVAILABLE`) instead of plume's heap growing. Spans with invalid ids are
 //! rejected one by one and reported as an OTLP partial success.
 
-use crate::span::{
-    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId, otlp_json,
-};
+use crate::span::otlp_proto::{Decoded, from_proto};
+use crate::span::{Span, otlp_json};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode as Http, header};
@@ -19,7 +17,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 use std::io::Read;
 use std::sync::Arc;
@@ -105,16 +102,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Spans of one request, and what was rejected from it.
-pub struct Decoded {
-    /// Valid spans.
-    pub spans: Vec<Span>,
-    /// Spans rejected.
-    pub rejected: u64,
-    /// Why (the first reason), for the partial-success message.
-    pub message: String,
-}
-
 impl Decoded {
     /// The OTLP partial success to answer, when spans were rejected.
     fn partial_success(&self) -> Option<ExportTracePartialSuccess> {
@@ -122,166 +109,6 @@ impl Decoded {
             rejected_spans: self.rejected as i64,
             error_message: self.message.clone(),
         })
-    }
-}
-
-/// Converts a protobuf request; spans with invalid ids are rejected, the rest kept.
-pub fn from_proto(req: ExportTraceServiceRequest) -> Decoded {
-    let mut out = Decoded {
-        spans: Vec::new(),
-        rejected: 0,
-        message: String::new(),
-    };
-    for rs in req.resource_spans {
-        let resource = Arc::new(attributes(
-            rs.resource.map(|r| r.attributes).unwrap_or_default(),
-        ));
-        for ss in rs.scope_spans {
-            let scope = ss.scope.map(|s| {
-                Arc::new(Scope {
-                    name: s.name,
-                    version: s.version,
-                })
-            });
-            for s in ss.spans {
-                match span(s, &resource, &scope) {
-                    Ok(span) => out.spans.push(span),
-                    Err(e) => {
-                        out.rejected += 1;
-                        if out.message.is_empty() {
-                            out.message = e;
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-fn span(
-    s: opentelemetry_proto::tonic::trace::v1::Span,
-    resource: &Arc<Attributes>,
-    scope: &Option<Arc<Scope>>,
-) -> Result<Span, String> {
-    let trace_id = parse_trace_id(&s.trace_id)?;
-    let span_id = parse_span_id(&s.span_id, "span_id")?.ok_or("span_id is empty")?;
-    let parent_span_id = span_id_or_none(&s.parent_span_id)?;
-    let status = s.status.unwrap_or_default();
-    Ok(Span {
-        trace_id,
-        span_id,
-        parent_span_id,
-        trace_state: s.trace_state,
-        name: s.name,
-        kind: SpanKind::from_otlp_number(s.kind as i64).unwrap_or_default(),
-        start_time_unix_nano: s.start_time_unix_nano,
-        end_time_unix_nano: s.end_time_unix_nano,
-        status: Status {
-            code: StatusCode::from_otlp_number(status.code as i64).unwrap_or_default(),
-            message: status.message,
-        },
-        attributes: attributes(s.attributes),
-        events: s
-            .events
-            .into_iter()
-            .map(|e| Event {
-                name: e.name,
-                time_unix_nano: e.time_unix_nano,
-                attributes: attributes(e.attributes),
-            })
-            .collect(),
-        links: s
-            .links
-            .into_iter()
-            .filter_map(|l| {
-                Some(Link {
-                    trace_id: parse_trace_id(&l.trace_id).ok()?,
-                    span_id: parse_span_id(&l.span_id, "link span_id").ok()??,
-                    trace_state: l.trace_state,
-                    attributes: attributes(l.attributes),
-                })
-            })
-            .collect(),
-        resource: resource.clone(),
-        scope: scope.clone(),
-    })
-}
-
-/// A trace id: 16 bytes, not all zero (W3C Trace Context).
-fn parse_trace_id(b: &[u8]) -> Result<TraceId, String> {
-    let id: [u8; 16] = b
-        .try_into()
-        .map_err(|_| format!("trace_id must be 16 bytes, got {}", b.len()))?;
-    if id == [0; 16] {
-        return Err("trace_id is all zeros".into());
-    }
-    Ok(TraceId(id))
-}
-
-/// A span id: 8 bytes, not all zero; empty is `None`.
-fn parse_span_id(b: &[u8], what: &str) -> Result<Option<SpanId>, String> {
-    if b.is_empty() {
-        return Ok(None);
-    }
-    let id: [u8; 8] = b
-        .try_into()
-        .map_err(|_| format!("{what} must be 8 bytes, got {}", b.len()))?;
-    if id == [0; 8] {
-        return Err(format!("{what} is all zeros"));
-    }
-    Ok(Some(SpanId(id)))
-}
-
-/// A parent span id: empty or all zeros both mean a root.
-fn span_id_or_none(b: &[u8]) -> Result<Option<SpanId>, String> {
-    if b.iter().all(|&x| x == 0) && (b.is_empty() || b.len() == 8) {
-        return Ok(None);
-    }
-    parse_span_id(b, "parent_span_id")
-}
-
-fn attributes(kvs: Vec<KeyValue>) -> Attributes {
-    Attributes(
-        kvs.into_iter()
-            .filter_map(|kv| Some((Key::from(kv.key.as_str()), value(kv.value?)?)))
-            .collect(),
-    )
-}
-
-fn value(v: AnyValue) -> Option<AttrValue> {
-    Some(match v.value? {
-        any_value::Value::StringValue(s) => AttrValue::Str(s),
-        any_value::Value::BoolValue(b) => AttrValue::Bool(b),
-        any_value::Value::IntValue(i) => AttrValue::Int(i),
-        any_value::Value::DoubleValue(f) => AttrValue::Float(f),
-        any_value::Value::BytesValue(b) => AttrValue::Str(hex::encode(b)),
-        other => {
-            let json = plain_json(AnyValue { value: Some(other) });
-            AttrValue::Json(serde_json::value::to_raw_value(&json).ok()?)
-        }
-    })
-}
-
-/// Arrays and maps as plain JSON, as the JSONL forms keep them.
-fn plain_json(v: AnyValue) -> serde_json::Value {
-    use serde_json::Value as J;
-    match v.value {
-        None => J::Null,
-        Some(any_value::Value::StringValue(s)) => J::String(s),
-        Some(any_value::Value::BoolValue(b)) => J::Bool(b),
-        Some(any_value::Value::IntValue(i)) => J::from(i),
-        Some(any_value::Value::DoubleValue(f)) => J::from(f),
-        Some(any_value::Value::BytesValue(b)) => J::String(hex::encode(b)),
-        Some(any_value::Value::ArrayValue(a)) => {
-            J::Array(a.values.into_iter().map(plain_json).collect())
-        }
-        Some(any_value::Value::KvlistValue(kv)) => J::Object(
-            kv.values
-                .into_iter()
-                .map(|kv| (kv.key, kv.value.map(plain_json).unwrap_or(J::Null)))
-                .collect(),
-        ),
     }
 }
 

@@ -325,23 +325,30 @@ impl Projection {
             )
         })?;
         let span = &mut spans[span_index as usize];
-        let value = match value {
-            Value::Absent => {
+        match attr_value(value, key)? {
+            None => {
                 span.attributes.remove(key);
-                return Ok(());
             }
-            Value::Str(s) => AttrValue::Str(s),
-            Value::Int(i) => AttrValue::Int(i),
-            Value::Float(f) => AttrValue::Float(f),
-            Value::Boolean(b) => AttrValue::Bool(b),
-            Value::Json(j) => AttrValue::Json(
-                RawValue::from_string(j)
-                    .map_err(|e| format!("edit of {key} holds invalid JSON: {e}"))?,
-            ),
-        };
-        span.attributes.set(key.clone(), value);
+            Some(value) => span.attributes.set(key.clone(), value),
+        }
         Ok(())
     }
+}
+
+/// A plugin's value as an attribute value; `None` for `absent` (remove).
+/// `key` names the attribute in errors.
+pub fn attr_value(value: Value, key: &str) -> Result<Option<AttrValue>, String> {
+    Ok(Some(match value {
+        Value::Absent => return Ok(None),
+        Value::Str(s) => AttrValue::Str(s),
+        Value::Int(i) => AttrValue::Int(i),
+        Value::Float(f) => AttrValue::Float(f),
+        Value::Boolean(b) => AttrValue::Bool(b),
+        Value::Json(j) => AttrValue::Json(
+            RawValue::from_string(j)
+                .map_err(|e| format!("edit of {key} holds invalid JSON: {e}"))?,
+        ),
+    }))
 }
 
 /// Renders a span part of an exporter's payload.

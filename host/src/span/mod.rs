@@ -6,6 +6,7 @@
 pub mod flat;
 pub mod jsonl;
 pub mod otlp_json;
+pub mod otlp_proto;
 
 use serde_json::value::RawValue;
 use std::fmt;

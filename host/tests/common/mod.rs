@@ -1,0 +1,106 @@
+//! Starting and stopping `plume run` for end-to-end tests: loopback ports
+//! only, a temporary folder per run.
+
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `plume run`.
+pub struct Service {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Writes `pipeline` (where `{dir}` is the run's folder) and starts plume
+    /// on it with `env`, then waits until every port in `ports` accepts.
+    pub fn start(pipeline: &str, ports: &[u16], env: &[(&str, &str)]) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pipeline.toml");
+        std::fs::write(
+            &path,
+            pipeline.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_plume"))
+            .arg("run")
+            .arg(&path)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for &port in ports {
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "plume did not listen on {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Service { child, dir }
+    }
+
+    /// The pipeline file, to rewrite before a reload.
+    pub fn pipeline_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("pipeline.toml")
+    }
+
+    /// Sends `signal` (e.g. `-HUP`) to plume.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// SIGTERM; asserts a clean exit and returns plume's output.
+    pub fn stop(self) -> (Output, tempfile::TempDir) {
+        self.signal("-TERM");
+        let output = self.child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "plume failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output, self.dir)
+    }
+}
+
+/// GET `http://127.0.0.1:{port}{path}`: status and body.
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .call()
+        .unwrap();
+    (
+        r.status().as_u16(),
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// Polls `check` every 50 ms until it is true or `secs` pass.
+pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
