@@ -1,20 +1,25 @@
 //! The service's HTTP API on `[api] listen`: `/healthz`, `/readyz`,
 //! `/metrics` (Prometheus text), `/v1/reports` and `/v1/reports/{name}`
-//! (the shapes of DESIGN.md, the same as `plume replay --report`).
+//! (the shapes of DESIGN.md, the same as `plume replay --report`),
+//! `/v1/budget/{feature}` (the switch agents ask before spending) and
+//! `POST /admin/reload`.
 //!
 //! The engine runs on its own thread; the API asks it for a report between
 //! two batches over the same queue the batches take, so an answer is a
 //! consistent state of the pipeline.
 
+use crate::engine::Engine;
 use crate::engine::stats::{EntryStats, PipelineStats};
-use crate::ingest::otlp::ReceiverStats;
+use crate::ingest::otlp::{ReceiverStats, constant_time_eq};
+use crate::reload::Reloader;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// What the engine thread is asked to do.
@@ -23,6 +28,9 @@ pub enum EngineMsg {
     Spans(crate::span::Batch),
     /// The current report and counters.
     Report(oneshot::Sender<(Value, PipelineStats)>),
+    /// Replace the pipeline (a reload); answers with the evaluators whose
+    /// state carried over.
+    Swap(Box<Engine>, oneshot::Sender<Vec<String>>),
 }
 
 /// What the API handlers share.
@@ -31,7 +39,20 @@ pub struct Api {
     pub engine: mpsc::Sender<EngineMsg>,
     /// The OTLP receivers' counters, if any receiver runs.
     pub receivers: Option<Arc<ReceiverStats>>,
+    /// Reloads the pipeline (`POST /admin/reload`).
+    pub reloader: Option<Arc<Reloader>>,
+    /// Bearer token for admin calls, when configured.
+    pub admin_token: Option<String>,
+    /// True when the API listens on loopback only: admin calls without a
+    /// configured token are then allowed (like the rest of the API).
+    pub loopback: bool,
+    /// The last report, reused for a short while by `/v1/budget`, which
+    /// agents may call before every model call.
+    pub budget_cache: Mutex<Option<(Instant, Value)>>,
 }
+
+/// How long `/v1/budget` answers from the last report.
+const BUDGET_CACHE: Duration = Duration::from_millis(250);
 
 /// The API's routes.
 pub fn router(api: Arc<Api>) -> axum::Router {
@@ -41,7 +62,103 @@ pub fn router(api: Arc<Api>) -> axum::Router {
         .route("/metrics", axum::routing::get(metrics))
         .route("/v1/reports", axum::routing::get(all_reports))
         .route("/v1/reports/{name}", axum::routing::get(one_report))
+        .route("/v1/budget/{feature}", axum::routing::get(budget))
+        .route("/admin/reload", axum::routing::post(reload))
         .with_state(api)
+}
+
+/// `GET /v1/budget/{feature}`: whether the feature may spend now, from the
+/// cost ledger's view of today (UTC, event time).
+async fn budget(State(api): State<Arc<Api>>, Path(feature): Path<String>) -> Response {
+    let cached = {
+        let c = api.budget_cache.lock().unwrap_or_else(|e| e.into_inner());
+        c.as_ref()
+            .filter(|(at, _)| at.elapsed() < BUDGET_CACHE)
+            .map(|(_, r)| r.clone())
+    };
+    let report = match cached {
+        Some(r) => r,
+        None => match ask(&api).await {
+            Some((r, _)) => {
+                *api.budget_cache.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((Instant::now(), r.clone()));
+                r
+            }
+            None => return unavailable(),
+        },
+    };
+    match budget_answer(&report, &feature) {
+        Some(answer) => json(&answer),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no cost ledger in this pipeline (add an [[evaluator]] with builtin:cost-ledger)\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The budget answer for `feature` from a report; `None` without a ledger.
+pub fn budget_answer(report: &Value, feature: &str) -> Option<Value> {
+    let cost = report.get("cost")?;
+    let f = cost["features_today"].get(feature);
+    let spent = f.and_then(|f| f["spent_usd"].as_f64()).unwrap_or(0.0);
+    let projected = f.and_then(|f| f["projected_usd"].as_f64()).unwrap_or(0.0);
+    let limit = f
+        .map(|f| f["limit_usd"].clone())
+        .unwrap_or_else(|| cost["default_limit_usd"].clone());
+    let disabled = f.is_some_and(|f| f["disabled"] == true);
+    let over_limit = limit.as_f64().is_some_and(|l| spent >= l);
+    Some(serde_json::json!({
+        "feature": feature,
+        "allowed": !disabled && !over_limit,
+        "spent_today_usd": spent,
+        "projected_today_usd": projected,
+        "limit_usd": limit,
+        "disabled": disabled || over_limit,
+        "daily_budget_usd": cost["daily_budget_usd"],
+        "projected_daily_usd": cost["projected_daily_usd"],
+        "over_budget": cost["over_budget"],
+    }))
+}
+
+/// `POST /admin/reload`.
+async fn reload(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (&api.admin_token, given) {
+        (Some(token), Some(given)) if constant_time_eq(token.as_bytes(), given.as_bytes()) => {}
+        (Some(_), _) => {
+            return (StatusCode::UNAUTHORIZED, "admin token required\n").into_response();
+        }
+        (None, _) if !api.loopback => {
+            return (
+                StatusCode::FORBIDDEN,
+                "set [api] admin_token to allow admin calls on a non-loopback address\n",
+            )
+                .into_response();
+        }
+        (None, _) => {}
+    }
+    let Some(reloader) = &api.reloader else {
+        return unavailable();
+    };
+    match reloader.reload().await {
+        Ok(done) => json(
+            &serde_json::json!({"reloaded": true, "pipeline": done.pipeline,
+            "state_carried_over": done.state_carried_over, "restart_needed_for": done.restart_needed_for}),
+        ),
+        Err(e) => {
+            tracing::error!("reload failed; the running pipeline goes on: {e}");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({"reloaded": false, "error": e}).to_string(),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn ask(api: &Api) -> Option<(Value, PipelineStats)> {

@@ -11,4 +11,5 @@ pub mod config;
 pub mod engine;
 pub mod ingest;
 pub mod plugin;
+pub mod reload;
 pub mod span;

@@ -9,6 +9,7 @@ use crate::engine::{Engine, EngineOptions, write_summary};
 use crate::ingest::jsonl::{ReadStats, follow, read_to_end};
 use crate::ingest::otlp::{self, Receiver, ReceiverStats};
 use crate::plugin::runtime::Runtime;
+use crate::reload::Reloader;
 use crate::span::Span;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -47,7 +48,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let rt = Runtime::new()?;
+    let rt = Arc::new(Runtime::new()?);
     let mut engine = match Engine::build(&pipeline, &rt, &EngineOptions::default()) {
         Ok(e) => e,
         Err(errors) => {
@@ -61,6 +62,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let engine_thread = std::thread::Builder::new()
         .name("plume-engine".into())
         .spawn(move || {
+            let mut retired = Vec::new();
             while let Some(msg) = batch_rx.blocking_recv() {
                 match msg {
                     EngineMsg::Spans(batch) => engine.process(batch),
@@ -75,9 +77,18 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
                         }
                         let _ = reply.send((report, stats));
                     }
+                    EngineMsg::Swap(mut next, reply) => {
+                        let carried = next.take_over(&mut engine);
+                        let old = std::mem::replace(&mut engine, *next);
+                        retired.extend(old.retire());
+                        let _ = reply.send(carried);
+                    }
                 }
             }
             engine.flush();
+            for r in retired {
+                let _ = r.join();
+            }
             engine
         })?;
 
@@ -89,12 +100,25 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         api: pipeline.api_listen,
         ..listen
     };
+    let (ingest, admin_token) = (pipeline.ingest.clone(), pipeline.admin_token.clone());
+    let (max_spans, max_wait_ms) = (pipeline.batch_max_spans, pipeline.batch_max_wait_ms);
+    let reloader = Arc::new(Reloader {
+        file: file.map(Path::to_path_buf),
+        runtime: rt,
+        engine: batch_tx.clone(),
+        running: std::sync::Mutex::new(pipeline),
+        busy: tokio::sync::Mutex::new(()),
+    });
     let read = runtime.block_on(serve(
-        pipeline.ingest.clone(),
+        ingest,
         listen,
-        pipeline.batch_max_spans,
-        pipeline.batch_max_wait_ms,
+        max_spans,
+        max_wait_ms,
         batch_tx,
+        Admin {
+            reloader,
+            token: admin_token,
+        },
     ))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     let engine = engine_thread
@@ -114,6 +138,12 @@ struct Listen {
     api: Option<SocketAddr>,
 }
 
+/// Reloading the pipeline: by SIGHUP or `POST /admin/reload`.
+struct Admin {
+    reloader: Arc<Reloader>,
+    token: Option<String>,
+}
+
 /// Requests in flight from the receivers to the batcher: when full, OTLP
 /// clients are told to retry (503 / UNAVAILABLE).
 const RECEIVER_QUEUE: usize = 1024;
@@ -124,6 +154,7 @@ async fn serve(
     max_spans: usize,
     max_wait_ms: u64,
     batch_tx: mpsc::Sender<EngineMsg>,
+    admin: Admin,
 ) -> anyhow::Result<ReadStats> {
     let stop = Arc::new(AtomicBool::new(false));
     let (span_tx, mut span_rx) = mpsc::channel::<Vec<Span>>(RECEIVER_QUEUE);
@@ -142,6 +173,10 @@ async fn serve(
         let app = api::router(Arc::new(Api {
             engine: batch_tx.clone(),
             receivers,
+            reloader: Some(admin.reloader.clone()),
+            admin_token: admin.token.clone(),
+            loopback: addr.ip().is_loopback(),
+            budget_cache: std::sync::Mutex::new(None),
         }));
         servers.push(spawn_http(listener, app, "API", servers_stopped.clone()));
     }
@@ -196,8 +231,18 @@ async fn serve(
     let mut flush_timer = tokio::time::interval(Duration::from_millis(max_wait_ms.max(1)));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
+    let mut hangup = hangup_signals();
     loop {
         tokio::select! {
+            Some(()) = hangup.recv() => {
+                let reloader = admin.reloader.clone();
+                tokio::spawn(async move {
+                    tracing::info!("SIGHUP: reloading the pipeline");
+                    if let Err(e) = reloader.reload().await {
+                        tracing::error!("reload failed; the running pipeline goes on: {e}");
+                    }
+                });
+            }
             received = span_rx.recv() => match received {
                 Some(spans) => {
                     let mut full = Vec::new();
@@ -286,6 +331,27 @@ fn spawn_http(
             tracing::error!("{what} failed: {e}");
         }
     })
+}
+
+/// SIGHUP, as a stream (never yields where there is no such signal).
+fn hangup_signals() -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send(()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
 }
 
 async fn shutdown_signal() {

@@ -125,6 +125,9 @@ impl Default for IngestConfig {
 pub struct ApiConfig {
     /// Listen address.
     pub listen: Spanned<String>,
+    /// Bearer token `POST /admin/reload` requires. Without one, admin calls
+    /// are served only when the API listens on loopback.
+    pub admin_token: Option<String>,
 }
 
 /// `[batch]`.
@@ -395,6 +398,8 @@ pub struct Pipeline {
     pub ingest: IngestConfig,
     /// API listen address, if any.
     pub api_listen: Option<SocketAddr>,
+    /// `[api] admin_token`.
+    pub admin_token: Option<String>,
     /// Spans per batch.
     pub batch_max_spans: usize,
     /// Flush a partial batch after this long, ms.
@@ -716,6 +721,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
         file: file.to_string(),
         ingest: raw.ingest,
         api_listen,
+        admin_token: raw.api.as_ref().and_then(|a| a.admin_token.clone()),
         batch_max_spans: max_spans,
         batch_max_wait_ms: raw.batch.max_wait_ms,
         dead_letter_path: raw.dead_letter.path,

@@ -93,6 +93,17 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// The settings in force.
+    pub fn settings(&self) -> &HoldSettings {
+        &self.settings
+    }
+
+    /// Takes new settings (a reload); held spans stay, with the deadlines
+    /// they already have.
+    pub fn set_settings(&mut self, settings: HoldSettings) {
+        self.settings = settings;
+    }
+
     /// An empty hold.
     pub fn new(settings: HoldSettings) -> Hold {
         Hold {

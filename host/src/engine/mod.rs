@@ -611,6 +611,92 @@ impl Engine {
         }
     }
 
+    /// Takes over from `old`, the pipeline this one replaces (a reload), so
+    /// that no span is lost or run twice: the held spans move here (with the
+    /// clocks their deadlines are measured on), counters continue, and each
+    /// evaluator that runs the same plugin code under the same name gets the
+    /// old one's state. Call on the engine thread between two batches, then
+    /// `retire` the old engine. Returns the evaluators whose state carried over.
+    pub fn take_over(&mut self, old: &mut Engine) -> Vec<String> {
+        let settings = self.hold.settings().clone();
+        std::mem::swap(&mut self.hold, &mut old.hold);
+        self.hold.set_settings(settings);
+        self.started = old.started;
+        self.event_time = old.event_time;
+        self.arrived_time = old.arrived_time;
+        self.spans_in = old.spans_in;
+        self.spans_out = old.spans_out;
+        let mut carried = Vec::new();
+        for ev in &mut self.evaluators {
+            let Some(prev) = old
+                .evaluators
+                .iter_mut()
+                .find(|o| o.sandbox.same_plugin(&ev.sandbox))
+            else {
+                continue;
+            };
+            ev.stats = prev.stats.clone();
+            let name = ev.sandbox.spec().name.clone();
+            match prev.call(|s| s.snapshot()) {
+                Ok(state) if state.is_empty() => {} // keeps no state
+                Ok(state) => match ev.call(|s| s.restore(&state)) {
+                    Ok(()) => {
+                        ev.snapshot = Some(state);
+                        carried.push(name);
+                    }
+                    Err(e) => {
+                        tracing::warn!(evaluator = %name, "state not carried over the reload: {e}")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(evaluator = %name, "state not carried over the reload: {e}")
+                }
+            }
+        }
+        // Counters of entries kept under the same name continue.
+        for st in &mut self.stages {
+            if let Some(p) = old.stages.iter().find(|p| p.stats.name == st.stats.name) {
+                st.stats = p.stats.clone();
+            }
+        }
+        for ex in &mut self.exports {
+            if let Some(p) = old.exports.iter().find(|p| p.stats.name == ex.stats.name) {
+                ex.stats = p.stats.clone();
+            }
+        }
+        if !self.hold.enabled() {
+            let mut groups = Vec::new();
+            self.hold.release_all(|g| groups.push(g));
+            self.run_groups(groups);
+        }
+        carried
+    }
+
+    /// Finishes a replaced engine: files are flushed now, before the new
+    /// engine appends to them; remote sinks drain in the background. Its
+    /// trace hold must have been taken over (it is not run). Join the
+    /// returned thread before the process exits.
+    pub fn retire(mut self) -> Option<std::thread::JoinHandle<()>> {
+        for ex in &mut self.exports {
+            if let Err(e) = ex.sink.flush() {
+                tracing::error!(export = %ex.sandbox.spec().name, "flush failed: {e}");
+            }
+        }
+        if let Some(dl) = &mut self.dead_letter {
+            let _ = dl.flush();
+        }
+        let spawned = std::thread::Builder::new()
+            .name("plume-retire".into())
+            .spawn(move || {
+                for ex in &mut self.exports {
+                    let _ = ex.sink.drain();
+                }
+            });
+        spawned
+            .map_err(|e| tracing::error!("cannot drain the replaced pipeline's sinks: {e}"))
+            .ok()
+    }
+
     /// The pipeline's event time (greatest span end time seen), ns.
     pub fn event_time(&self) -> u64 {
         self.event_time

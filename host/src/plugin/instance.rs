@@ -174,6 +174,8 @@ pub struct Sandbox<W: World> {
     store: Store<HostState>,
     world: W,
     spec: PluginSpec,
+    /// Hash of the component's bytes: equal means the same code.
+    code_hash: u64,
     poisoned: bool,
     /// How many times the instance was rebuilt after a trap.
     pub restarts: u64,
@@ -183,7 +185,7 @@ impl<W: World> Sandbox<W> {
     /// Compiles (or reuses) the component, links, instantiates and calls
     /// `init`. Errors are messages for the operator.
     pub fn new(rt: &Runtime, spec: &PluginSpec) -> Result<(Self, W::Manifest), String> {
-        let component = rt.component(&spec.source).map_err(|e| format!("{e:#}"))?;
+        let (component, code_hash) = rt.component(&spec.source).map_err(|e| format!("{e:#}"))?;
         let ip = rt.linker().instantiate_pre(&component).map_err(|e| {
             format!("cannot link: {e:#} (plugins may import only WASI 0.2 and plume:pipeline/host)")
         })?;
@@ -205,6 +207,7 @@ impl<W: World> Sandbox<W> {
             store,
             world,
             spec: spec.clone(),
+            code_hash,
             poisoned: false,
             restarts: 0,
         };
@@ -218,6 +221,14 @@ impl<W: World> Sandbox<W> {
     /// The entry this instance serves.
     pub fn spec(&self) -> &PluginSpec {
         &self.spec
+    }
+
+    /// True when `other` runs the same code under the same name: state one
+    /// hands over (snapshot) the other can take (restore).
+    pub fn same_plugin(&self, other: &Sandbox<W>) -> bool {
+        self.spec.name == other.spec.name
+            && self.spec.source == other.spec.source
+            && self.code_hash == other.code_hash
     }
 
     /// Rebuilds the instance now if a trap poisoned it; true when it did.

@@ -83,7 +83,9 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
-    compiled: Mutex<HashMap<PluginSource, Component>>,
+    /// Compiled components by source and content hash: a plugin file
+    /// replaced on disk is compiled again (on reload), an unchanged one is not.
+    compiled: Mutex<HashMap<(PluginSource, u64), Component>>,
 }
 
 impl Runtime {
@@ -129,35 +131,45 @@ impl Runtime {
         &self.linker
     }
 
-    /// Compiles a plugin, once per source for the life of the runtime.
-    pub fn component(&self, source: &PluginSource) -> Result<Component> {
-        if let Some(c) = self
-            .compiled
-            .lock()
-            .map_err(|_| anyhow::anyhow!("compile cache poisoned"))?
-            .get(source)
-        {
-            return Ok(c.clone());
-        }
-        let component = match source {
-            PluginSource::Builtin(name) => {
-                let b = super::builtins::lookup(name)
-                    .with_context(|| format!("unknown builtin:{name}"))?;
-                Component::new(&self.engine, b.bytes)?
-            }
-            PluginSource::Path(path) => {
-                let bytes = std::fs::read(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                Component::new(&self.engine, &bytes).map_err(|e| {
-                    anyhow::anyhow!("{} is not a valid component: {e}", path.display())
-                })?
-            }
+    /// Compiles a plugin, once per source and content for the life of the
+    /// runtime. Also returns the content's hash, which tells a reload whether
+    /// the code changed.
+    pub fn component(&self, source: &PluginSource) -> Result<(Component, u64)> {
+        let bytes: std::borrow::Cow<'static, [u8]> = match source {
+            PluginSource::Builtin(name) => super::builtins::lookup(name)
+                .with_context(|| format!("unknown builtin:{name}"))?
+                .bytes
+                .into(),
+            PluginSource::Path(path) => std::fs::read(path)
+                .with_context(|| format!("cannot read {}", path.display()))?
+                .into(),
         };
-        self.compiled
-            .lock()
-            .map_err(|_| anyhow::anyhow!("compile cache poisoned"))?
-            .insert(source.clone(), component.clone());
-        Ok(component)
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::hash::DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        };
+        let key = (source.clone(), hash);
+        let cache = || {
+            self.compiled
+                .lock()
+                .map_err(|_| anyhow::anyhow!("compile cache poisoned"))
+        };
+        if let Some(c) = cache()?.get(&key) {
+            return Ok((c.clone(), hash));
+        }
+        let component = Component::new(&self.engine, &bytes).map_err(|e| match source {
+            PluginSource::Path(path) => {
+                anyhow::anyhow!("{} is not a valid component: {e}", path.display())
+            }
+            PluginSource::Builtin(_) => anyhow::Error::from(e),
+        })?;
+        let mut cache = cache()?;
+        // A replaced file's old compilation is not needed again.
+        cache.retain(|(s, _), _| s != source);
+        cache.insert(key, component.clone());
+        Ok((component, hash))
     }
 
     /// A fresh sandboxed store for `stage`.

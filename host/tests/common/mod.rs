@@ -17,15 +17,34 @@ pub fn free_port() -> u16 {
 
 /// A running `plume run`.
 pub struct Service {
-    pub child: Child,
+    child: Option<Child>,
     pub dir: tempfile::TempDir,
+}
+
+/// A test that fails midway must not leave plume running.
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Service {
     /// Writes `pipeline` (where `{dir}` is the run's folder) and starts plume
     /// on it with `env`, then waits until every port in `ports` accepts.
     pub fn start(pipeline: &str, ports: &[u16], env: &[(&str, &str)]) -> Service {
-        let dir = tempfile::tempdir().unwrap();
+        Service::start_in(tempfile::tempdir().unwrap(), pipeline, ports, env)
+    }
+
+    /// As `start`, in a folder the test prepared (e.g. with a pricing table).
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        pipeline: &str,
+        ports: &[u16],
+        env: &[(&str, &str)],
+    ) -> Service {
         let path = dir.path().join("pipeline.toml");
         std::fs::write(
             &path,
@@ -47,7 +66,10 @@ impl Service {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Service { child, dir }
+        Service {
+            child: Some(child),
+            dir,
+        }
     }
 
     /// The pipeline file, to rewrite before a reload.
@@ -57,7 +79,7 @@ impl Service {
 
     /// Sends `signal` (e.g. `-HUP`) to plume.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
+        let pid = self.child.as_ref().expect("running").id().to_string();
         assert!(
             Command::new("kill")
                 .args([signal, &pid])
@@ -68,15 +90,21 @@ impl Service {
     }
 
     /// SIGTERM; asserts a clean exit and returns plume's output.
-    pub fn stop(self) -> (Output, tempfile::TempDir) {
+    pub fn stop(mut self) -> (Output, tempfile::TempDir) {
         self.signal("-TERM");
-        let output = self.child.wait_with_output().unwrap();
+        let output = self
+            .child
+            .take()
+            .expect("running")
+            .wait_with_output()
+            .unwrap();
         assert!(
             output.status.success(),
             "plume failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        (output, self.dir)
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (output, dir)
     }
 }
 

@@ -123,9 +123,10 @@ pub struct Ledger {
     by_trace: BTreeMap<String, f64>,
     /// UTC day (days since epoch) -> spend, and per feature.
     by_day: BTreeMap<u64, f64>,
+    #[serde(with = "as_pairs")]
     feature_day: BTreeMap<(String, u64), f64>,
-    /// (event time, cost) within the projection window.
-    recent: VecDeque<(u64, f64)>,
+    /// (event time, cost, feature) within the projection window.
+    recent: VecDeque<(u64, f64, String)>,
     now: u64,
     missing_price_spans: u64,
     /// Features past their hard limit, by day.
@@ -292,12 +293,12 @@ impl State {
         let day = at / DAY;
         *l.by_day.entry(day).or_default() += cost;
         let feature = feature.unwrap_or("unknown").to_string();
+        l.recent.push_back((at, cost, feature.clone()));
         let spent = {
             let e = l.feature_day.entry((feature.clone(), day)).or_default();
             *e += cost;
             *e
         };
-        l.recent.push_back((at, cost));
         l.now = l.now.max(at);
         if let Some(limit) = self.limit_for(&feature)
             && spent > limit
@@ -336,18 +337,67 @@ impl State {
             .ledger
             .recent
             .iter()
-            .filter(|(t, _)| *t > since)
-            .map(|(_, c)| c)
+            .filter(|(t, _, _)| *t > since)
+            .map(|(_, c, _)| c)
             .sum();
         let rate = in_window / self.window as f64; // USD per ns
         let left = ((day + 1) * DAY).saturating_sub(now) as f64;
         (spent, spent + rate * left)
     }
 
+    /// Per feature: today's spend, its projection (same method as the total,
+    /// over the feature's own spend), its hard limit and whether it is
+    /// disabled. Features with a limit appear even before they spend.
+    pub fn features_today(&self) -> BTreeMap<String, serde_json::Value> {
+        let l = &self.ledger;
+        let now = l.now;
+        let day = now / DAY;
+        let since = now.saturating_sub(self.window);
+        let left = ((day + 1) * DAY).saturating_sub(now) as f64;
+        let mut window: BTreeMap<&str, f64> = BTreeMap::new();
+        for (t, c, f) in &l.recent {
+            if *t > since {
+                *window.entry(f.as_str()).or_default() += c;
+            }
+        }
+        let mut names: BTreeSet<&str> = l
+            .feature_day
+            .keys()
+            .filter(|(_, d)| *d == day)
+            .map(|(f, _)| f.as_str())
+            .collect();
+        if let Some(HardLimit::PerFeature(m)) = &self.config.hard_limit_usd {
+            names.extend(m.keys().map(String::as_str));
+        }
+        names
+            .into_iter()
+            .map(|f| {
+                let spent = l
+                    .feature_day
+                    .get(&(f.to_string(), day))
+                    .copied()
+                    .unwrap_or(0.0);
+                let rate = window.get(f).copied().unwrap_or(0.0) / self.window as f64;
+                let entry = serde_json::json!({
+                    "spent_usd": spent,
+                    "projected_usd": spent + rate * left,
+                    "limit_usd": self.limit_for(f),
+                    "disabled": l.disabled.contains(&(f.to_string(), day)),
+                });
+                (f.to_string(), entry)
+            })
+            .collect()
+    }
+
     fn advance(&mut self, now: u64) -> Vec<Alert> {
         self.ledger.now = self.ledger.now.max(now);
         let since = self.ledger.now.saturating_sub(self.window);
-        while self.ledger.recent.front().is_some_and(|(t, _)| *t <= since) {
+        while self
+            .ledger
+            .recent
+            .front()
+            .is_some_and(|(t, _, _)| *t <= since)
+        {
             self.ledger.recent.pop_front();
         }
         let settled = self.ledger.now.saturating_sub(self.revision_window);
@@ -413,11 +463,48 @@ impl State {
             "over_budget": self.config.daily_budget_usd.map(|b| projected > b),
             "projection_method": "spent today + spend rate over the trailing projection_window x time left in the UTC day (event time)",
             "disabled_features": disabled,
+            "features_today": self.features_today(),
+            "default_limit_usd": match &self.config.hard_limit_usd {
+                Some(HardLimit::Every(x)) => Some(*x),
+                _ => None,
+            },
             "top_traces": top.into_iter().map(|(t, c)| serde_json::json!({"trace_id": t, "cost_usd": c})).collect::<Vec<_>>(),
             "missing_price_spans": l.missing_price_spans,
             "duplicate_spans": l.duplicate_spans,
             "revised_calls": l.revised_calls,
         }})
+    }
+}
+
+/// A map with non-string keys as a list of pairs: JSON object keys must be
+/// strings, so such a map cannot be a JSON object.
+mod as_pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        map: &BTreeMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+    }
+}
+
+impl State {
+    /// The ledger as bytes for the host to keep (`snapshot`). Failing to
+    /// serialise is a bug, not a state to hide: it panics, which the host
+    /// reports as a trap.
+    pub fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.ledger).expect("the ledger serialises to JSON")
     }
 }
 
@@ -519,7 +606,7 @@ impl Guest for CostLedger {
         STATE.with(|s| {
             s.borrow()
                 .as_ref()
-                .and_then(|st| serde_json::to_vec(&st.ledger).ok())
+                .map(|st| st.snapshot())
                 .unwrap_or_default()
         })
     }

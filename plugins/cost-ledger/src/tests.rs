@@ -94,6 +94,53 @@ fn hard_limit_pages_once_and_disables_the_feature() {
     );
 }
 
+/// The budget switch's numbers: per feature, today's spend, its own
+/// projection, its limit, and whether it is disabled; limited features appear
+/// before they spend.
+#[test]
+fn features_today_give_spend_projection_limit_and_switch() {
+    let mut s = state(r#"{"hard_limit_usd": {"chat": 1.0, "search": 3.0}}"#);
+    s.add(
+        0.5,
+        Some("m"),
+        Some("chat"),
+        None,
+        "t",
+        DAY0 + 5 * H + H / 2,
+    );
+    s.add(
+        0.7,
+        Some("m"),
+        Some("chat"),
+        None,
+        "t",
+        DAY0 + 5 * H + 3 * H / 4,
+    );
+    s.add(2.0, Some("m"), Some("triage"), None, "t", DAY0 + H); // outside the 1h window
+    s.advance(DAY0 + 6 * H);
+    let f = s.features_today();
+    let chat = &f["chat"];
+    assert!((chat["spent_usd"].as_f64().unwrap() - 1.2).abs() < 1e-9);
+    // $1.2 in the last hour x 18 h left + 1.2 = 22.8
+    assert!(
+        (chat["projected_usd"].as_f64().unwrap() - 22.8).abs() < 1e-9,
+        "{chat}"
+    );
+    assert_eq!(chat["limit_usd"], 1.0);
+    assert_eq!(chat["disabled"], true);
+    let triage = &f["triage"];
+    assert_eq!(triage["projected_usd"], 2.0, "no spend in the window");
+    assert_eq!(triage["limit_usd"], serde_json::Value::Null);
+    assert_eq!(triage["disabled"], false);
+    assert_eq!(f["search"]["spent_usd"], 0.0);
+    assert_eq!(f["search"]["disabled"], false);
+    // A new day: nothing spent, nothing disabled.
+    s.advance(DAY0 + DAY + H);
+    let f = s.features_today();
+    assert_eq!(f.keys().collect::<Vec<_>>(), ["chat", "search"]);
+    assert_eq!(f["chat"]["disabled"], false);
+}
+
 fn entry<'a>(span: &'a str, tokens: i64, cost: f64, model: &'a str, trace: &'a str) -> Call<'a> {
     Call {
         span,
@@ -143,4 +190,19 @@ fn calls_settle_after_the_revision_window() {
     s.advance(DAY0 + 3 * H);
     assert!(s.ledger.calls.is_empty());
     assert!(s.ledger.call_order.is_empty());
+}
+
+/// What the host keeps across a trap or a reload gives the same ledger back.
+#[test]
+fn a_snapshot_restores_the_whole_ledger() {
+    let mut s = state(r#"{"hard_limit_usd": {"chat": 1.0}, "daily_budget_usd": 10}"#);
+    s.add(0.6, Some("m"), Some("chat"), Some("u"), "t1", DAY0 + H);
+    s.add(0.6, Some("m"), Some("chat"), None, "t2", DAY0 + 2 * H);
+    s.advance(DAY0 + 2 * H);
+    let bytes = s.snapshot();
+    assert!(!bytes.is_empty());
+    let mut fresh = state(r#"{"hard_limit_usd": {"chat": 1.0}, "daily_budget_usd": 10}"#);
+    fresh.ledger = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(fresh.report(), s.report());
+    assert_eq!(fresh.features_today()["chat"]["disabled"], true);
 }
