@@ -218,21 +218,7 @@ fn decode_http(
     if json {
         let text = std::str::from_utf8(body)
             .map_err(|_| Refusal::Malformed("body is not UTF-8".into()))?;
-        let spans = otlp_json::parse(text).map_err(Refusal::Malformed)?;
-        // The JSON decoder rejects a request with an invalid id whole; the
-        // remaining W3C checks apply span by span.
-        let (spans, rejected): (Vec<Span>, Vec<Span>) = spans
-            .into_iter()
-            .partition(|s| s.trace_id.0 != [0; 16] && s.span_id.0 != [0; 8]);
-        Ok(Decoded {
-            spans,
-            rejected: rejected.len() as u64,
-            message: if rejected.is_empty() {
-                String::new()
-            } else {
-                "all-zero trace or span id".into()
-            },
-        })
+        otlp_json::parse_request(text).map_err(Refusal::Malformed)
     } else {
         let req = ExportTraceServiceRequest::decode(body).map_err(|e| {
             Refusal::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}"))

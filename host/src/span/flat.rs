@@ -140,7 +140,7 @@ pub fn parse(line: &str) -> Result<Span, String> {
         trace_id: TraceId(parse_hex_id(&f.trace_id, "trace_id")?),
         span_id: SpanId(parse_hex_id(&f.span_id, "span_id")?),
         parent_span_id,
-        trace_state: f.trace_state.unwrap_or_default(),
+        trace_state: super::trace_context::cleaned(f.trace_state.unwrap_or_default()),
         name: f.name,
         kind,
         start_time_unix_nano: f.start_time_unix_nano,

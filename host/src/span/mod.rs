@@ -7,6 +7,7 @@ pub mod flat;
 pub mod jsonl;
 pub mod otlp_json;
 pub mod otlp_proto;
+pub mod trace_context;
 
 use serde_json::value::RawValue;
 use std::fmt;
@@ -129,7 +130,8 @@ impl fmt::Debug for SpanId {
     }
 }
 
-/// Parses `N` bytes of hex (either case). `what` names the field in errors.
+/// Parses an id of `N` bytes of hex (either case). All zeros is not an id
+/// (W3C Trace Context). `what` names the field in errors.
 pub fn parse_hex_id<const N: usize>(s: &str, what: &str) -> Result<[u8; N], String> {
     if s.len() != N * 2 {
         return Err(format!(
@@ -140,6 +142,9 @@ pub fn parse_hex_id<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Stri
     }
     let mut out = [0u8; N];
     hex::decode_to_slice(s, &mut out).map_err(|_| format!("{what} is not hex: {s:?}"))?;
+    if out == [0u8; N] {
+        return Err(format!("{what} is all zeros, which is not a valid id"));
+    }
     Ok(out)
 }
 

@@ -3,6 +3,7 @@
 //! which is what the OpenTelemetry Collector's file exporter writes per line.
 
 use super::flat::{NameOrNumber, de_time, write_str, write_value};
+use super::otlp_proto::Decoded;
 use super::{
     AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
     TraceId, parse_hex_id,
@@ -222,17 +223,30 @@ fn attributes(kvs: Vec<KeyValue>) -> Result<Attributes, String> {
 }
 
 fn optional_span_id(s: &str, what: &str) -> Result<Option<SpanId>, String> {
-    if s.is_empty() {
+    // Empty or all zeros: no parent (some exporters write zeros).
+    if s.bytes().all(|b| b == b'0') {
         Ok(None)
     } else {
         Ok(Some(SpanId(parse_hex_id(s, what)?)))
     }
 }
 
-/// Parses one `ExportTraceServiceRequest` (JSON) into spans.
+/// Parses one `ExportTraceServiceRequest` (JSON) into spans; a span that is
+/// invalid (e.g. an all-zero id) fails the whole request. Receivers, which
+/// answer with a partial success instead, use [`parse_request`].
 pub fn parse(text: &str) -> Result<Vec<Span>, String> {
+    let d = parse_request(text)?;
+    if d.rejected > 0 {
+        return Err(d.message);
+    }
+    Ok(d.spans)
+}
+
+/// Parses one `ExportTraceServiceRequest` (JSON); invalid spans are rejected
+/// one by one. Fails only when the request itself is not one.
+pub fn parse_request(text: &str) -> Result<Decoded, String> {
     let req: Request = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let mut spans = Vec::new();
+    let mut out = Decoded::default();
     for rs in req.resource_spans {
         let resource = Arc::new(attributes(rs.resource.unwrap_or_default().attributes)?);
         for ss in rs.scope_spans {
@@ -243,68 +257,74 @@ pub fn parse(text: &str) -> Result<Vec<Span>, String> {
                 })
             });
             for s in ss.spans {
-                let kind = match s.kind {
-                    None => SpanKind::Unspecified,
-                    Some(NameOrNumber::Number(n)) => SpanKind::from_otlp_number(n)
-                        .ok_or_else(|| format!("unknown span kind {n}"))?,
-                    Some(NameOrNumber::Name(n)) => {
-                        SpanKind::from_name(&n).ok_or_else(|| format!("unknown span kind {n:?}"))?
-                    }
-                };
-                let status = match s.status {
-                    None => Status::default(),
-                    Some(st) => Status {
-                        code: match st.code {
-                            None => StatusCode::Unset,
-                            Some(NameOrNumber::Number(n)) => StatusCode::from_otlp_number(n)
-                                .ok_or_else(|| format!("unknown status code {n}"))?,
-                            Some(NameOrNumber::Name(n)) => StatusCode::from_name(&n)
-                                .ok_or_else(|| format!("unknown status code {n:?}"))?,
-                        },
-                        message: st.message,
-                    },
-                };
-                spans.push(Span {
-                    trace_id: TraceId(parse_hex_id(&s.trace_id, "traceId")?),
-                    span_id: SpanId(parse_hex_id(&s.span_id, "spanId")?),
-                    parent_span_id: optional_span_id(&s.parent_span_id, "parentSpanId")?,
-                    trace_state: s.trace_state,
-                    name: s.name,
-                    kind,
-                    start_time_unix_nano: s.start_time_unix_nano,
-                    end_time_unix_nano: s.end_time_unix_nano,
-                    status,
-                    attributes: attributes(s.attributes)?,
-                    events: s
-                        .events
-                        .into_iter()
-                        .map(|e| {
-                            Ok(Event {
-                                name: e.name,
-                                time_unix_nano: e.time_unix_nano,
-                                attributes: attributes(e.attributes)?,
-                            })
-                        })
-                        .collect::<Result<_, String>>()?,
-                    links: s
-                        .links
-                        .into_iter()
-                        .map(|l| {
-                            Ok(Link {
-                                trace_id: TraceId(parse_hex_id(&l.trace_id, "links[].traceId")?),
-                                span_id: SpanId(parse_hex_id(&l.span_id, "links[].spanId")?),
-                                trace_state: l.trace_state,
-                                attributes: attributes(l.attributes)?,
-                            })
-                        })
-                        .collect::<Result<_, String>>()?,
-                    resource: resource.clone(),
-                    scope: scope.clone(),
-                });
+                out.push(span(s, &resource, &scope));
             }
         }
     }
-    Ok(spans)
+    Ok(out)
+}
+
+fn span(s: SpanIn, resource: &Arc<Attributes>, scope: &Option<Arc<Scope>>) -> Result<Span, String> {
+    let kind = match s.kind {
+        None => SpanKind::Unspecified,
+        Some(NameOrNumber::Number(n)) => {
+            SpanKind::from_otlp_number(n).ok_or_else(|| format!("unknown span kind {n}"))?
+        }
+        Some(NameOrNumber::Name(n)) => {
+            SpanKind::from_name(&n).ok_or_else(|| format!("unknown span kind {n:?}"))?
+        }
+    };
+    let status = match s.status {
+        None => Status::default(),
+        Some(st) => Status {
+            code: match st.code {
+                None => StatusCode::Unset,
+                Some(NameOrNumber::Number(n)) => StatusCode::from_otlp_number(n)
+                    .ok_or_else(|| format!("unknown status code {n}"))?,
+                Some(NameOrNumber::Name(n)) => {
+                    StatusCode::from_name(&n).ok_or_else(|| format!("unknown status code {n:?}"))?
+                }
+            },
+            message: st.message,
+        },
+    };
+    Ok(Span {
+        trace_id: TraceId(parse_hex_id(&s.trace_id, "traceId")?),
+        span_id: SpanId(parse_hex_id(&s.span_id, "spanId")?),
+        parent_span_id: optional_span_id(&s.parent_span_id, "parentSpanId")?,
+        trace_state: super::trace_context::cleaned(s.trace_state),
+        name: s.name,
+        kind,
+        start_time_unix_nano: s.start_time_unix_nano,
+        end_time_unix_nano: s.end_time_unix_nano,
+        status,
+        attributes: attributes(s.attributes)?,
+        events: s
+            .events
+            .into_iter()
+            .map(|e| {
+                Ok(Event {
+                    name: e.name,
+                    time_unix_nano: e.time_unix_nano,
+                    attributes: attributes(e.attributes)?,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        links: s
+            .links
+            .into_iter()
+            .map(|l| {
+                Ok(Link {
+                    trace_id: TraceId(parse_hex_id(&l.trace_id, "links[].traceId")?),
+                    span_id: SpanId(parse_hex_id(&l.span_id, "links[].spanId")?),
+                    trace_state: l.trace_state,
+                    attributes: attributes(l.attributes)?,
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        resource: resource.clone(),
+        scope: scope.clone(),
+    })
 }
 
 fn write_any_from_json(out: &mut Vec<u8>, v: &Json) {

@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::trace::v1 as pb;
 use std::sync::Arc;
 
 /// Spans of one request, and what was rejected from it.
+#[derive(Debug, Default)]
 pub struct Decoded {
     /// Valid spans.
     pub spans: Vec<Span>,
@@ -24,13 +25,24 @@ pub struct Decoded {
     pub message: String,
 }
 
+impl Decoded {
+    /// Keeps a span, or counts it rejected (the first reason is kept).
+    pub fn push(&mut self, span: Result<Span, String>) {
+        match span {
+            Ok(s) => self.spans.push(s),
+            Err(e) => {
+                self.rejected += 1;
+                if self.message.is_empty() {
+                    self.message = e;
+                }
+            }
+        }
+    }
+}
+
 /// Converts a protobuf request; spans with invalid ids are rejected, the rest kept.
 pub fn from_proto(req: ExportTraceServiceRequest) -> Decoded {
-    let mut out = Decoded {
-        spans: Vec::new(),
-        rejected: 0,
-        message: String::new(),
-    };
+    let mut out = Decoded::default();
     for rs in req.resource_spans {
         let resource = Arc::new(attributes(
             rs.resource.map(|r| r.attributes).unwrap_or_default(),
@@ -43,15 +55,7 @@ pub fn from_proto(req: ExportTraceServiceRequest) -> Decoded {
                 })
             });
             for s in ss.spans {
-                match span(s, &resource, &scope) {
-                    Ok(span) => out.spans.push(span),
-                    Err(e) => {
-                        out.rejected += 1;
-                        if out.message.is_empty() {
-                            out.message = e;
-                        }
-                    }
-                }
+                out.push(span(s, &resource, &scope));
             }
         }
     }
@@ -71,7 +75,7 @@ fn span(
         trace_id,
         span_id,
         parent_span_id,
-        trace_state: s.trace_state,
+        trace_state: super::trace_context::cleaned(s.trace_state),
         name: s.name,
         kind: SpanKind::from_otlp_number(s.kind as i64).unwrap_or_default(),
         start_time_unix_nano: s.start_time_unix_nano,
