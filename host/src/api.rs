@@ -194,10 +194,13 @@ async fn all_reports(State(api): State<Arc<Api>>) -> Response {
 }
 
 async fn one_report(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Response {
-    if !["latency", "cost", "slo", "alerts", "pricing", "pipeline"].contains(&name.as_str()) {
+    const SECTIONS: [&str; 7] = [
+        "latency", "cost", "slo", "alerts", "traces", "pricing", "pipeline",
+    ];
+    if !SECTIONS.contains(&name.as_str()) {
         return (
             StatusCode::NOT_FOUND,
-            format!("no report {name:?}: latency, cost, slo, alerts, pricing, pipeline\n"),
+            format!("no report {name:?}: {}\n", SECTIONS.join(", ")),
         )
             .into_response();
     }
@@ -387,6 +390,20 @@ pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) 
         "counter",
         "Traces released before they were quiet (max_spans).",
         &[("", h.released_early as f64)],
+    );
+    metric(
+        &mut out,
+        "plume_hold_stitched_traces_total",
+        "counter",
+        "Sub-agent traces stitched under their caller's trace.",
+        &[("", h.stitched_traces as f64)],
+    );
+    metric(
+        &mut out,
+        "plume_hold_invalid_traceparents_total",
+        "counter",
+        "traceparent values that were not valid W3C Trace Context (not stitched).",
+        &[("", h.invalid_traceparents as f64)],
     );
     metric(
         &mut out,

@@ -18,6 +18,8 @@ pub enum Section {
     Slo,
     /// Alerts seen.
     Alerts,
+    /// Per-trace summaries: the most expensive, slowest and failing traces.
+    Traces,
 }
 
 /// Arguments of `plume report`.
@@ -62,6 +64,7 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         Section::Cost => "cost",
         Section::Slo => "slo",
         Section::Alerts => "alerts",
+        Section::Traces => "traces",
     };
     let section = report.get(key).cloned().unwrap_or(Value::Null);
     if args.json {
@@ -114,6 +117,49 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 pub fn render(section: Section, v: &Value) -> String {
     let empty = Vec::new();
     match section {
+        Section::Traces => {
+            let mut out = String::new();
+            let _ = writeln!(
+                out,
+                "{} traces kept ({} seen)   with errors {}   multi-agent {}   with stitched sub-agents {}   max depth {}   duration p50 {} ms  p95 {} ms  p99 {} ms",
+                text(&v["kept"]),
+                text(&v["seen"]),
+                text(&v["with_errors"]),
+                text(&v["multi_agent"]),
+                text(&v["with_stitched_sub_agents"]),
+                text(&v["max_depth"]),
+                num(&v["duration_ms"]["p50"], 1),
+                num(&v["duration_ms"]["p95"], 1),
+                num(&v["duration_ms"]["p99"], 1),
+            );
+            for (title, key) in [
+                ("MOST EXPENSIVE", "most_expensive"),
+                ("SLOWEST", "slowest"),
+                ("LATEST WITH ERRORS", "latest_with_errors"),
+            ] {
+                let rows = v[key].as_array().unwrap_or(&empty).iter().map(|t| {
+                    let agents = t["agents"]
+                        .as_array()
+                        .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
+                        .unwrap_or_default();
+                    vec![
+                        text(&t["trace_id"]),
+                        text(&t["spans"]),
+                        agents,
+                        text(&t["depth"]),
+                        num(&t["cost_usd"], 4),
+                        num(&t["duration_ms"], 1),
+                        text(&t["errors"]),
+                    ]
+                });
+                let _ = writeln!(out, "\n{title}");
+                out.push_str(&table(
+                    &["TRACE", "SPANS", "AGENTS", "DEPTH", "USD", "MS", "ERRORS"],
+                    rows.collect(),
+                ));
+            }
+            out
+        }
         Section::Latency => {
             let rows = v.as_array().unwrap_or(&empty).iter().map(|r| {
                 let group = r["group"]

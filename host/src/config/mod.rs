@@ -170,6 +170,11 @@ pub struct TracesConfig {
     pub max_spans: Option<Spanned<usize>>,
     /// Attributes whose equal values join spans of different traces.
     pub join_on: Option<Vec<String>>,
+    /// Attributes in which a sub-agent's root span carries its caller's
+    /// W3C `traceparent`: such traces are stitched under the caller.
+    pub stitch_attributes: Option<Vec<String>>,
+    /// Stitch a root span under the span its first link to another trace names.
+    pub stitch_links: Option<bool>,
 }
 
 /// `[dead_letter]`.
@@ -769,6 +774,12 @@ fn hold_settings(
     }
     if let Some(keys) = &raw.join_on {
         settings.join_on = keys.clone();
+    }
+    if let Some(keys) = &raw.stitch_attributes {
+        settings.stitch_attributes = keys.clone();
+    }
+    if let Some(on) = raw.stitch_links {
+        settings.stitch_links = on;
     }
     settings
 }

@@ -15,11 +15,20 @@
 //! `max_spans`: beyond it the groups due first are released early, counted.
 //! A span that arrives again with the same trace and span id while its first
 //! copy is held (an exporter retrying a request) is dropped and counted.
+//!
+//! Sub-agents that start a trace of their own but record their caller's W3C
+//! `traceparent` (in a `stitch_attributes` attribute, or as a span link with
+//! `stitch_links`) are stitched under the caller: their spans join the
+//! caller's group, and on release take the caller's trace id, their root
+//! takes the calling span as parent, and keeps its own trace id in
+//! `plume.trace.stitched_from`. Stitched trace ids are remembered (bounded)
+//! so their late spans are stitched too.
 
-use crate::span::{Span, SpanId, TraceId};
+use crate::span::trace_context::parse_traceparent;
+use crate::span::{AttrValue, Key, Span, SpanId, TraceId};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::cmp::Reverse as Later;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 /// How the hold groups and releases spans (`[traces]` in pipeline.toml).
@@ -33,7 +42,17 @@ pub struct HoldSettings {
     pub max_spans: usize,
     /// Attributes whose equal values join spans of different traces into one group.
     pub join_on: Vec<String>,
+    /// Attributes in which a sub-agent's root span records its caller's `traceparent`.
+    pub stitch_attributes: Vec<String>,
+    /// Stitch a root span under the span its first link (to another trace) points at.
+    pub stitch_links: bool,
 }
+
+/// The attribute a stitched root span keeps its own trace id in.
+pub const STITCHED_FROM: &str = "plume.trace.stitched_from";
+
+/// Stitched trace ids remembered for their late spans, at most.
+const STITCH_MEMORY: usize = 100_000;
 
 impl Default for HoldSettings {
     fn default() -> Self {
@@ -42,6 +61,8 @@ impl Default for HoldSettings {
             after_root: Duration::from_millis(250),
             max_spans: 100_000,
             join_on: vec!["gen_ai.response.id".into()],
+            stitch_attributes: Vec::new(),
+            stitch_links: false,
         }
     }
 }
@@ -59,6 +80,10 @@ pub struct HoldStats {
     pub duplicate_spans: u64,
     /// Groups merged because a `join_on` value linked their traces.
     pub joined_groups: u64,
+    /// Traces stitched under a caller's trace.
+    pub stitched_traces: u64,
+    /// `traceparent` values in `stitch_attributes` that were invalid (ignored).
+    pub invalid_traceparents: u64,
     /// Time spent holding and releasing, ns.
     pub nanos: u64,
 }
@@ -90,6 +115,10 @@ pub struct Hold {
     touched: Vec<u64>,
     pushes: u64,
     stats: HoldStats,
+    /// Stitched trace -> (caller's trace, calling span), and arrival order to
+    /// bound it.
+    stitched: HashMap<TraceId, (TraceId, SpanId)>,
+    stitched_order: VecDeque<TraceId>,
 }
 
 impl Hold {
@@ -117,6 +146,8 @@ impl Hold {
             touched: Vec::new(),
             pushes: 0,
             stats: HoldStats::default(),
+            stitched: HashMap::new(),
+            stitched_order: VecDeque::new(),
         }
     }
 
@@ -185,13 +216,18 @@ impl Hold {
                 }
             });
         }
-        let id = id.unwrap_or_else(|| self.new_group());
+        let mut id = id.unwrap_or_else(|| self.new_group());
+        let caller = self.caller_of(&span);
+        if let Some((caller_trace, _)) = caller {
+            id = self.join_trace(id, caller_trace);
+        }
         let group = self.groups.get_mut(&id).expect("linked group exists");
         if !group.traces.contains(&span.trace_id) {
             group.traces.push(span.trace_id);
             self.by_trace.insert(span.trace_id, id);
         }
-        group.has_root |= span.parent_span_id.is_none();
+        // A stitched sub-agent's root is not the root of the whole trace.
+        group.has_root |= span.parent_span_id.is_none() && caller.is_none();
         group.spans.push(span);
         let quiet = if group.has_root {
             self.settings.after_root.min(self.settings.wait)
@@ -202,6 +238,93 @@ impl Hold {
         if group.pushed_in != self.pushes {
             group.pushed_in = self.pushes;
             self.touched.push(id);
+        }
+    }
+
+    /// The caller a sub-agent's root span records, when stitching is on;
+    /// remembers the stitch.
+    fn caller_of(&mut self, span: &Span) -> Option<(TraceId, SpanId)> {
+        if span.parent_span_id.is_some() {
+            return None;
+        }
+        let mut caller = None;
+        for key in &self.settings.stitch_attributes {
+            let Some(value) = span.attributes.get(key).and_then(AttrValue::as_str) else {
+                continue;
+            };
+            match parse_traceparent(value) {
+                Ok(tp) => {
+                    caller = Some((tp.trace_id, tp.parent_id));
+                    break;
+                }
+                Err(e) => {
+                    self.stats.invalid_traceparents += 1;
+                    tracing::debug!(span = %span.span_id, "{key}: {e}");
+                }
+            }
+        }
+        if caller.is_none() && self.settings.stitch_links {
+            caller = span
+                .links
+                .iter()
+                .find(|l| l.trace_id != span.trace_id)
+                .map(|l| (l.trace_id, l.span_id));
+        }
+        let (trace, at) = caller.filter(|(t, _)| *t != span.trace_id)?;
+        if !self.stitched.contains_key(&span.trace_id) {
+            self.stats.stitched_traces += 1;
+            if self.stitched_order.len() >= STITCH_MEMORY
+                && let Some(old) = self.stitched_order.pop_front()
+            {
+                self.stitched.remove(&old);
+            }
+            self.stitched_order.push_back(span.trace_id);
+        }
+        self.stitched.insert(span.trace_id, (trace, at));
+        Some((trace, at))
+    }
+
+    /// Puts trace `trace` in group `id` (merging with the group it is in).
+    fn join_trace(&mut self, id: u64, trace: TraceId) -> u64 {
+        match self.by_trace.get(&trace).copied() {
+            Some(other) if other != id => self.merge(id, other),
+            Some(_) => id,
+            None => {
+                self.groups
+                    .get_mut(&id)
+                    .expect("group exists")
+                    .traces
+                    .push(trace);
+                self.by_trace.insert(trace, id);
+                id
+            }
+        }
+    }
+
+    /// Gives spans of stitched traces their caller's trace id (the outermost
+    /// caller's, for sub-agents of sub-agents) and their roots the calling span.
+    fn stitch(&self, spans: &mut [Span]) {
+        if self.stitched.is_empty() {
+            return;
+        }
+        let key = Key::from(STITCHED_FROM);
+        for s in spans {
+            let Some(&(mut top, at)) = self.stitched.get(&s.trace_id) else {
+                continue;
+            };
+            // Bounded: a cycle of stitches must not loop.
+            for _ in 0..16 {
+                match self.stitched.get(&top) {
+                    Some(&(up, _)) if up != s.trace_id => top = up,
+                    _ => break,
+                }
+            }
+            if s.parent_span_id.is_none() {
+                s.parent_span_id = Some(at);
+                s.attributes
+                    .set(key.clone(), AttrValue::Str(s.trace_id.to_string()));
+            }
+            s.trace_id = top;
         }
     }
 
@@ -286,7 +409,9 @@ impl Hold {
         for s in &group.spans {
             self.held_ids.remove(&(s.trace_id, s.span_id));
         }
-        group.spans
+        let mut spans = group.spans;
+        self.stitch(&mut spans);
+        spans
     }
 }
 
@@ -411,5 +536,116 @@ mod tests {
         assert_eq!(ids(&out), vec![vec![1]]);
         assert_eq!(hold.stats().released_early, 1);
         assert_eq!(hold.stats().held_max, 3);
+    }
+
+    fn stitching() -> HoldSettings {
+        HoldSettings {
+            stitch_attributes: vec!["traceparent".into()],
+            stitch_links: true,
+            join_on: vec![],
+            ..settings()
+        }
+    }
+
+    fn traceparent(trace: u8, span: u8) -> String {
+        format!(
+            "00-{}-{}-01",
+            hex::encode([trace; 16]),
+            hex::encode([span; 8])
+        )
+    }
+
+    /// A sub-agent's trace (2) whose root records its caller (span 1 of
+    /// trace 1) arrives first; the caller's trace after. One group; the
+    /// sub-agent's spans take trace 1 and hang under span 1.
+    #[test]
+    fn a_sub_agent_trace_is_stitched_under_its_caller() {
+        let mut h = Hold::new(stitching());
+        let mut sub_root = span(2, 20, None, None);
+        sub_root
+            .attributes
+            .set("traceparent".into(), AttrValue::Str(traceparent(1, 1)));
+        h.push(vec![span(2, 21, Some(20), None), sub_root], 0);
+        h.push(
+            vec![span(1, 2, Some(1), None), span(1, 1, None, None)],
+            5 * MS,
+        );
+        let mut out = Vec::new();
+        h.release_due(100 * MS, |g| out.push(g));
+        assert_eq!(out.len(), 1, "one group");
+        let g = &out[0];
+        assert!(g.iter().all(|s| s.trace_id == TraceId([1; 16])));
+        let root = g.iter().find(|s| s.span_id == SpanId([20; 8])).unwrap();
+        assert_eq!(root.parent_span_id, Some(SpanId([1; 8])));
+        assert_eq!(
+            root.attributes.get(STITCHED_FROM).and_then(|v| v.as_str()),
+            Some(hex::encode([2u8; 16]).as_str())
+        );
+        assert_eq!(h.stats().stitched_traces, 1);
+        // A late span of the sub-agent's trace is stitched too.
+        h.push(vec![span(2, 22, Some(20), None)], 200 * MS);
+        let mut late = Vec::new();
+        h.release_all(|g| late.push(g));
+        assert_eq!(late[0][0].trace_id, TraceId([1; 16]));
+        assert_eq!(late[0][0].parent_span_id, Some(SpanId([20; 8])));
+    }
+
+    #[test]
+    fn links_stitch_and_sub_agents_of_sub_agents_reach_the_top() {
+        let mut h = Hold::new(stitching());
+        let mut sub = span(2, 20, None, None);
+        sub.links.push(crate::span::Link {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([1; 8]),
+            trace_state: String::new(),
+            attributes: Attributes::default(),
+        });
+        let mut subsub = span(3, 30, None, None);
+        subsub
+            .attributes
+            .set("traceparent".into(), AttrValue::Str(traceparent(2, 20)));
+        h.push(vec![span(1, 1, None, None), sub, subsub], 0);
+        let mut out = Vec::new();
+        h.release_all(|g| out.push(g));
+        assert_eq!(out.len(), 1);
+        assert!(out[0].iter().all(|s| s.trace_id == TraceId([1; 16])));
+        let s30 = out[0]
+            .iter()
+            .find(|s| s.span_id == SpanId([30; 8]))
+            .unwrap();
+        assert_eq!(s30.parent_span_id, Some(SpanId([20; 8])));
+    }
+
+    #[test]
+    fn invalid_traceparents_do_not_stitch_and_are_counted() {
+        let mut h = Hold::new(stitching());
+        let mut bad = span(2, 20, None, None);
+        bad.attributes.set(
+            "traceparent".into(),
+            AttrValue::Str(traceparent(1, 1).replacen("00-", "ff-", 1)),
+        );
+        h.push(vec![span(1, 1, None, None), bad], 0);
+        let mut out = Vec::new();
+        h.release_all(|g| out.push(g));
+        assert_eq!(out.len(), 2, "two traces");
+        assert_eq!(h.stats().invalid_traceparents, 1);
+        assert_eq!(h.stats().stitched_traces, 0);
+        assert!(
+            out.iter()
+                .flatten()
+                .all(|s| s.attributes.get(STITCHED_FROM).is_none())
+        );
+    }
+
+    #[test]
+    fn stitching_is_off_by_default() {
+        let mut h = Hold::new(settings());
+        let mut sub = span(2, 20, None, None);
+        sub.attributes
+            .set("traceparent".into(), AttrValue::Str(traceparent(1, 1)));
+        h.push(vec![span(1, 1, None, None), sub], 0);
+        let mut out = Vec::new();
+        h.release_all(|g| out.push(g));
+        assert_eq!(out.len(), 2);
     }
 }
