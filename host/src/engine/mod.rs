@@ -253,8 +253,9 @@ impl Engine {
                     let projection = Projection::new(m.reads, vec![], vec![], false);
                     let sink = match (&m.sink, options.discard_output) {
                         (_, true) => Ok(Sink::Discard),
-                        (WitSink::File(path), false) => {
-                            Sink::open(path).map_err(|e| format!("{e:#}"))
+                        (WitSink::File(f), false) => {
+                            Sink::open_rotating(&f.path, f.rotate_bytes, f.keep)
+                                .map_err(|e| format!("{e:#}"))
                         }
                         (WitSink::Http(h), false) => Delivery::start(
                             &spec.name,

@@ -4,12 +4,14 @@
 //! |---|---|---|
 //! | `path` | `"-"` | file to append to; `-` is standard output |
 //! | `format` | `"flat"` | `flat` (plume's span JSONL) or `otlp-json` (one `ExportTraceServiceRequest` per line) |
+//! | `rotate_bytes` | `0` (never) | rotate before the file would pass this size: `path` becomes `path.1`, `path.1` becomes `path.2`, ... |
+//! | `keep` | `5` | rotated files kept; older ones are removed |
 //!
 //! The host renders each span (it owns the data); this plugin only chooses the
 //! format and frames the lines, so exporting costs no copy through the guest.
 
 use plume_sdk::exporter::{Guest, export_exporter};
-use plume_sdk::types::{Batch, ExporterManifest, Notification, Part, Severity, Sink};
+use plume_sdk::types::{Batch, ExporterManifest, FileSink, Notification, Part, Severity, Sink};
 use serde::Deserialize;
 use std::cell::Cell;
 
@@ -20,6 +22,14 @@ struct Config {
     path: String,
     #[serde(default)]
     format: Format,
+    #[serde(default)]
+    rotate_bytes: u64,
+    #[serde(default = "default_keep")]
+    keep: u32,
+}
+
+fn default_keep() -> u32 {
+    5
 }
 
 fn default_path() -> String {
@@ -49,7 +59,11 @@ impl Guest for Jsonl {
         FORMAT.with(|f| f.set(config.format));
         Ok(ExporterManifest {
             reads: vec![],
-            sink: Sink::File(config.path),
+            sink: Sink::File(FileSink {
+                path: config.path,
+                rotate_bytes: config.rotate_bytes,
+                keep: config.keep,
+            }),
         })
     }
 
