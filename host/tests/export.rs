@@ -378,3 +378,98 @@ delivery = {{ initial_backoff = "50ms" }}
         .count();
     assert_eq!(duplicates, 5, "the duplicate records are still sent");
 }
+
+/// Backpressure end to end: the backend is down, the delivery queue and then
+/// the engine's and the receivers' queues fill, and clients are told to retry
+/// (503 with `Retry-After`) instead of plume's memory growing. When the backend
+/// comes up, every span plume accepted arrives, once.
+#[test]
+fn a_down_backend_pushes_back_to_clients_and_loses_nothing_accepted() {
+    let (ingest, api, backend_port) = (free_port(), free_port(), free_port());
+    let pipeline = format!(
+        r#"
+[ingest]
+otlp_http = "127.0.0.1:{ingest}"
+
+[api]
+listen = "127.0.0.1:{api}"
+
+[batch]
+max_spans = 1
+
+[traces]
+wait = "0s"
+
+[[export]]
+name = "tempo"
+plugin = "builtin:otlp"
+config = {{ endpoint = "http://127.0.0.1:{backend_port}" }}
+delivery = {{ queue = 1, initial_backoff = "20ms", max_backoff = "100ms", max_elapsed = "10m" }}
+"#
+    );
+    let plume = Service::start(&pipeline, &[ingest, api], &[]);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut accepted = 0u64;
+    let mut throttled = None;
+    for i in 1..=5000u64 {
+        let body = format!(
+            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"{i:032x}","spanId":"{i:016x}","name":"s","startTimeUnixNano":"1","endTimeUnixNano":"2"}}]}}]}}]}}"#
+        );
+        let resp = agent
+            .post(format!("http://127.0.0.1:{ingest}/v1/traces"))
+            .header("content-type", "application/json")
+            .send(body.as_bytes())
+            .unwrap();
+        match resp.status().as_u16() {
+            200 => accepted += 1,
+            503 => {
+                throttled = Some(
+                    resp.headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                );
+                break;
+            }
+            s => panic!("unexpected {s}"),
+        }
+    }
+    let retry_after = throttled.expect("plume must push back before 5000 requests");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(
+        accepted > 1000,
+        "the receiver queue holds ~1024 requests: {accepted}"
+    );
+
+    // The backend comes up: everything accepted is delivered.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let backend = Backend::new(0, None);
+    {
+        let backend = backend.clone();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", backend_port))
+                .await
+                .unwrap();
+            let app = axum::Router::new()
+                .route("/v1/traces", axum::routing::post(http_export))
+                .with_state(backend);
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        });
+    }
+    wait_until(60, "every accepted span delivered", || {
+        backend.received().len() as u64 >= accepted
+    });
+    let (_, metrics) = get(api, "/metrics");
+    assert!(
+        metrics.contains("plume_receiver_requests_throttled_total 1\n"),
+        "{metrics}"
+    );
+    plume.stop();
+    let spans = backend.received();
+    let names: std::collections::HashSet<String> =
+        spans.iter().map(|s| s.trace_id.clone()).collect();
+    assert_eq!(spans.len() as u64, accepted, "nothing lost, nothing twice");
+    assert_eq!(names.len() as u64, accepted);
+}

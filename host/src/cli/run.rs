@@ -269,6 +269,7 @@ async fn serve(
             }
             _ = &mut shutdown => {
                 tracing::info!("shutting down: draining");
+                crate::engine::delivery::begin_shutdown();
                 stop.store(true, Ordering::Relaxed);
                 // Stop accepting: servers finish the requests in flight.
                 let _ = stop_servers.send(true);

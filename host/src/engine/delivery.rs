@@ -14,8 +14,24 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// When the process began to shut down: from then on, blocked sends and
+/// retries wait at most `drain_timeout`, so a dead backend cannot hold the
+/// process past it.
+static SHUTDOWN_AT: OnceLock<Instant> = OnceLock::new();
+
+/// Marks the start of shutdown (SIGTERM).
+pub fn begin_shutdown() {
+    let _ = SHUTDOWN_AT.set(Instant::now());
+}
+
+fn past_drain(settings: &DeliverySettings) -> bool {
+    SHUTDOWN_AT
+        .get()
+        .is_some_and(|t| t.elapsed() >= settings.drain_timeout)
+}
 
 /// What to do with a payload when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -209,13 +225,21 @@ impl Delivery {
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner()) += 1;
-        let payload = Payload { body, spans };
-        let refused = match self.settings.when_full {
-            WhenFull::Block => tx.send(payload).err().map(|e| e.0),
-            WhenFull::DropNewest => match tx.try_send(payload) {
-                Ok(()) => None,
-                Err(TrySendError::Full(p) | TrySendError::Disconnected(p)) => Some(p),
-            },
+        let mut payload = Payload { body, spans };
+        let refused = loop {
+            match tx.try_send(payload) {
+                Ok(()) => break None,
+                Err(TrySendError::Disconnected(p)) => break Some(p),
+                Err(TrySendError::Full(p)) => {
+                    if self.settings.when_full == WhenFull::DropNewest || past_drain(&self.settings)
+                    {
+                        break Some(p);
+                    }
+                    // Blocking: the engine waits, the receivers push back.
+                    payload = p;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
         };
         if let Some(p) = refused {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -326,6 +350,7 @@ fn work(
                         .min(settings.max_backoff);
                     if first.elapsed() + delay > settings.max_elapsed
                         || closing.load(Ordering::Relaxed)
+                        || past_drain(settings)
                     {
                         c.failed.fetch_add(1, Ordering::Relaxed);
                         c.failed_spans.fetch_add(p.spans, Ordering::Relaxed);
@@ -344,7 +369,7 @@ fn work(
                         "{}: {reason}; retrying in {delay:?}",
                         sender.target.describe()
                     );
-                    sleep_unless(delay, closing);
+                    sleep_unless(delay, closing, settings);
                     backoff = (backoff * 2).min(settings.max_backoff);
                 }
             }
@@ -359,10 +384,11 @@ fn jitter(base: Duration) -> Duration {
     base.mul_f64(0.5 + fastrand::f64())
 }
 
-/// Sleeps `d`, waking early when the sink is closing.
-fn sleep_unless(d: Duration, closing: &AtomicBool) {
+/// Sleeps `d`, waking early when the sink is closing or shutdown has waited
+/// long enough.
+fn sleep_unless(d: Duration, closing: &AtomicBool, settings: &DeliverySettings) {
     let until = Instant::now() + d;
-    while !closing.load(Ordering::Relaxed) {
+    while !closing.load(Ordering::Relaxed) && !past_drain(settings) {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
