@@ -1,6 +1,7 @@
-//! The command line: `run`, `check`, `replay`, `bench`.
+//! The command line: `run`, `check`, `replay`, `bench`, `load`, `report`.
 
 mod bench;
+mod load;
 mod replay;
 mod report;
 mod run;
@@ -36,7 +37,10 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Synthetic GenAI spans through a pipeline: spans/s and per-stage cost.
     Bench(bench::BenchArgs),
-    /// Show a report section (latency, cost, slo, alerts) as a table.
+    /// Load-test the service on loopback: OTLP/HTTP in, OTLP/HTTP out to a
+    /// backend in this process; spans/s and added latency.
+    Load(load::LoadArgs),
+    /// Show a report section (latency, cost, slo, alerts, traces) as a table.
     Report(report::ReportArgs),
 }
 
@@ -55,6 +59,7 @@ pub fn main() -> ExitCode {
         Command::Check { file } => check(&file),
         Command::Replay(args) => replay::replay(&args),
         Command::Bench(args) => bench::bench(&args),
+        Command::Load(args) => load::load(&args),
         Command::Report(args) => report::report(&args),
     };
     match result {
