@@ -88,14 +88,16 @@ async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> &'static str {
         for ss in &rs.scope_spans {
             for s in &ss.spans {
                 n += 1;
-                let sent = s.attributes.iter().find(|kv| kv.key == SENT).and_then(|kv| {
-                    match kv.value.as_ref()?.value.as_ref()? {
+                let sent = s
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == SENT)
+                    .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
                         opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i) => {
                             Some(*i as u64)
                         }
                         _ => None,
-                    }
-                });
+                    });
                 if let Some(sent) = sent {
                     lat.push(now.saturating_sub(sent));
                 }
@@ -114,7 +116,12 @@ async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> &'static str {
 
 /// The pipeline text: the default pipeline's entries (or none), OTLP/HTTP in,
 /// OTLP/HTTP out to the backend.
-fn pipeline_text(stages: &str, hold: Option<&str>, ingest: u16, backend: u16) -> anyhow::Result<String> {
+fn pipeline_text(
+    stages: &str,
+    hold: Option<&str>,
+    ingest: u16,
+    backend: u16,
+) -> anyhow::Result<String> {
     let entries = match stages {
         "default" => {
             let start = DEFAULT_PIPELINE
@@ -128,7 +135,9 @@ fn pipeline_text(stages: &str, hold: Option<&str>, ingest: u16, backend: u16) ->
         "none" => String::new(),
         other => bail!("--stages must be default or none, got {other:?}"),
     };
-    let hold = hold.map(|w| format!("[traces]\nwait = \"{w}\"\n")).unwrap_or_default();
+    let hold = hold
+        .map(|w| format!("[traces]\nwait = \"{w}\"\n"))
+        .unwrap_or_default();
     Ok(format!(
         "[ingest]\notlp_http = \"127.0.0.1:{ingest}\"\n\n{hold}\n{entries}\n[[export]]\nname = \"backend\"\nplugin = \"builtin:otlp\"\nconfig = {{ endpoint = \"http://127.0.0.1:{backend}\" }}\n"
     ))
@@ -173,7 +182,9 @@ fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> anyhow::Result<u64> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn percentile(sorted: &[u64], q: f64) -> f64 {
@@ -314,7 +325,8 @@ fn drive(args: &LoadArgs, ingest: u16, received: &Received) -> anyhow::Result<se
     while received.spans.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let mut lat = std::mem::take(&mut *received.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut lat =
+        std::mem::take(&mut *received.latencies.lock().unwrap_or_else(|e| e.into_inner()));
     lat.sort_unstable();
     Ok(serde_json::json!({
         "stages": args.stages,

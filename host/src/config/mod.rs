@@ -9,7 +9,9 @@
 //! max_body_bytes = 8388608         # larger requests get 413 (gRPC: RESOURCE_EXHAUSTED)
 //!
 //! [api]
-//! listen = "127.0.0.1:9464"        # /healthz /readyz /metrics /v1/reports[/NAME]
+//! listen = "127.0.0.1:9464"        # /healthz /readyz /metrics /v1/reports[/NAME] /v1/budget/FEATURE
+//! admin_token = "${PLUME_ADMIN_TOKEN}"  # POST /admin/reload needs `Authorization: Bearer ...`;
+//!                                  # without it admin calls are served on loopback only
 //!
 //! [batch]
 //! max_spans = 256                  # spans per batch, 1..=65536
@@ -23,6 +25,9 @@
 //! after_root = "250ms"             # ... or this long after, once its root span arrived
 //! max_spans = 100000               # held at most; beyond, the traces due first leave early
 //! join_on = ["gen_ai.response.id"] # equal values join spans of different traces
+//! stitch_attributes = []           # e.g. ["traceparent"]: a root span carrying its caller's W3C
+//!                                  # traceparent there is stitched under the caller's trace
+//! stitch_links = false             # ... or a root span's first link to another trace
 //!
 //! [[stage]]                        # processors, in order
 //! name = "price"                   # default: the plugin's name; unique
@@ -33,7 +38,10 @@
 //!
 //! [[evaluator]]                    # same keys as a stage
 //! [[router]]                       # at most one; same keys
-//! [[export]]                       # same keys
+//! [[export]]                       # same keys, and for remote sinks (HTTP, gRPC):
+//! delivery = { queue = 256, when_full = "block", initial_backoff = "1s", max_backoff = "30s",
+//!              max_elapsed = "5m", timeout = "10s", drain_timeout = "30s" }   # defaults shown;
+//!                                  # when_full = "drop-newest" drops (counted) instead of blocking
 //! ```
 //! Relative paths are relative to the working directory, as in the
 //! OpenTelemetry Collector. `${NAME}` and `${NAME:-default}` are substituted
@@ -724,9 +732,17 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
     }
     Ok(Pipeline {
         file: file.to_string(),
-        ingest: raw.ingest,
+        // An empty token (e.g. `${TOKEN:-}` with TOKEN unset) means none.
+        ingest: IngestConfig {
+            token: raw.ingest.token.clone().filter(|t| !t.is_empty()),
+            ..raw.ingest
+        },
         api_listen,
-        admin_token: raw.api.as_ref().and_then(|a| a.admin_token.clone()),
+        admin_token: raw
+            .api
+            .as_ref()
+            .and_then(|a| a.admin_token.clone())
+            .filter(|t| !t.is_empty()),
         batch_max_spans: max_spans,
         batch_max_wait_ms: raw.batch.max_wait_ms,
         dead_letter_path: raw.dead_letter.path,
@@ -854,6 +870,17 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn empty_tokens_mean_no_token() {
+        let p = parse(
+            "p.toml",
+            "[ingest]\ntoken = \"${T:-}\"\n[api]\nlisten = \"127.0.0.1:1\"\nadmin_token = \"\"\n",
+            no_env,
+        )
+        .unwrap();
+        assert_eq!((p.ingest.token, p.admin_token), (None, None));
     }
 
     #[test]
