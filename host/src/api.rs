@@ -161,10 +161,19 @@ async fn reload(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     }
 }
 
+/// How long the API waits for the engine thread: longer means the pipeline
+/// is stuck (e.g. blocked on a full sink), and `/readyz` says so.
+const ENGINE_ANSWER: Duration = Duration::from_secs(5);
+
 async fn ask(api: &Api) -> Option<(Value, PipelineStats)> {
     let (tx, rx) = oneshot::channel();
-    api.engine.send(EngineMsg::Report(tx)).await.ok()?;
-    rx.await.ok()
+    tokio::time::timeout(ENGINE_ANSWER, async {
+        api.engine.send(EngineMsg::Report(tx)).await.ok()?;
+        rx.await.ok()
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 fn json(v: &Value) -> Response {
@@ -174,7 +183,7 @@ fn json(v: &Value) -> Response {
 fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        "the pipeline is not running\n",
+        "the pipeline is not running or did not answer in time (blocked on a full sink?)\n",
     )
         .into_response()
 }

@@ -1,4 +1,3 @@
-//! Exporters end to end: spans sent to `plume run` by the OpenTelemetry SDK's
 //! OTLP exporter come out enriched at a test OTLP/HTTP backend, a test
 //! OTLP/gRPC backend and a Langfuse-shaped endpoint (Basic auth from the
 //! environment). Each backend refuses its first request with a retryable
@@ -187,20 +186,14 @@ fn serve_backends(
     })
 }
 
-/// Five agent runs, each one model call recorded twice: a framework span
+/// Agent runs `runs`, each one model call recorded twice: a framework span
 /// around the provider's span, with the same response id and usage.
-fn send_agent_runs(ingest: u16) {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(format!("http://127.0.0.1:{ingest}/v1/traces"))
-        .build()
-        .unwrap();
+fn send_agent_runs(exporter: opentelemetry_otlp::SpanExporter, runs: std::ops::Range<u32>) {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter)
         .build();
     let tracer = provider.tracer("plume-export-test");
-    for run in 0..5 {
+    for run in runs {
         tracer.in_span(format!("invoke_agent run-{run}"), |cx| {
             cx.span()
                 .set_attribute(KeyValue::new("gen_ai.operation.name", "invoke_agent"));
@@ -235,11 +228,12 @@ fn spans_reach_otlp_http_grpc_and_langfuse_backends_through_retries() {
     );
     let (otlp_port, grpc_port, lf_port) =
         serve_backends(&rt, otlp.clone(), grpc.clone(), langfuse.clone());
-    let (ingest, api) = (free_port(), free_port());
+    let (ingest, ingest_grpc, api) = (free_port(), free_port(), free_port());
     let pipeline = format!(
         r#"
 [ingest]
 otlp_http = "127.0.0.1:{ingest}"
+otlp_grpc = "127.0.0.1:{ingest_grpc}"
 
 [api]
 listen = "127.0.0.1:{api}"
@@ -284,10 +278,29 @@ delivery = {{ initial_backoff = "50ms" }}
     );
     let plume = Service::start(
         &pipeline,
-        &[ingest, api],
+        &[ingest, ingest_grpc, api],
         &[("LF_PUBLIC", "pk-lf-test"), ("LF_SECRET", "sk-lf-test")],
     );
-    send_agent_runs(ingest);
+    // Three runs over OTLP/HTTP, two over OTLP/gRPC.
+    let http = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("http://127.0.0.1:{ingest}/v1/traces"))
+        .build()
+        .unwrap();
+    send_agent_runs(http, 0..3);
+    let grpc_exporter = {
+        let _entered = rt.enter();
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(format!("http://127.0.0.1:{ingest_grpc}"))
+            .build()
+            .unwrap()
+    };
+    {
+        let _entered = rt.enter();
+        send_agent_runs(grpc_exporter, 3..5);
+    }
     for (name, b) in [
         ("OTLP/HTTP", &otlp),
         ("gRPC", &grpc),

@@ -224,3 +224,31 @@ pub fn deadline_ticks(timeout_ms: u64) -> u64 {
     // One more tick than the limit, so a call always gets at least its limit.
     timeout_ms.div_ceil(tick) + 1
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plugin file replaced on disk is compiled again; an unchanged one is
+    /// served from the cache (what a reload relies on).
+    #[test]
+    fn a_replaced_plugin_file_is_compiled_again() {
+        let rt = Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.wasm");
+        let bytes = |name: &str| super::super::builtins::lookup(name).unwrap().bytes;
+        std::fs::write(&path, bytes("attributes")).unwrap();
+        let source = PluginSource::Path(path.clone());
+        let (_, first) = rt.component(&source).unwrap();
+        let (_, again) = rt.component(&source).unwrap();
+        assert_eq!(first, again);
+        std::fs::write(&path, bytes("bench-probe")).unwrap();
+        let (_, swapped) = rt.component(&source).unwrap();
+        assert_ne!(first, swapped);
+        assert_eq!(
+            rt.compiled.lock().unwrap().len(),
+            1,
+            "the old compilation is dropped"
+        );
+    }
+}
