@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -79,6 +79,22 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
 }
 
+/// Where compiled plugins are cached: `$PLUME_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/plume`, else `$HOME/.cache/plume`; `PLUME_CACHE_DIR=off`
+/// (or no home) turns the cache off.
+pub fn compile_cache_dir() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    match std::env::var_os("PLUME_CACHE_DIR") {
+        Some(d) if d == "off" || d.is_empty() => None,
+        Some(d) => std::path::absolute(PathBuf::from(d)).ok(),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|d| d.join("plume")),
+    }
+}
+
 /// The engine, linker and compiled-component cache.
 pub struct Runtime {
     engine: Engine,
@@ -95,6 +111,25 @@ impl Runtime {
         config.epoch_interruption(true);
         // Component-model async is unused; turning it off makes calls cheaper.
         config.concurrency_support(false);
+        if let Some(dir) = compile_cache_dir() {
+            // Compiled code on disk (wasmtime's own cache): a Python or JS
+            // plugin takes seconds to compile, milliseconds to load. Entries
+            // are keyed by the component's bytes, wasmtime's version and the
+            // compiler settings, so a changed plugin or engine never reuses
+            // stale code; an entry that fails to decompress or load is
+            // compiled again. The folder must be trusted like the binary.
+            let mut cache = CacheConfig::new();
+            cache.with_directory(&dir);
+            match Cache::new(cache) {
+                Ok(c) => {
+                    config.cache(Some(c));
+                }
+                Err(e) => tracing::warn!(
+                    "compiled-code cache at {} disabled: {e}",
+                    dir.display()
+                ),
+            }
+        }
         // `PLUME_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names the
         // plugins' compiled functions (profiling only).
         if std::env::var_os("PLUME_PERFMAP").is_some() {
@@ -206,7 +241,9 @@ pub fn new_store(
             limits: StoreLimitsBuilder::new()
                 .memory_size(limits.memory_mb as usize * 1024 * 1024)
                 .trap_on_grow_failure(true)
-                .instances(4)
+                // Interpreters built with componentize-py or componentize-js
+                // are several core instances (libc, the interpreter, adapters).
+                .instances(64)
                 .build(),
             stage: Arc::from(stage),
             stderr,
