@@ -89,7 +89,10 @@ fn build() -> Vec<(&'static str, PathBuf)> {
         "componentize-js (node build.mjs)",
     );
     vec![
-        ("rust", out.join("wasm32-wasip2/plugin/rust_classifier.wasm")),
+        (
+            "rust",
+            out.join("wasm32-wasip2/plugin/rust_classifier.wasm"),
+        ),
         ("python", python),
         ("js", js),
     ]
@@ -218,7 +221,10 @@ fn rust_python_and_js_classifiers_give_identical_output() {
     }
 
     // Not vacuous: every rule fired, and non-tool spans were left alone.
-    let spans: Vec<Value> = rust.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let spans: Vec<Value> = rust
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(spans.len(), 5 * 3 * 6 * 4 * 3);
     let count = |key: &str, value: Value| {
         spans
@@ -261,6 +267,9 @@ fn all_three_reject_an_unknown_config_key() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{lang} accepted an unknown key");
-        assert!(stderr.contains("unknown field `slow_msec`"), "{lang}: {stderr}");
+        assert!(
+            stderr.contains("unknown field `slow_msec`"),
+            "{lang}: {stderr}"
+        );
     }
 }

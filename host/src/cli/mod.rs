@@ -5,6 +5,7 @@ mod load;
 mod replay;
 mod report;
 mod run;
+mod test;
 
 use crate::config::{self, Pipeline};
 use clap::{Parser, Subcommand};
@@ -42,6 +43,9 @@ enum Command {
     Load(load::LoadArgs),
     /// Show a report section (latency, cost, slo, alerts, traces) as a table.
     Report(report::ReportArgs),
+    /// Run pipeline unit tests declared in TOML (input spans, expected
+    /// attributes, dropped spans and alerts); exit 1 if any fails.
+    Test(test::TestArgs),
 }
 
 /// Entry point of the binary.
@@ -61,6 +65,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => bench::bench(&args),
         Command::Load(args) => load::load(&args),
         Command::Report(args) => report::report(&args),
+        Command::Test(args) => test::test(&args),
     };
     match result {
         Ok(code) => code,

@@ -124,10 +124,7 @@ impl Runtime {
                 Ok(c) => {
                     config.cache(Some(c));
                 }
-                Err(e) => tracing::warn!(
-                    "compiled-code cache at {} disabled: {e}",
-                    dir.display()
-                ),
+                Err(e) => tracing::warn!("compiled-code cache at {} disabled: {e}", dir.display()),
             }
         }
         // `PLUME_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names the
