@@ -2,6 +2,7 @@
 
 mod bench;
 mod load;
+mod plugin_new;
 mod replay;
 mod report;
 mod run;
@@ -46,6 +47,9 @@ enum Command {
     /// Run pipeline unit tests declared in TOML (input spans, expected
     /// attributes, dropped spans and alerts); exit 1 if any fails.
     Test(test::TestArgs),
+    /// Plugin projects: `plume plugin new NAME --lang rust|python|js`.
+    #[command(subcommand)]
+    Plugin(plugin_new::PluginCommand),
 }
 
 /// Entry point of the binary.
@@ -66,6 +70,7 @@ pub fn main() -> ExitCode {
         Command::Load(args) => load::load(&args),
         Command::Report(args) => report::report(&args),
         Command::Test(args) => test::test(&args),
+        Command::Plugin(cmd) => plugin_new::plugin(&cmd),
     };
     match result {
         Ok(code) => code,
