@@ -1,5 +1,6 @@
-//! `plume plugin new` makes, for each language, a project that builds with
-//! the commands its README gives and passes its own `plume test` unchanged.
+//! `plume plugin new` makes, for each language and each kind of plugin, a
+//! project that builds with the commands its README gives and passes its own
+//! `plume test` unchanged.
 //! Needs the toolchains of `host/tests/polyglot.rs` (componentize-py, Node.js).
 
 use std::path::Path;
@@ -18,13 +19,18 @@ fn run(cmd: &mut Command, what: &str) -> String {
     text
 }
 
-fn scaffold_builds_and_passes(lang: &str) {
+const KINDS: [&str; 4] = ["processor", "evaluator", "router", "exporter"];
+
+fn scaffold_builds_and_passes(lang: &str, kind: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let name = format!("team-{lang}");
+    let name = format!("team-{lang}-{kind}");
+    let ident = name.replace('-', "_");
     let plume = env!("CARGO_BIN_EXE_plume");
     run(
         Command::new(plume)
-            .args(["plugin", "new", &name, "--lang", lang, "--dir"])
+            .args([
+                "plugin", "new", &name, "--lang", lang, "--kind", kind, "--dir",
+            ])
             .arg(dir.path()),
         "plume plugin new",
     );
@@ -50,16 +56,19 @@ fn scaffold_builds_and_passes(lang: &str) {
                     .env_remove("CARGO_ENCODED_RUSTFLAGS"),
                 "cargo build",
             );
-            let built = root.join("target/scaffold/wasm32-wasip2/release/team_rust.wasm");
+            let file = format!("{ident}.wasm");
+            let built = root
+                .join("target/scaffold/wasm32-wasip2/release")
+                .join(&file);
             let at = project.join("target/wasm32-wasip2/release");
             std::fs::create_dir_all(&at).unwrap();
-            std::fs::copy(built, at.join("team_rust.wasm")).unwrap();
+            std::fs::copy(built, at.join(file)).unwrap();
         }
         "python" => {
             run(
                 Command::new("componentize-py")
                     .current_dir(&project)
-                    .args(["-d", "wit", "-w", "processor", "componentize", "app", "-o"])
+                    .args(["-d", "wit", "-w", kind, "componentize", "app", "-o"])
                     .arg(format!("{name}.wasm")),
                 "componentize-py",
             );
@@ -88,22 +97,28 @@ fn scaffold_builds_and_passes(lang: &str) {
             .env("PLUME_CACHE_DIR", root.join("target/plume-cache")),
         "plume test",
     );
-    assert!(out.contains("1 passed, 0 failed"), "{lang}: {out}");
+    assert!(out.contains("1 passed, 0 failed"), "{lang} {kind}: {out}");
 }
 
 #[test]
-fn a_new_rust_plugin_builds_and_passes_its_tests() {
-    scaffold_builds_and_passes("rust");
+fn new_rust_plugins_of_every_kind_build_and_pass_their_tests() {
+    for kind in KINDS {
+        scaffold_builds_and_passes("rust", kind);
+    }
 }
 
 #[test]
-fn a_new_python_plugin_builds_and_passes_its_tests() {
-    scaffold_builds_and_passes("python");
+fn new_python_plugins_of_every_kind_build_and_pass_their_tests() {
+    for kind in KINDS {
+        scaffold_builds_and_passes("python", kind);
+    }
 }
 
 #[test]
-fn a_new_js_plugin_builds_and_passes_its_tests() {
-    scaffold_builds_and_passes("js");
+fn new_js_plugins_of_every_kind_build_and_pass_their_tests() {
+    for kind in KINDS {
+        scaffold_builds_and_passes("js", kind);
+    }
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! `plume plugin new NAME --lang rust|python|js`: a working plugin project
+//! `plume plugin new NAME --lang rust|python|js [--kind processor|evaluator|router|exporter]`:
+//! a working plugin project
 //! (the WIT, the code, its build, a pipeline and `plume test` tests) that
 //! builds and passes its tests unchanged.
 
@@ -20,11 +21,68 @@ pub enum Lang {
     Js,
 }
 
-/// Plugin kinds a project can be made for.
+/// Plugin kinds a project can be made for (the worlds of wit/pipeline.wit).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq)]
 pub enum Kind {
-    /// Reads and edits spans (the only kind scaffolded so far).
+    /// Reads and edits spans.
     Processor,
+    /// Keeps state over spans, raises alerts, reports.
+    Evaluator,
+    /// Deduplicates alerts and chooses their exporters.
+    Router,
+    /// Turns spans and alerts into payloads for a destination.
+    Exporter,
+}
+
+impl Kind {
+    fn world(self) -> &'static str {
+        match self {
+            Kind::Processor => "processor",
+            Kind::Evaluator => "evaluator",
+            Kind::Router => "router",
+            Kind::Exporter => "exporter",
+        }
+    }
+}
+
+/// The code template of a language and kind.
+fn code(lang: Lang, kind: Kind) -> &'static str {
+    match (lang, kind) {
+        (Lang::Rust, Kind::Processor) => include_str!("templates/rust/processor.rs.tmpl"),
+        (Lang::Rust, Kind::Evaluator) => include_str!("templates/rust/evaluator.rs.tmpl"),
+        (Lang::Rust, Kind::Router) => include_str!("templates/rust/router.rs.tmpl"),
+        (Lang::Rust, Kind::Exporter) => include_str!("templates/rust/exporter.rs.tmpl"),
+        (Lang::Python, Kind::Processor) => include_str!("templates/python/processor.py.tmpl"),
+        (Lang::Python, Kind::Evaluator) => include_str!("templates/python/evaluator.py.tmpl"),
+        (Lang::Python, Kind::Router) => include_str!("templates/python/router.py.tmpl"),
+        (Lang::Python, Kind::Exporter) => include_str!("templates/python/exporter.py.tmpl"),
+        (Lang::Js, Kind::Processor) => include_str!("templates/js/processor.js.tmpl"),
+        (Lang::Js, Kind::Evaluator) => include_str!("templates/js/evaluator.js.tmpl"),
+        (Lang::Js, Kind::Router) => include_str!("templates/js/router.js.tmpl"),
+        (Lang::Js, Kind::Exporter) => include_str!("templates/js/exporter.js.tmpl"),
+    }
+}
+
+/// The pipeline and tests of a kind.
+fn pipeline_and_tests(kind: Kind) -> (&'static str, &'static str) {
+    match kind {
+        Kind::Processor => (
+            include_str!("templates/kinds/processor.pipeline.toml.tmpl"),
+            include_str!("templates/kinds/processor.tests.toml.tmpl"),
+        ),
+        Kind::Evaluator => (
+            include_str!("templates/kinds/evaluator.pipeline.toml.tmpl"),
+            include_str!("templates/kinds/evaluator.tests.toml.tmpl"),
+        ),
+        Kind::Router => (
+            include_str!("templates/kinds/router.pipeline.toml.tmpl"),
+            include_str!("templates/kinds/router.tests.toml.tmpl"),
+        ),
+        Kind::Exporter => (
+            include_str!("templates/kinds/exporter.pipeline.toml.tmpl"),
+            include_str!("templates/kinds/exporter.tests.toml.tmpl"),
+        ),
+    }
 }
 
 /// Arguments of `plume plugin new`.
@@ -85,7 +143,8 @@ fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
         Lang::Python => (
             format!("{name}.wasm"),
             format!(
-                "pip install componentize-py==0.25.1\ncomponentize-py -d wit -w processor componentize app -o {name}.wasm"
+                "pip install componentize-py==0.25.1\ncomponentize-py -d wit -w {} componentize app -o {name}.wasm",
+                args.kind.world()
             ),
             "Python",
         ),
@@ -98,44 +157,35 @@ fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
     let fill = |t: &str| {
         t.replace("{{name}}", name)
             .replace("{{attr}}", &attr)
+            .replace("{{ident}}", &crate_name)
             .replace("{{wasm}}", &wasm)
             .replace("{{build}}", &build)
             .replace("{{language}}", language)
-            .replace("{{kind}}", "processor")
+            .replace("{{kind}}", args.kind.world())
     };
+    let (pipeline, tests) = pipeline_and_tests(args.kind);
     let mut files: Vec<(&str, String)> = vec![
         ("wit/pipeline.wit", WIT.to_string()),
-        (
-            "pipeline.toml",
-            fill(include_str!("templates/pipeline.toml.tmpl")),
-        ),
-        (
-            "tests.toml",
-            fill(include_str!("templates/tests.toml.tmpl")),
-        ),
+        ("pipeline.toml", fill(pipeline)),
+        ("tests.toml", fill(tests)),
         ("README.md", fill(include_str!("templates/README.md.tmpl"))),
     ];
+    let source = fill(code(args.lang, args.kind));
     match args.lang {
         Lang::Rust => {
             files.push((
                 "Cargo.toml",
                 fill(include_str!("templates/rust/Cargo.toml.tmpl")),
             ));
-            files.push((
-                "src/lib.rs",
-                fill(include_str!("templates/rust/lib.rs.tmpl")),
-            ));
+            files.push(("src/lib.rs", source));
             files.push((".gitignore", "target/\n".into()));
         }
         Lang::Python => {
-            files.push(("app.py", fill(include_str!("templates/python/app.py.tmpl"))));
+            files.push(("app.py", source));
             files.push((".gitignore", "*.wasm\n__pycache__/\n".into()));
         }
         Lang::Js => {
-            files.push((
-                "plugin.js",
-                fill(include_str!("templates/js/plugin.js.tmpl")),
-            ));
+            files.push(("plugin.js", source));
             files.push((
                 "package.json",
                 fill(include_str!("templates/js/package.json.tmpl")),
@@ -150,7 +200,11 @@ fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
     for (path, text) in &files {
         write(&root, path, text)?;
     }
-    println!("created {} ({language} processor)", root.display());
+    println!(
+        "created {} ({language} {})",
+        root.display(),
+        args.kind.world()
+    );
     println!("  cd {}", root.display());
     for line in build.lines() {
         println!("  {line}");

@@ -26,6 +26,10 @@
 //! [[test.expect_alert]]
 //! rule = "error_rate"
 //! severity = "page"                   # optional
+//!
+//! [[test.expect_output]]              # with `keep_exports = true` at the top:
+//! path = "out.tsv"                    # a file the pipeline's exporters write
+//! contains = ["chat gpt-4o"]          # (removed before the test)
 //! ```
 
 use super::load;
@@ -53,6 +57,9 @@ pub struct TestArgs {
 struct TestFile {
     /// The pipeline under test, relative to the test file.
     pipeline: PathBuf,
+    /// Also run the pipeline's own exporters (to test an exporter plugin).
+    #[serde(default)]
+    keep_exports: bool,
     #[serde(default)]
     test: Vec<TestCase>,
 }
@@ -70,6 +77,18 @@ struct TestCase {
     expect_dropped: Vec<String>,
     #[serde(default)]
     expect_alert: Vec<ExpectAlert>,
+    #[serde(default)]
+    expect_output: Vec<ExpectOutput>,
+}
+
+/// A file an exporter writes (`keep_exports = true`): removed before the
+/// test, then expected to contain each string.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpectOutput {
+    path: PathBuf,
+    #[serde(default)]
+    contains: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -111,7 +130,7 @@ pub(super) fn test(args: &TestArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&dir)?;
     let mut failed = 0;
     for (i, case) in tests.test.iter().enumerate() {
-        let problems = run_case(&pipeline, &rt, base, &dir, i, case)
+        let problems = run_case(&pipeline, tests.keep_exports, &rt, base, &dir, i, case)
             .unwrap_or_else(|e| vec![format!("{e:#}")]);
         if problems.is_empty() {
             println!("test {} ... ok", case.name);
@@ -195,6 +214,7 @@ fn input_lines(base: &Path, n: usize, case: &TestCase) -> anyhow::Result<Vec<Str
 
 fn run_case(
     pipeline: &crate::config::Pipeline,
+    keep_exports: bool,
     rt: &Runtime,
     base: &Path,
     dir: &Path,
@@ -208,14 +228,20 @@ fn run_case(
     }
     let input_names: Vec<String> = spans.iter().map(|s| s.name.clone()).collect();
     let out = dir.join(format!("test-{n}.jsonl"));
+    for o in &case.expect_output {
+        let _ = std::fs::remove_file(&o.path);
+    }
     let mut p = pipeline.clone();
-    p.exports = vec![PluginSpec::builtin(
+    if !keep_exports {
+        p.exports.clear();
+    }
+    p.exports.push(PluginSpec::builtin(
         "test-output",
         PluginKind::Exporter,
         "jsonl",
         serde_json::json!({ "path": out.display().to_string() }).to_string(),
         "plume test",
-    )];
+    ));
     let options = EngineOptions {
         clock: HoldClock::Event,
         ..EngineOptions::default()
@@ -305,6 +331,22 @@ fn run_case(
                     .unwrap_or_default(),
                 if seen.is_empty() { "none".into() } else { seen }
             ));
+        }
+    }
+    for o in &case.expect_output {
+        match std::fs::read_to_string(&o.path) {
+            Err(e) => problems.push(format!("output {}: {e}", o.path.display())),
+            Ok(text) => {
+                for want in &o.contains {
+                    if !text.contains(want.as_str()) {
+                        problems.push(format!(
+                            "output {} does not contain {want:?}; it is:\n{}",
+                            o.path.display(),
+                            text.lines().take(20).collect::<Vec<_>>().join("\n")
+                        ));
+                    }
+                }
+            }
         }
     }
     Ok(problems)
