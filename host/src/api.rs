@@ -189,10 +189,36 @@ fn unavailable() -> Response {
 }
 
 async fn readyz(State(api): State<Arc<Api>>) -> Response {
-    match ask(&api).await {
-        Some(_) => "ready\n".into_response(),
-        None => unavailable(),
+    let Some((_, stats)) = ask(&api).await else {
+        return unavailable();
+    };
+    let disabled: Vec<&str> = all_entries(&stats)
+        .filter(|(_, e)| e.disabled)
+        .map(|(_, e)| e.name.as_str())
+        .collect();
+    if disabled.is_empty() {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: disabled by the crash-loop breaker: {}\n",
+                disabled.join(", ")
+            ),
+        )
+            .into_response()
     }
+}
+
+/// Every entry of the pipeline with its kind.
+fn all_entries(stats: &PipelineStats) -> impl Iterator<Item = (&'static str, &EntryStats)> {
+    stats
+        .stages
+        .iter()
+        .map(|s| ("stage", s))
+        .chain(stats.evaluators.iter().map(|s| ("evaluator", s)))
+        .chain(stats.router.iter().map(|s| ("router", s)))
+        .chain(stats.exports.iter().map(|s| ("export", s)))
 }
 
 async fn all_reports(State(api): State<Arc<Api>>) -> Response {
@@ -267,14 +293,7 @@ pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) 
         "Spans that reached the exporters.",
         &[("", stats.spans_out as f64)],
     );
-    let entries: Vec<(&str, &EntryStats)> = stats
-        .stages
-        .iter()
-        .map(|s| ("stage", s))
-        .chain(stats.evaluators.iter().map(|s| ("evaluator", s)))
-        .chain(stats.router.iter().map(|s| ("router", s)))
-        .chain(stats.exports.iter().map(|s| ("export", s)))
-        .collect();
+    let entries: Vec<(&str, &EntryStats)> = all_entries(stats).collect();
     let labels: Vec<String> = entries
         .iter()
         .map(|(kind, s)| format!("kind=\"{kind}\",entry=\"{}\"", escape(&s.name)))
@@ -322,6 +341,24 @@ pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) 
         "plume_entry_restarts_total",
         "Plugin instances rebuilt after a trap.",
         &|s| s.restarts as f64,
+    );
+    family(
+        &mut out,
+        "plume_entry_breaker_trips_total",
+        "Times the crash-loop breaker disabled the plugin.",
+        &|s| s.breaker_trips as f64,
+    );
+    let disabled: Vec<(&str, f64)> = entries
+        .iter()
+        .zip(&labels)
+        .map(|((_, s), l)| (l.as_str(), if s.disabled { 1.0 } else { 0.0 }))
+        .collect();
+    metric(
+        &mut out,
+        "plume_entry_disabled",
+        "gauge",
+        "1 while the crash-loop breaker keeps the plugin disabled.",
+        &disabled,
     );
     family(
         &mut out,

@@ -12,7 +12,12 @@ const CHAOS: &str = concat!(env!("PLUME_TEST_PLUGINS"), "/test-chaos.wasm");
 
 /// Three spans; the first carries the `chaos` trigger attribute when `trigger`.
 fn batch(trigger: bool, seed: u64) -> Vec<Span> {
-    let mut spans = plume::bench::synthetic_spans(3, seed, 1_764_000_000_000_000_000);
+    batch_at(trigger, seed, 1_764_000_000_000_000_000)
+}
+
+/// As `batch`, at event time `start`.
+fn batch_at(trigger: bool, seed: u64, start: u64) -> Vec<Span> {
+    let mut spans = plume::bench::synthetic_spans(3, seed, start);
     if trigger {
         spans[0]
             .attributes
@@ -27,6 +32,11 @@ struct Run {
 }
 
 fn pipeline(mode: &str, on_error: &str, limits: &str) -> Run {
+    pipeline_with(mode, on_error, limits, "")
+}
+
+/// As `pipeline`, with more keys for the stage (e.g. `breaker = {...}`).
+fn pipeline_with(mode: &str, on_error: &str, limits: &str, extra: &str) -> Run {
     let out = tempfile::tempdir().unwrap();
     let text = format!(
         r#"
@@ -44,6 +54,7 @@ plugin = "{CHAOS}"
 config = {{ mode = "{mode}", trigger = "chaos" }}
 on_error = "{on_error}"
 limits = {limits}
+{extra}
 
 [[export]]
 plugin = "builtin:jsonl"
@@ -164,4 +175,90 @@ fn plugins_can_drop_and_write() {
         .filter(|l| l["attributes"]["chaos.seen"] == true)
         .collect();
     assert_eq!(tagged.len(), 1);
+}
+
+/// A stage that traps on every batch is disabled after `max_failures`: no
+/// more rebuilds, spans bypass it, a page alert is raised (and resolved when a
+/// try after the cooldown works), and the state is in the counters.
+#[test]
+fn the_crash_loop_breaker_disables_then_brings_back_a_failing_stage() {
+    let mut run = pipeline_with(
+        "trap",
+        "drop",
+        "{ timeout_ms = 1000 }",
+        r#"breaker = { max_failures = 3, window = "60s", cooldown = "300ms" }"#,
+    );
+    let t0 = 1_764_000_000_000_000_000u64;
+    let second = 1_000_000_000;
+    for i in 0..5 {
+        run.engine.process(batch_at(true, i, t0 + i * second));
+    }
+    let stats = run.engine.stats();
+    let chaos = &stats.stages[0];
+    assert!(chaos.disabled);
+    assert_eq!(chaos.breaker_trips, 1);
+    assert_eq!(chaos.restarts, 2, "rebuilt twice, then no more");
+    assert_eq!(chaos.errors.get("trap"), Some(&3));
+    assert_eq!(chaos.errors.get("disabled"), Some(&2));
+    assert_eq!(
+        chaos.dropped_on_error, 9,
+        "on_error = drop for the failures"
+    );
+    assert_eq!(chaos.passed_on_error, 6, "bypass while disabled");
+    // After the cooldown one try goes through; a good batch closes the breaker.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    run.engine.process(batch_at(false, 9, t0 + 9 * second));
+    run.engine.process(batch_at(false, 10, t0 + 10 * second));
+    let chaos = &run.engine.stats().stages[0];
+    assert!(!chaos.disabled, "enabled again");
+    run.engine.flush();
+    let report = run.engine.report();
+    let alerts: Vec<&serde_json::Value> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "plugin_disabled")
+        .collect();
+    assert_eq!(alerts.len(), 2, "{report}");
+    assert_eq!(alerts[0]["status"], "firing");
+    assert_eq!(alerts[0]["severity"], "page");
+    assert_eq!(alerts[0]["labels"]["entry"], "chaos");
+    assert_eq!(alerts[1]["status"], "resolved");
+    let lines = run.lines("spans.jsonl");
+    let spans = lines.iter().filter(|l| l.get("type").is_none()).count();
+    assert_eq!(spans, 6 + 6, "bypassed and good batches exported");
+    assert_eq!(
+        lines.len() - spans,
+        2,
+        "the alert and its resolution, as alert lines"
+    );
+}
+
+/// `policy = "stop"`: while disabled, spans go to the dead-letter file.
+#[test]
+fn a_stopped_stage_dead_letters_its_spans() {
+    let mut run = pipeline_with(
+        "trap",
+        "pass",
+        "{ timeout_ms = 1000 }",
+        r#"breaker = { max_failures = 2, policy = "stop", cooldown = "1h" }"#,
+    );
+    let t0 = 1_764_000_000_000_000_000u64;
+    for i in 0..4 {
+        run.engine
+            .process(batch_at(true, i, t0 + i * 1_000_000_000));
+    }
+    run.engine.flush();
+    let dead = run.lines("dead.jsonl");
+    assert_eq!(dead.len(), 6, "the two batches after the breaker opened");
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("disabled by the crash-loop breaker")
+    );
+    let lines = run.lines("spans.jsonl");
+    let spans = lines.iter().filter(|l| l.get("type").is_none()).count();
+    assert_eq!(spans, 6, "the two failures passed (on_error)");
+    assert_eq!(lines.len() - spans, 1, "the plugin_disabled alert");
 }

@@ -35,6 +35,12 @@
 //! config = { table = "p.json" }    # given to the plugin as JSON; default {}
 //! on_error = "pass"                # pass | drop | dead-letter; default pass
 //! limits = { memory_mb = 64, timeout_ms = 100 }   # defaults shown; 1..=4096 MiB, 1..=60000 ms
+//! breaker = { max_failures = 5, window = "60s", cooldown = "5m", policy = "bypass" }
+//!                                  # crash-loop breaker, defaults shown: after max_failures traps,
+//!                                  # timeouts or memory failures within window, the entry is not
+//!                                  # called for cooldown (alert plugin_disabled, /readyz 503);
+//!                                  # meanwhile spans bypass it, or with "stop" are dead-lettered;
+//!                                  # max_failures = 0 turns it off
 //!
 //! [[evaluator]]                    # same keys as a stage
 //! [[router]]                       # at most one; same keys
@@ -269,6 +275,60 @@ pub struct PluginConfig {
     pub grants: Spanned<Grants>,
     /// Queue and retries of a remote sink ([[export]] only).
     pub delivery: Option<Spanned<DeliveryConfig>>,
+    /// The crash-loop breaker.
+    pub breaker: Option<Spanned<BreakerConfig>>,
+}
+
+/// `breaker = { ... }`: a plugin that fails `max_failures` times within
+/// `window` is disabled for `cooldown`, then tried again.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Failures (traps, timeouts, memory, broken contracts; not errors the
+    /// plugin returns) that disable it; 0 turns the breaker off. Default 5.
+    pub max_failures: Option<u32>,
+    /// The window they are counted in (default `"60s"`).
+    pub window: Option<String>,
+    /// How long it stays disabled before one more try (default `"5m"`).
+    pub cooldown: Option<String>,
+    /// While disabled: `bypass` (spans pass the stage untouched, the default)
+    /// or `stop` (spans go to the dead-letter file; processors only).
+    pub policy: Option<BreakerPolicy>,
+}
+
+/// What a processor's batches do while its breaker is open.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerPolicy {
+    /// Spans pass the stage untouched.
+    #[default]
+    Bypass,
+    /// Spans stop there: written to the dead-letter file, with the reason.
+    Stop,
+}
+
+/// The crash-loop breaker's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerSettings {
+    /// Failures within `window` that open the breaker; 0: never.
+    pub max_failures: u32,
+    /// The counting window.
+    pub window: std::time::Duration,
+    /// Time disabled before the next try.
+    pub cooldown: std::time::Duration,
+    /// While disabled.
+    pub policy: BreakerPolicy,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            max_failures: 5,
+            window: std::time::Duration::from_secs(60),
+            cooldown: std::time::Duration::from_secs(300),
+            policy: BreakerPolicy::Bypass,
+        }
+    }
 }
 
 /// `delivery = { ... }` of an `[[export]]` whose sink is remote (HTTP, gRPC).
@@ -359,6 +419,8 @@ pub struct PluginSpec {
     pub grants: Grants,
     /// Queue and retries, for an exporter with a remote sink.
     pub delivery: DeliverySettings,
+    /// The crash-loop breaker.
+    pub breaker: BreakerSettings,
     /// The file it was declared in.
     pub file: String,
     /// The line of its `[[section]]` header.
@@ -385,6 +447,7 @@ impl PluginSpec {
             limits: Limits::default(),
             grants: Grants::default(),
             delivery: DeliverySettings::default(),
+            breaker: BreakerSettings::default(),
             file: "<plume>".to_string(),
             line: 0,
             key: key.to_string(),
@@ -643,6 +706,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                     Some(d) => delivery_settings(d, &key, err),
                     None => DeliverySettings::default(),
                 };
+                let breaker = breaker_settings(c.breaker.as_ref(), kind, &key, err);
                 let config_json = match serde_json::to_string(&c.config) {
                     Ok(j) => j,
                     Err(e) => {
@@ -663,6 +727,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                     limits,
                     grants: c.grants.get_ref().clone(),
                     delivery,
+                    breaker,
                     file: file.to_string(),
                     line: line_of(text, span.start),
                     key,
@@ -816,6 +881,41 @@ fn duration(
             format!("{text:?} is not a duration like \"5s\" or \"250ms\": {e}"),
         ),
     }
+}
+
+/// `breaker = {...}` as settings; bad values are reported through `err`.
+fn breaker_settings(
+    raw: Option<&Spanned<BreakerConfig>>,
+    kind: PluginKind,
+    key: &str,
+    err: &mut dyn FnMut(std::ops::Range<usize>, String, String),
+) -> BreakerSettings {
+    let mut s = BreakerSettings::default();
+    let Some(raw) = raw else { return s };
+    let b = raw.get_ref();
+    if let Some(n) = b.max_failures {
+        s.max_failures = n;
+    }
+    if let Some(p) = b.policy {
+        if p == BreakerPolicy::Stop && kind != PluginKind::Processor {
+            err(
+                raw.span(),
+                format!("{key}.breaker.policy"),
+                "stop applies to [[stage]] processors only (their spans go to the dead-letter file)"
+                    .into(),
+            );
+        }
+        s.policy = p;
+    }
+    for (name, value, into) in [
+        ("window", &b.window, &mut s.window),
+        ("cooldown", &b.cooldown, &mut s.cooldown),
+    ] {
+        if let Some(v) = value {
+            duration(v, raw.span(), &format!("{key}.breaker.{name}"), into, err);
+        }
+    }
+    s
 }
 
 /// `delivery = {...}` as settings; bad values are reported through `err`.

@@ -10,7 +10,7 @@ pub mod hold;
 pub mod sink;
 pub mod stats;
 
-use crate::config::{ConfigErrors, OnError, Pipeline, PluginSpec};
+use crate::config::{BreakerPolicy, ConfigErrors, OnError, Pipeline, PluginSpec};
 use crate::plugin::bindings::Processor;
 use crate::plugin::bindings::evaluator::Evaluator;
 use crate::plugin::bindings::exporter::Exporter;
@@ -18,6 +18,7 @@ use crate::plugin::bindings::router::Router;
 use crate::plugin::bindings::types::{
     Alert, Batch as WitBatch, Notification, Part, Severity, Sink as WitSink, Value,
 };
+use crate::plugin::breaker::BreakerEvent;
 use crate::plugin::instance::{PluginError, Sandbox};
 use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
 use crate::plugin::runtime::Runtime;
@@ -402,6 +403,33 @@ impl Engine {
         self.spans_out += batch.len() as u64;
     }
 
+    /// Alerts for plugins whose crash-loop breaker opened or closed.
+    fn breaker_alerts(&mut self, now: u64) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        let mut add = |spec: &PluginSpec, events: Vec<BreakerEvent>| {
+            for e in events {
+                alerts.push(breaker_alert(spec, e, now));
+            }
+        };
+        for s in &mut self.stages {
+            let events = s.sandbox.breaker_events();
+            add(s.sandbox.spec(), events);
+        }
+        for s in &mut self.evaluators {
+            let events = s.sandbox.breaker_events();
+            add(s.sandbox.spec(), events);
+        }
+        if let Some(r) = &mut self.router {
+            let events = r.sandbox.breaker_events();
+            add(r.sandbox.spec(), events);
+        }
+        for s in &mut self.exports {
+            let events = s.sandbox.breaker_events();
+            add(s.sandbox.spec(), events);
+        }
+        alerts
+    }
+
     /// Runs processor `i`; false when the batch is gone (dropped or
     /// dead-lettered on error).
     fn run_stage(&mut self, i: usize, batch: &mut Batch) -> bool {
@@ -432,7 +460,14 @@ impl Engine {
             Ok(()) => true,
             Err(e) => {
                 note_error(&mut stage.stats, stage.sandbox.spec(), &e);
-                match stage.sandbox.spec().on_error {
+                // While the breaker keeps the stage disabled, its own policy
+                // applies instead of `on_error`.
+                let on_error = match (&e, stage.sandbox.spec().breaker.policy) {
+                    (PluginError::Disabled { .. }, BreakerPolicy::Bypass) => OnError::Pass,
+                    (PluginError::Disabled { .. }, BreakerPolicy::Stop) => OnError::DeadLetter,
+                    _ => stage.sandbox.spec().on_error,
+                };
+                match on_error {
                     OnError::Pass => {
                         stage.stats.passed_on_error += batch.len() as u64;
                         true
@@ -498,7 +533,7 @@ impl Engine {
     /// Advances evaluators to the current event time and routes their alerts.
     fn tick(&mut self) -> Vec<Notification> {
         let now = self.event_time;
-        let mut alerts: Vec<Alert> = Vec::new();
+        let mut alerts: Vec<Alert> = self.breaker_alerts(now);
         for ev in &mut self.evaluators {
             match ev.call(|s| s.tick(now)) {
                 Ok(mut a) => alerts.append(&mut a),
@@ -710,9 +745,20 @@ impl Engine {
             lines_failed: 0,
             spans_in: self.spans_in,
             spans_out: self.spans_out,
-            stages: self.stages.iter().map(|s| s.stats.clone()).collect(),
-            evaluators: self.evaluators.iter().map(|s| s.stats.clone()).collect(),
-            router: self.router.as_ref().map(|r| r.stats.clone()),
+            stages: self
+                .stages
+                .iter()
+                .map(|s| with_breaker(&s.stats, &s.sandbox))
+                .collect(),
+            evaluators: self
+                .evaluators
+                .iter()
+                .map(|s| with_breaker(&s.stats, &s.sandbox))
+                .collect(),
+            router: self
+                .router
+                .as_ref()
+                .map(|r| with_breaker(&r.stats, &r.sandbox)),
             exports: self
                 .exports
                 .iter()
@@ -721,7 +767,7 @@ impl Engine {
                         Sink::Remote(d) => Some(d.stats()),
                         _ => None,
                     },
-                    ..s.stats.clone()
+                    ..with_breaker(&s.stats, &s.sandbox)
                 })
                 .collect(),
             hold: self.hold.stats(),
@@ -778,7 +824,67 @@ fn merge_report(into: &mut Map<String, Json>, from: Map<String, Json>) {
 
 fn note_error(stats: &mut EntryStats, spec: &PluginSpec, e: &PluginError) {
     *stats.errors.entry(e.label()).or_default() += 1;
-    tracing::warn!(entry = %spec.name, on_error = ?spec.on_error, "plugin {e}");
+    // A disabled plugin is logged once, when its breaker opens.
+    if !matches!(e, PluginError::Disabled { .. }) {
+        tracing::warn!(entry = %spec.name, on_error = ?spec.on_error, "plugin {e}");
+    }
+}
+
+/// An entry's counters with its breaker's state.
+fn with_breaker<W: crate::plugin::instance::World>(
+    stats: &EntryStats,
+    sandbox: &Sandbox<W>,
+) -> EntryStats {
+    EntryStats {
+        disabled: sandbox.disabled(),
+        breaker_trips: sandbox.breaker_trips(),
+        ..stats.clone()
+    }
+}
+
+/// The alert for a breaker's change of state.
+fn breaker_alert(spec: &PluginSpec, event: BreakerEvent, at: u64) -> Alert {
+    let b = &spec.breaker;
+    let (firing, summary, value) = match event {
+        BreakerEvent::Opened { failures } => {
+            tracing::error!(
+                entry = %spec.name,
+                "disabled by the crash-loop breaker: {failures} failures within {:?}; next try in {:?} ({:?} meanwhile)",
+                b.window, b.cooldown, b.policy
+            );
+            (
+                true,
+                format!(
+                    "{} {} failed {failures} times within {}s: disabled ({:?}) for {}s",
+                    spec.kind,
+                    spec.name,
+                    b.window.as_secs(),
+                    b.policy,
+                    b.cooldown.as_secs()
+                ),
+                failures as f64,
+            )
+        }
+        BreakerEvent::Closed => {
+            tracing::info!(entry = %spec.name, "enabled again: a try after the cooldown succeeded");
+            (
+                false,
+                format!("{} {} works again", spec.kind, spec.name),
+                0.0,
+            )
+        }
+    };
+    Alert {
+        rule: "plugin_disabled".into(),
+        severity: Severity::Page,
+        labels: vec![("entry".into(), spec.name.clone())],
+        summary,
+        value,
+        threshold: b.max_failures as f64,
+        runbook: "examples/runbooks/plugin-disabled.md".into(),
+        firing,
+        at,
+    }
 }
 
 /// Validates every edit before applying any, so a bad answer leaves the batch

@@ -31,6 +31,10 @@ pub struct EntryStats {
     pub restarts: u64,
     /// Time spent in the entry (projection, call, applying edits), ns.
     pub nanos: u64,
+    /// True while the crash-loop breaker keeps the plugin disabled.
+    pub disabled: bool,
+    /// Times the breaker disabled it.
+    pub breaker_trips: u64,
     /// What a remote sink sent, retried, gave up and dropped (exporters).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<super::delivery::DeliveryStats>,

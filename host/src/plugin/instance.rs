@@ -10,6 +10,7 @@ use super::bindings::types::{
     Alert, Batch as WitBatch, ExporterManifest, Manifest, Notification, Part,
 };
 use super::bindings::{Processor, ProcessorPre};
+use super::breaker::{Breaker, BreakerEvent};
 use super::runtime::{HostState, Runtime, deadline_ticks, new_store};
 use crate::config::PluginSpec;
 use std::fmt;
@@ -43,6 +44,11 @@ pub enum PluginError {
     Returned(String),
     /// The plugin's answer broke the contract (bad row or slot index, ...).
     Contract(String),
+    /// Not called: the crash-loop breaker disabled the plugin.
+    Disabled {
+        /// Seconds until the next try.
+        next_try_secs: u64,
+    },
 }
 
 impl fmt::Display for PluginError {
@@ -60,6 +66,10 @@ impl fmt::Display for PluginError {
             }
             PluginError::Returned(m) => write!(f, "returned an error: {m}"),
             PluginError::Contract(m) => write!(f, "broke the plugin contract: {m}"),
+            PluginError::Disabled { next_try_secs } => write!(
+                f,
+                "disabled by the crash-loop breaker (next try in {next_try_secs} s)"
+            ),
         }
     }
 }
@@ -73,6 +83,7 @@ impl PluginError {
             PluginError::Trap { .. } => "trap",
             PluginError::Returned(_) => "error",
             PluginError::Contract(_) => "contract",
+            PluginError::Disabled { .. } => "disabled",
         }
     }
 }
@@ -176,6 +187,8 @@ pub struct Sandbox<W: World> {
     spec: PluginSpec,
     /// Hash of the component's bytes: equal means the same code.
     code_hash: u64,
+    /// Disables the plugin when it keeps failing.
+    breaker: Breaker,
     poisoned: bool,
     /// How many times the instance was rebuilt after a trap.
     pub restarts: u64,
@@ -208,6 +221,7 @@ impl<W: World> Sandbox<W> {
             world,
             spec: spec.clone(),
             code_hash,
+            breaker: Breaker::new(spec.breaker.clone()),
             poisoned: false,
             restarts: 0,
         };
@@ -263,12 +277,30 @@ impl<W: World> Sandbox<W> {
         self.poisoned = false;
         self.restarts += 1;
         let config = self.spec.config_json.clone();
-        self.call(|w, s| w.init(s, &config)).map(|_| ())
+        self.call_unguarded(|w, s| w.init(s, &config)).map(|_| ())
     }
 
     /// Calls into the plugin under its time limit. Traps and limit breaches
     /// poison the instance; the plugin's own `Err` does not.
     pub fn call<T>(
+        &mut self,
+        f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, PluginError> {
+        let now = std::time::Instant::now();
+        if let Err(left) = self.breaker.allow(now) {
+            return Err(PluginError::Disabled {
+                next_try_secs: left.as_secs() + 1,
+            });
+        }
+        let result = self.call_unguarded(f);
+        match &result {
+            Err(PluginError::Returned(_)) | Ok(_) => self.breaker.success(),
+            Err(_) => self.breaker.failure(now),
+        }
+        result
+    }
+
+    fn call_unguarded<T>(
         &mut self,
         f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, PluginError> {
@@ -285,6 +317,21 @@ impl<W: World> Sandbox<W> {
                 Err(self.classify(e))
             }
         }
+    }
+
+    /// True while the crash-loop breaker keeps the plugin disabled.
+    pub fn disabled(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// How many times the breaker disabled the plugin.
+    pub fn breaker_trips(&self) -> u64 {
+        self.breaker.trips
+    }
+
+    /// The breaker's state changes since the last call.
+    pub fn breaker_events(&mut self) -> Vec<BreakerEvent> {
+        self.breaker.take_events()
     }
 
     fn classify(&self, e: wasmtime::Error) -> PluginError {

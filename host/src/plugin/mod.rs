@@ -3,6 +3,7 @@
 //! per plugin kind.
 
 pub mod bindings;
+pub mod breaker;
 pub mod builtins;
 pub mod instance;
 pub mod projection;
