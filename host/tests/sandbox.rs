@@ -37,6 +37,11 @@ fn pipeline(mode: &str, on_error: &str, limits: &str) -> Run {
 
 /// As `pipeline`, with more keys for the stage (e.g. `breaker = {...}`).
 fn pipeline_with(mode: &str, on_error: &str, limits: &str, extra: &str) -> Run {
+    pipeline_full(mode, "", on_error, limits, extra)
+}
+
+/// As `pipeline_with`, with more keys in the plugin's config (`, key = value`).
+fn pipeline_full(mode: &str, config: &str, on_error: &str, limits: &str, extra: &str) -> Run {
     let out = tempfile::tempdir().unwrap();
     let text = format!(
         r#"
@@ -51,7 +56,7 @@ path = "{dl}"
 [[stage]]
 name = "chaos"
 plugin = "{CHAOS}"
-config = {{ mode = "{mode}", trigger = "chaos" }}
+config = {{ mode = "{mode}", trigger = "chaos"{config} }}
 on_error = "{on_error}"
 limits = {limits}
 {extra}
@@ -261,4 +266,69 @@ fn a_stopped_stage_dead_letters_its_spans() {
     let spans = lines.iter().filter(|l| l.get("type").is_none()).count();
     assert_eq!(spans, 6, "the two failures passed (on_error)");
     assert_eq!(lines.len() - spans, 1, "the plugin_disabled alert");
+}
+
+/// A plugin that tries to read the host's files, write, read the environment
+/// and open a connection: all denied by default; a granted directory and
+/// variable, and only those, become available.
+#[test]
+fn a_plugin_gets_no_capability_unless_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("given.txt"), "hello").unwrap();
+    // Something really listens, so a refusal is the sandbox's, not the network's.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = dir.path().display().to_string();
+    let escape = |grants: &str| {
+        let mut run = pipeline_full(
+            "escape",
+            &format!(r#", path = "{path}", env = "HOME", port = {port}"#),
+            "pass",
+            "{ timeout_ms = 5000 }",
+            &format!("grants = {grants}"),
+        );
+        run.engine.process(batch(true, 1));
+        run.engine.flush();
+        let spans = run.lines("spans.jsonl");
+        let report = spans[0]["attributes"]["chaos.escape"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_str::<serde_json::Value>(&report).unwrap()
+    };
+    let denied = |v: &serde_json::Value| v.as_str().unwrap().starts_with("denied");
+
+    let none = escape("{}");
+    for what in ["read_etc_passwd", "write", "read", "env", "connect"] {
+        assert!(denied(&none[what]), "{what} must be denied: {none}");
+    }
+    assert!(!dir.path().join("escape.txt").exists());
+
+    let granted = escape(&format!(r#"{{ write = ["{path}"], env = ["HOME"] }}"#));
+    assert_eq!(granted["write"], "ok", "{granted}");
+    assert_eq!(granted["read"], "ok", "{granted}");
+    assert_eq!(
+        granted["env"],
+        format!("ok {}", std::env::var("HOME").unwrap_or_default()),
+        "{granted}"
+    );
+    assert!(
+        denied(&granted["read_etc_passwd"]),
+        "only the granted folder: {granted}"
+    );
+    assert!(denied(&granted["connect"]), "no network, ever: {granted}");
+    assert!(dir.path().join("escape.txt").exists());
+    drop(listener);
+}
+
+/// A giant output (8 MiB per span) is bounded by the plugin's memory limit:
+/// contained as a memory failure; the host goes on.
+#[test]
+fn a_giant_output_is_contained_by_the_memory_limit() {
+    let mut run = pipeline("giant", "pass", "{ memory_mb = 16, timeout_ms = 5000 }");
+    run.bad_then_good();
+    let chaos = &run.engine.stats().stages[0];
+    assert_eq!(chaos.errors.values().sum::<u64>(), 1, "{:?}", chaos.errors);
+    assert_eq!(chaos.passed_on_error, 3);
+    assert_eq!(run.lines("spans.jsonl").len(), 6, "the host went on");
 }

@@ -35,6 +35,7 @@
 //! config = { table = "p.json" }    # given to the plugin as JSON; default {}
 //! on_error = "pass"                # pass | drop | dead-letter; default pass
 //! limits = { memory_mb = 64, timeout_ms = 100 }   # defaults shown; 1..=4096 MiB, 1..=60000 ms
+//! grants = { read = ["DIR"], write = ["DIR"], env = ["NAME"] }   # capabilities; default none
 //! breaker = { max_failures = 5, window = "60s", cooldown = "5m", policy = "bypass" }
 //!                                  # crash-loop breaker, defaults shown: after max_failures traps,
 //!                                  # timeouts or memory failures within window, the entry is not
@@ -360,6 +361,13 @@ pub struct Grants {
     /// same path as written here (e.g. `"pricing"` to read `pricing/table.json`).
     #[serde(default)]
     pub read: Vec<String>,
+    /// Directories the plugin may read and write, under the same path.
+    #[serde(default)]
+    pub write: Vec<String>,
+    /// Environment variables the plugin may read, by name (their values are
+    /// taken from plume's environment when the plugin starts).
+    #[serde(default)]
+    pub env: Vec<String>,
 }
 
 fn default_grants() -> Spanned<Grants> {
@@ -676,14 +684,24 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                         format!("must be 1..=60000, got {}", limits.timeout_ms),
                     );
                 }
-                for (j, dir) in c.grants.get_ref().read.iter().enumerate() {
-                    if !Path::new(dir).is_dir() {
+                let grants = c.grants.get_ref();
+                for (list, dirs) in [("read", &grants.read), ("write", &grants.write)] {
+                    for (j, dir) in dirs.iter().enumerate() {
+                        if !Path::new(dir).is_dir() {
+                            err(
+                                c.grants.span(),
+                                format!("{key}.grants.{list}[{j}]"),
+                                format!("{dir:?} is not a directory (grants name directories)"),
+                            );
+                        }
+                    }
+                }
+                for (j, name) in grants.env.iter().enumerate() {
+                    if name.is_empty() || name.contains('=') {
                         err(
                             c.grants.span(),
-                            format!("{key}.grants.read[{j}]"),
-                            format!(
-                                "{dir:?} is not a directory (grants name directories, read-only)"
-                            ),
+                            format!("{key}.grants.env[{j}]"),
+                            format!("{name:?} is not an environment variable name"),
                         );
                     }
                 }

@@ -231,6 +231,16 @@ pub fn new_store(
                 .preopened_dir(dir, dir, wasmtime_wasi::FsPerms::ReadOnly)
                 .map_err(|e| anyhow::anyhow!("cannot grant read access to {dir}: {e}"))?;
         }
+        for dir in &grants.write {
+            builder
+                .preopened_dir(dir, dir, wasmtime_wasi::FsPerms::ReadWrite)
+                .map_err(|e| anyhow::anyhow!("cannot grant write access to {dir}: {e}"))?;
+        }
+        for name in &grants.env {
+            if let Ok(value) = std::env::var(name) {
+                builder.env(name, value);
+            }
+        }
         let wasi = builder.build();
         let state = HostState {
             wasi,

@@ -5,6 +5,13 @@
 //! |---|---|---|
 //! | `mode` | `"pass"` | `pass`, `trap` (panic, which aborts), `loop` (never returns), `grow` (allocates until memory runs out), `error` (returns an error), `drop` (drops triggering rows), `tag` (writes `chaos.seen = true`) |
 //! | `trigger` | none | attribute key; when set, only batches holding a span with it misbehave |
+//! | `path`, `env`, `port` | none | for `escape`: a directory to read and write in, an environment variable, a loopback port to connect to |
+//!
+//! Mode `escape` tries what a sandboxed plugin must not do unless granted (read
+//! `/etc/passwd`, read and write under `path`, read the variable `env`,
+//! connect to `127.0.0.1:port`) and writes what happened, as JSON, to
+//! `chaos.escape` on the triggering spans. Mode `giant` returns a 8 MiB value
+//! for every span of a triggering batch (a giant output).
 
 use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
@@ -18,6 +25,9 @@ struct Config {
     #[serde(default = "default_mode")]
     mode: String,
     trigger: Option<String>,
+    path: Option<String>,
+    env: Option<String>,
+    port: Option<u16>,
 }
 
 fn default_mode() -> String {
@@ -33,14 +43,18 @@ struct Chaos;
 impl Guest for Chaos {
     fn init(config: String) -> Result<Manifest, String> {
         let c: Config = plume_sdk::parse_config(&config)?;
-        if !["pass", "trap", "loop", "grow", "error", "drop", "tag"].contains(&c.mode.as_str()) {
+        if ![
+            "pass", "trap", "loop", "grow", "error", "drop", "tag", "escape", "giant",
+        ]
+        .contains(&c.mode.as_str())
+        {
             return Err(format!("config.mode: unknown mode {:?}", c.mode));
         }
         let reads = c.trigger.iter().cloned().map(Field::Attribute).collect();
         CONFIG.with(|cell| *cell.borrow_mut() = c);
         Ok(Manifest {
             reads,
-            writes: vec!["chaos.seen".into()],
+            writes: vec!["chaos.seen".into(), "chaos.escape".into()],
             require_any: vec![],
             sparse: false,
         })
@@ -77,6 +91,30 @@ impl Guest for Chaos {
                 }
             }
             "error" => Err(format!("chaos: failing a batch of {} rows", batch.rows)),
+            "escape" => {
+                let report = Value::Str(escape(&c).to_string());
+                Ok(BatchResult {
+                    edits: triggered
+                        .into_iter()
+                        .map(|row| Edit {
+                            row,
+                            slot: 1,
+                            value: report.clone(),
+                        })
+                        .collect(),
+                    drops: vec![],
+                })
+            }
+            "giant" => Ok(BatchResult {
+                edits: (0..batch.rows)
+                    .map(|row| Edit {
+                        row,
+                        slot: 1,
+                        value: Value::Str("x".repeat(8 << 20)),
+                    })
+                    .collect(),
+                drops: vec![],
+            }),
             "drop" => Ok(BatchResult {
                 edits: vec![],
                 drops: triggered,
@@ -102,6 +140,52 @@ impl Guest for Chaos {
     fn report() -> String {
         "{}".into()
     }
+}
+
+/// What happened when trying each thing: "ok ..." or "denied: ...".
+fn escape(c: &Config) -> serde_json::Value {
+    fn outcome<T>(r: std::io::Result<T>) -> String {
+        match r {
+            Ok(_) => "ok".into(),
+            Err(e) => format!("denied: {e}"),
+        }
+    }
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "read_etc_passwd".into(),
+        outcome(std::fs::read_to_string("/etc/passwd")).into(),
+    );
+    if let Some(dir) = &c.path {
+        out.insert(
+            "write".into(),
+            outcome(std::fs::write(
+                format!("{dir}/escape.txt"),
+                "written by a plugin",
+            ))
+            .into(),
+        );
+        out.insert(
+            "read".into(),
+            outcome(std::fs::read_to_string(format!("{dir}/given.txt"))).into(),
+        );
+    }
+    if let Some(name) = &c.env {
+        out.insert(
+            "env".into(),
+            match std::env::var(name) {
+                Ok(v) => format!("ok {v}"),
+                Err(e) => format!("denied: {e}"),
+            }
+            .into(),
+        );
+    }
+    if let Some(port) = c.port {
+        out.insert(
+            "connect".into(),
+            outcome(std::net::TcpStream::connect(("127.0.0.1", port))).into(),
+        );
+    }
+    serde_json::Value::Object(out)
 }
 
 export_processor!(Chaos);
