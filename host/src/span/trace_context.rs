@@ -53,6 +53,10 @@ fn lower_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Invalid> {
 /// All-zero trace and parent ids are invalid.
 pub fn parse_traceparent(value: &str) -> Result<TraceParent, Invalid> {
     let v = value.trim_matches([' ', '\t']);
+    // Fields are cut by byte position below: only ASCII may be sliced so.
+    if !v.is_ascii() {
+        return invalid("traceparent must be ASCII");
+    }
     if v.len() < 55 {
         return invalid(format!(
             "traceparent is {} characters; at least 55 expected",
@@ -219,6 +223,9 @@ mod tests {
                 "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-011".into(),
             ),
             ("empty", String::new()),
+            // Found by fuzzing: slicing a multi-byte character panicked.
+            ("non-ASCII", "cֺ0fo f3577b343ad5c9ae29d0v0e4736-016fcc-4bf6ae2b7-01-exa".into()),
+            ("non-ASCII in a field", VALID.replacen('4', "é", 1)),
         ];
         for (what, value) in cases {
             assert!(parse_traceparent(&value).is_err(), "{what}: {value:?}");
