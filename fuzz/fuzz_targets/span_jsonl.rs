@@ -1,0 +1,24 @@
+//! Span JSONL lines (flat or OTLP/JSON): never a panic; a parsed span written
+//! as flat JSON parses back to the same span.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use plume::span::{flat, jsonl};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(line) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(spans) = jsonl::parse_line(line) else {
+        return;
+    };
+    for span in spans {
+        let mut out = Vec::new();
+        flat::write(&mut out, &span);
+        let back = jsonl::parse_line(std::str::from_utf8(&out).expect("UTF-8"))
+            .expect("plume's own flat JSON parses");
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].trace_id, span.trace_id);
+        assert_eq!(back[0].span_id, span.span_id);
+        assert_eq!(back[0].attributes.len(), span.attributes.len());
+    }
+});
