@@ -162,6 +162,8 @@ fn indent(s: &str) -> String {
 /// The input spans of a test as flat JSON lines, with defaults filled in.
 fn input_lines(base: &Path, n: usize, case: &TestCase) -> anyhow::Result<Vec<String>> {
     let mut spans = case.input.clone();
+    // OTLP/JSON lines of an input file are taken as they are, after the rest.
+    let mut otlp_lines = Vec::new();
     if let Some(f) = &case.input_file {
         let path = base.join(f);
         let text = std::fs::read_to_string(&path)
@@ -171,10 +173,9 @@ fn input_lines(base: &Path, n: usize, case: &TestCase) -> anyhow::Result<Vec<Str
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            // OTLP/JSON lines are taken as they are.
             match serde_json::from_str::<Map<String, Value>>(line) {
-                Ok(m) if !m.contains_key("resourceSpans") => spans.push(m),
-                Ok(_) => return Ok(text.lines().map(String::from).collect()),
+                Ok(m) if m.contains_key("resourceSpans") => otlp_lines.push(line.to_string()),
+                Ok(m) => spans.push(m),
                 Err(e) => bail!("{}:{}: {e}", path.display(), k + 1),
             }
         }
@@ -209,6 +210,7 @@ fn input_lines(base: &Path, n: usize, case: &TestCase) -> anyhow::Result<Vec<Str
             .or_insert_with(|| (start + 1_000_000).into());
         lines.push(Value::Object(s).to_string());
     }
+    lines.extend(otlp_lines);
     Ok(lines)
 }
 

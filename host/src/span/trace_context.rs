@@ -224,7 +224,10 @@ mod tests {
             ),
             ("empty", String::new()),
             // Found by fuzzing: slicing a multi-byte character panicked.
-            ("non-ASCII", "cֺ0fo f3577b343ad5c9ae29d0v0e4736-016fcc-4bf6ae2b7-01-exa".into()),
+            (
+                "non-ASCII",
+                "cֺ0fo f3577b343ad5c9ae29d0v0e4736-016fcc-4bf6ae2b7-01-exa".into(),
+            ),
             ("non-ASCII in a field", VALID.replacen('4', "é", 1)),
         ];
         for (what, value) in cases {
