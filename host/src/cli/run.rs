@@ -101,6 +101,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         ..listen
     };
     let (ingest, admin_token) = (pipeline.ingest.clone(), pipeline.admin_token.clone());
+    let api_tls = pipeline.api_tls.clone();
     let (max_spans, max_wait_ms) = (pipeline.batch_max_spans, pipeline.batch_max_wait_ms);
     let reloader = Arc::new(Reloader {
         file: file.map(Path::to_path_buf),
@@ -118,6 +119,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         Admin {
             reloader,
             token: admin_token,
+            tls: api_tls,
         },
     ))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -142,6 +144,8 @@ struct Listen {
 struct Admin {
     reloader: Arc<Reloader>,
     token: Option<String>,
+    /// `[api] tls`.
+    tls: Option<crate::config::TlsFiles>,
 }
 
 /// Requests in flight from the receivers to the batcher: when full, OTLP
@@ -166,6 +170,8 @@ async fn serve(
         stats: Arc::new(ReceiverStats::default()),
     });
     let mut servers = Vec::new();
+    let ingest_tls = rustls_config(ingest.tls.as_ref(), "[ingest] tls").await?;
+    let api_tls = rustls_config(admin.tls.as_ref(), "[api] tls").await?;
     if let Some(addr) = listen.api {
         let listener = bind(addr, "[api] listen", "API").await?;
         let receivers =
@@ -178,7 +184,13 @@ async fn serve(
             loopback: addr.ip().is_loopback(),
             budget_cache: std::sync::Mutex::new(None),
         }));
-        servers.push(spawn_http(listener, app, "API", servers_stopped.clone()));
+        servers.push(spawn_http(
+            listener,
+            app,
+            "API",
+            api_tls,
+            servers_stopped.clone(),
+        ));
     }
     if let Some(addr) = listen.http {
         let listener = bind(addr, "[ingest] otlp_http", "OTLP/HTTP receiver").await?;
@@ -187,6 +199,7 @@ async fn serve(
             listener,
             app,
             "OTLP/HTTP receiver",
+            ingest_tls,
             servers_stopped.clone(),
         ));
     }
@@ -194,9 +207,20 @@ async fn serve(
         let listener = bind(addr, "[ingest] otlp_grpc", "OTLP/gRPC receiver").await?;
         let service = otlp::grpc_service(receiver.clone());
         let stopped = servers_stopped.clone();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(t) = &ingest.tls {
+            let read = |p: &Path| {
+                std::fs::read(p)
+                    .with_context(|| format!("[ingest] tls: cannot read {}", p.display()))
+            };
+            let identity = tonic::transport::Identity::from_pem(read(&t.cert)?, read(&t.key)?);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .context("[ingest] tls: the certificate or key is not usable")?;
+        }
         servers.push(tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            if let Err(e) = tonic::transport::Server::builder()
+            if let Err(e) = builder
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stop_requested(stopped))
                 .await
@@ -317,18 +341,57 @@ async fn stop_requested(mut stopped: tokio::sync::watch::Receiver<bool>) {
     let _ = stopped.wait_for(|s| *s).await;
 }
 
-/// Serves `app` until the servers are told to stop; requests in flight finish.
+/// The rustls configuration of `tls`, when given.
+async fn rustls_config(
+    tls: Option<&crate::config::TlsFiles>,
+    key: &str,
+) -> anyhow::Result<Option<axum_server::tls_rustls::RustlsConfig>> {
+    let Some(t) = tls else { return Ok(None) };
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
+        .await
+        .map(Some)
+        .with_context(|| {
+            format!(
+                "{key}: cannot use {} and {}",
+                t.cert.display(),
+                t.key.display()
+            )
+        })
+}
+
+/// Serves `app` (over TLS when `tls` is given) until the servers are told to
+/// stop; requests in flight finish.
 fn spawn_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     what: &'static str,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     stopped: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop_requested(stopped))
-            .await
-        {
+        let result = match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop_requested(stopped))
+                    .await
+            }
+            Some(config) => {
+                let handle = axum_server::Handle::new();
+                let on_stop = handle.clone();
+                tokio::spawn(async move {
+                    stop_requested(stopped).await;
+                    on_stop.graceful_shutdown(Some(Duration::from_secs(30)));
+                });
+                match listener
+                    .into_std()
+                    .and_then(|l| axum_server::from_tcp_rustls(l, config))
+                {
+                    Ok(server) => server.handle(handle).serve(app.into_make_service()).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = result {
             tracing::error!("{what} failed: {e}");
         }
     })

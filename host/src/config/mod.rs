@@ -7,11 +7,13 @@
 //! otlp_grpc = "127.0.0.1:4317"     # OTLP/gRPC listener (TraceService/Export)
 //! token = "${PLUME_INGEST_TOKEN}"  # required as `Authorization: Bearer ...` when set
 //! max_body_bytes = 8388608         # larger requests get 413 (gRPC: RESOURCE_EXHAUSTED)
+//! tls = { cert = "cert.pem", key = "key.pem" }   # serve both receivers over TLS (rustls)
 //!
 //! [api]
 //! listen = "127.0.0.1:9464"        # /healthz /readyz /metrics /v1/reports[/NAME] /v1/budget/FEATURE
 //! admin_token = "${PLUME_ADMIN_TOKEN}"  # POST /admin/reload needs `Authorization: Bearer ...`;
 //!                                  # without it admin calls are served on loopback only
+//! tls = { cert = "cert.pem", key = "key.pem" }   # serve the API over TLS
 //!
 //! [batch]
 //! max_spans = 256                  # spans per batch, 1..=65536
@@ -116,6 +118,18 @@ pub struct IngestConfig {
     /// Largest OTLP request body, compressed or inflated, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Serve the OTLP receivers over TLS with this certificate.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, PEM files (`tls = { cert, key }`).
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The private key (PEM).
+    pub key: PathBuf,
 }
 
 fn default_max_body_bytes() -> usize {
@@ -130,6 +144,7 @@ impl Default for IngestConfig {
             jsonl: Vec::new(),
             token: None,
             max_body_bytes: default_max_body_bytes(),
+            tls: None,
         }
     }
 }
@@ -143,6 +158,8 @@ pub struct ApiConfig {
     /// Bearer token `POST /admin/reload` requires. Without one, admin calls
     /// are served only when the API listens on loopback.
     pub admin_token: Option<String>,
+    /// Serve the API over TLS with this certificate.
+    pub tls: Option<TlsFiles>,
 }
 
 /// `[batch]`.
@@ -484,6 +501,8 @@ pub struct Pipeline {
     pub api_listen: Option<SocketAddr>,
     /// `[api] admin_token`.
     pub admin_token: Option<String>,
+    /// `[api] tls`.
+    pub api_tls: Option<TlsFiles>,
     /// Spans per batch.
     pub batch_max_spans: usize,
     /// Flush a partial batch after this long, ms.
@@ -797,6 +816,22 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
             }
         },
     };
+    for (key, tls) in [
+        ("ingest.tls", raw.ingest.tls.as_ref()),
+        ("api.tls", raw.api.as_ref().and_then(|a| a.tls.as_ref())),
+    ] {
+        if let Some(t) = tls {
+            for (part, path) in [("cert", &t.cert), ("key", &t.key)] {
+                if !path.is_file() {
+                    err(
+                        0..0,
+                        format!("{key}.{part}"),
+                        format!("{} not found (a PEM file)", path.display()),
+                    );
+                }
+            }
+        }
+    }
     let max_spans = *raw.batch.max_spans.get_ref();
     if !(1..=65_536).contains(&max_spans) {
         err(
@@ -826,6 +861,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
             .as_ref()
             .and_then(|a| a.admin_token.clone())
             .filter(|t| !t.is_empty()),
+        api_tls: raw.api.as_ref().and_then(|a| a.tls.clone()),
         batch_max_spans: max_spans,
         batch_max_wait_ms: raw.batch.max_wait_ms,
         dead_letter_path: raw.dead_letter.path,
