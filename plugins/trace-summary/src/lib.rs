@@ -159,17 +159,20 @@ impl State {
         let Some(trace_id) = v[read::TRACE].as_str() else {
             return;
         };
+        // Most spans join a trace already kept: look up before allocating a key.
         if !self.kept.traces.contains_key(trace_id) {
             self.kept.seen += 1;
+            self.kept.traces.insert(
+                trace_id.to_string(),
+                Trace {
+                    start: u64::MAX,
+                    ..Trace::default()
+                },
+            );
         }
-        let t = self
-            .kept
-            .traces
-            .entry(trace_id.to_string())
-            .or_insert_with(|| Trace {
-                start: u64::MAX,
-                ..Trace::default()
-            });
+        let Some(t) = self.kept.traces.get_mut(trace_id) else {
+            return;
+        };
         t.spans += 1;
         let start = v[read::START].as_i64().unwrap_or(0).max(0) as u64;
         let end = v[read::END].as_i64().unwrap_or(0).max(0) as u64;
@@ -190,11 +193,13 @@ impl State {
         });
         if let Some(a) = agent
             && t.agents.len() < MAX_AGENTS
+            && !t.agents.contains(a)
         {
             t.agents.insert(a.to_string());
         }
         if let Some(from) = v[read::STITCHED_FROM].as_str()
             && t.stitched.len() < MAX_AGENTS
+            && !t.stitched.contains(from)
         {
             t.stitched.insert(from.to_string());
         }
