@@ -483,6 +483,12 @@ delivery = {{ queue = 1, initial_backoff = "20ms", max_backoff = "100ms", max_el
     let spans = backend.received();
     let names: std::collections::HashSet<String> =
         spans.iter().map(|s| s.trace_id.clone()).collect();
+    println!(
+        "chaos backend-down: sent {} spans, acknowledged {accepted}, exported {}, lost {}",
+        accepted + 1,
+        names.len(),
+        accepted - names.len() as u64
+    );
     assert_eq!(spans.len() as u64, accepted, "nothing lost, nothing twice");
     assert_eq!(names.len() as u64, accepted);
 }

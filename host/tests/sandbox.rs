@@ -75,6 +75,16 @@ config = {{ path = "{spans}" }}
 }
 
 impl Run {
+    /// One line for the chaos summary: spans in, out, and what the stage did.
+    fn report(&self, scenario: &str) {
+        let stats = self.engine.stats();
+        let s = &stats.stages[0];
+        println!(
+            "chaos {scenario}: spans in {}, out {}, dead-lettered {}, dropped {}, errors {:?}, host alive",
+            stats.spans_in, stats.spans_out, s.dead_lettered, s.dropped_on_error, s.errors
+        );
+    }
+
     fn lines(&self, file: &str) -> Vec<serde_json::Value> {
         std::fs::read_to_string(self.out.path().join(file))
             .unwrap_or_default()
@@ -116,6 +126,7 @@ fn trap_with_drop_drops_only_the_failed_batch() {
 fn trap_with_dead_letter_keeps_spans_and_the_panic_message() {
     let mut run = pipeline("trap", "dead-letter", "{ timeout_ms = 1000 }");
     run.bad_then_good();
+    run.report("trap");
     let dead = run.lines("dead.jsonl");
     assert_eq!(dead.len(), 3);
     assert_eq!(dead[0]["stage"], "chaos");
@@ -137,6 +148,7 @@ fn trap_with_dead_letter_keeps_spans_and_the_panic_message() {
 fn endless_loop_is_stopped_by_the_time_limit() {
     let mut run = pipeline("loop", "pass", "{ timeout_ms = 50 }");
     run.bad_then_good();
+    run.report("endless-loop");
     let chaos = &run.engine.stats().stages[0];
     assert_eq!(chaos.errors.get("timeout"), Some(&1));
     assert_eq!(chaos.restarts, 1);
@@ -147,6 +159,7 @@ fn endless_loop_is_stopped_by_the_time_limit() {
 fn memory_bomb_is_stopped_by_the_memory_limit() {
     let mut run = pipeline("grow", "drop", "{ memory_mb = 16, timeout_ms = 5000 }");
     run.bad_then_good();
+    run.report("memory-bomb");
     let chaos = &run.engine.stats().stages[0];
     assert_eq!(chaos.errors.get("memory"), Some(&1), "{:?}", chaos.errors);
     assert_eq!(run.lines("spans.jsonl").len(), 3);
@@ -299,6 +312,7 @@ fn a_plugin_gets_no_capability_unless_granted() {
     let denied = |v: &serde_json::Value| v.as_str().unwrap().starts_with("denied");
 
     let none = escape("{}");
+    println!("chaos escape-attempts: {none}");
     for what in ["read_etc_passwd", "write", "read", "env", "connect"] {
         assert!(denied(&none[what]), "{what} must be denied: {none}");
     }
@@ -327,6 +341,7 @@ fn a_plugin_gets_no_capability_unless_granted() {
 fn a_giant_output_is_contained_by_the_memory_limit() {
     let mut run = pipeline("giant", "pass", "{ memory_mb = 16, timeout_ms = 5000 }");
     run.bad_then_good();
+    run.report("giant-output");
     let chaos = &run.engine.stats().stages[0];
     assert_eq!(chaos.errors.values().sum::<u64>(), 1, "{:?}", chaos.errors);
     assert_eq!(chaos.passed_on_error, 3);
