@@ -221,6 +221,12 @@ fn a_reload_under_load_loses_and_duplicates_nothing() {
             .entry(s["span_id"].as_str().unwrap().to_string())
             .or_default() += 1;
     }
+    println!(
+        "chaos reload-under-load: sent {total} spans, acknowledged {total}, exported {}, lost {}, duplicated {}",
+        seen.len(),
+        total - seen.len() as u64,
+        seen.values().filter(|&&n| n > 1).count()
+    );
     assert_eq!(
         seen.len() as u64,
         total,
