@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const ADMIN: &str = "admin-secret";
-const REQUESTS: u64 = 150;
+/// Requests the loader sends at least (it goes on until the reloads are done).
+const MIN_REQUESTS: u64 = 50;
 const SPANS_PER_REQUEST: u64 = 20;
 
 fn pipeline(ingest: u16, api: u16, extra_stage: &str) -> String {
@@ -131,12 +132,18 @@ fn a_reload_under_load_loses_and_duplicates_nothing() {
     let plume = Service::start_in(dir, &pipeline(ingest, api, ""), &[ingest, api], &[]);
     let dir = plume.dir.path().to_path_buf();
 
+    // Steady load until told to stop (after the last reload took effect).
     let sending = Arc::new(AtomicBool::new(true));
     let loader = {
         let sending = sending.clone();
         std::thread::spawn(move || {
             let mut throttled = 0;
-            for i in 0..REQUESTS {
+            let mut sent = 0;
+            for i in 0.. {
+                if !sending.load(Ordering::SeqCst) && i >= MIN_REQUESTS {
+                    break;
+                }
+                sent += 1;
                 let body = request(i);
                 loop {
                     match post(ingest, "/v1/traces", None, &body, "application/json").0 {
@@ -150,8 +157,7 @@ fn a_reload_under_load_loses_and_duplicates_nothing() {
                 }
                 std::thread::sleep(Duration::from_millis(15));
             }
-            sending.store(false, Ordering::SeqCst);
-            throttled
+            (sent, throttled)
         })
     };
 
@@ -186,14 +192,17 @@ fn a_reload_under_load_loses_and_duplicates_nothing() {
     )
     .unwrap();
     plume.signal("-HUP");
-    assert!(
-        sending.load(Ordering::SeqCst),
-        "the load must outlast the reloads; slow the loader down"
-    );
-    let throttled = loader.join().unwrap();
-
-    let total = REQUESTS * SPANS_PER_REQUEST;
+    // The load goes on until spans come out of the new stage.
     let out = dir.join("out.jsonl");
+    wait_until(120, "spans through the stage added by SIGHUP", || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("deploy.generation")
+    });
+    sending.store(false, Ordering::SeqCst);
+    let (requests, throttled) = loader.join().unwrap();
+
+    let total = requests * SPANS_PER_REQUEST;
     let lines = || {
         std::fs::read_to_string(&out)
             .unwrap_or_default()
