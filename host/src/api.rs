@@ -28,6 +28,8 @@ pub enum EngineMsg {
     Spans(crate::span::Batch),
     /// The current report and counters.
     Report(oneshot::Sender<(Value, PipelineStats)>),
+    /// The counters only (cheap: no plugin is asked for its report).
+    Stats(oneshot::Sender<PipelineStats>),
     /// Replace the pipeline (a reload); answers with the evaluators whose
     /// state carried over.
     Swap(Box<Engine>, oneshot::Sender<Vec<String>>),
@@ -165,15 +167,27 @@ async fn reload(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
 /// is stuck (e.g. blocked on a full sink), and `/readyz` says so.
 const ENGINE_ANSWER: Duration = Duration::from_secs(5);
 
-async fn ask(api: &Api) -> Option<(Value, PipelineStats)> {
+/// Asks the engine thread (`msg` carries the reply channel); `None` when it
+/// is gone or does not answer within `ENGINE_ANSWER`.
+async fn ask_engine<T>(api: &Api, msg: impl FnOnce(oneshot::Sender<T>) -> EngineMsg) -> Option<T> {
     let (tx, rx) = oneshot::channel();
     tokio::time::timeout(ENGINE_ANSWER, async {
-        api.engine.send(EngineMsg::Report(tx)).await.ok()?;
+        api.engine.send(msg(tx)).await.ok()?;
         rx.await.ok()
     })
     .await
     .ok()
     .flatten()
+}
+
+/// The report (every plugin's section) and the counters.
+async fn ask(api: &Api) -> Option<(Value, PipelineStats)> {
+    ask_engine(api, EngineMsg::Report).await
+}
+
+/// The counters alone, for `/readyz` and `/metrics`.
+async fn ask_stats(api: &Api) -> Option<PipelineStats> {
+    ask_engine(api, EngineMsg::Stats).await
 }
 
 fn json(v: &Value) -> Response {
@@ -189,7 +203,7 @@ fn unavailable() -> Response {
 }
 
 async fn readyz(State(api): State<Arc<Api>>) -> Response {
-    let Some((_, stats)) = ask(&api).await else {
+    let Some(stats) = ask_stats(&api).await else {
         return unavailable();
     };
     let disabled: Vec<&str> = all_entries(&stats)
@@ -249,7 +263,7 @@ async fn one_report(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Re
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    let Some((_, stats)) = ask(&api).await else {
+    let Some(stats) = ask_stats(&api).await else {
         return unavailable();
     };
     let mut out = render_metrics(&stats, api.receivers.as_deref());

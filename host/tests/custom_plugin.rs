@@ -2,32 +2,15 @@
 //! for wasm32-wasip2 by this test, exactly as its README says, and loaded by
 //! path from `examples/classifier-pipeline.toml`.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 #[test]
 fn example_classifier_builds_and_runs_by_path() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let target = root.join("target/examples");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(root)
-        .args([
-            "build",
-            "-p",
-            "rust-classifier",
-            "--target",
-            "wasm32-wasip2",
-            "--profile",
-            "plugin",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let wasm = target.join("wasm32-wasip2/plugin/rust_classifier.wasm");
+    let wasm = common::build_rust_classifier();
     let out = tempfile::tempdir().unwrap();
     let output = out.path().join("o.jsonl");
     let run = Command::new(env!("CARGO_BIN_EXE_plume"))

@@ -15,7 +15,7 @@ use std::process::Command;
 const TOKEN: &str = "test-ingest-token";
 
 mod common;
-use common::{Service, free_port};
+use common::{Service, free_port, post};
 
 struct Plume {
     service: Service,
@@ -172,48 +172,38 @@ fn spans_from_a_real_otlp_exporter_over_http_and_grpc_are_exported() {
     assert_eq!(spans.len(), 6);
 }
 
-fn post(
-    port: u16,
-    content_type: &str,
-    token: Option<&str>,
-    encoding: Option<&str>,
-    body: &[u8],
-) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut req = agent
-        .post(format!("http://127.0.0.1:{port}/v1/traces"))
-        .header("content-type", content_type);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    if let Some(e) = encoding {
-        req = req.header("content-encoding", e);
-    }
-    let mut resp = req.send(body).unwrap();
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_to_string().unwrap_or_default(),
-    )
-}
-
 #[test]
 fn refusals_are_clear_and_gzip_is_read() {
     let plume = Plume::start();
     let p = plume.http;
     let span = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"4bf92f3577b34da6a3ce929d0e0e4736","spanId":"00f067aa0ba902b7","name":"gz","startTimeUnixNano":"1","endTimeUnixNano":"2"}]}]}]}"#;
     assert_eq!(
-        post(p, "application/json", None, None, span.as_bytes()).0,
+        post(
+            p,
+            "/v1/traces",
+            "application/json",
+            None,
+            None,
+            span.as_bytes()
+        )
+        .0,
         401
     );
     assert_eq!(
-        post(p, "application/json", Some("wrong"), None, span.as_bytes()).0,
+        post(
+            p,
+            "/v1/traces",
+            "application/json",
+            Some("wrong"),
+            None,
+            span.as_bytes()
+        )
+        .0,
         401
     );
     let (status, message) = post(
         p,
+        "/v1/traces",
         "application/x-protobuf",
         Some(TOKEN),
         None,
@@ -221,10 +211,14 @@ fn refusals_are_clear_and_gzip_is_read() {
     );
     assert_eq!(status, 400, "{message}");
     assert!(message.contains("ExportTraceServiceRequest"), "{message}");
-    assert_eq!(post(p, "text/plain", Some(TOKEN), None, b"x").0, 415);
+    assert_eq!(
+        post(p, "/v1/traces", "text/plain", Some(TOKEN), None, b"x").0,
+        415
+    );
     assert_eq!(
         post(
             p,
+            "/v1/traces",
             "application/json",
             Some(TOKEN),
             None,
@@ -239,13 +233,22 @@ fn refusals_are_clear_and_gzip_is_read() {
     let bomb = gz.finish().unwrap();
     assert!(bomb.len() < 200_000);
     assert_eq!(
-        post(p, "application/json", Some(TOKEN), Some("gzip"), &bomb).0,
+        post(
+            p,
+            "/v1/traces",
+            "application/json",
+            Some(TOKEN),
+            Some("gzip"),
+            &bomb
+        )
+        .0,
         413
     );
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(span.as_bytes()).unwrap();
     let (status, body) = post(
         p,
+        "/v1/traces",
         "application/json",
         Some(TOKEN),
         Some("gzip"),
@@ -257,7 +260,14 @@ fn refusals_are_clear_and_gzip_is_read() {
         "4bf92f3577b34da6a3ce929d0e0e4736",
         "00000000000000000000000000000000",
     );
-    let (status, body) = post(p, "application/json", Some(TOKEN), None, zero.as_bytes());
+    let (status, body) = post(
+        p,
+        "/v1/traces",
+        "application/json",
+        Some(TOKEN),
+        None,
+        zero.as_bytes(),
+    );
     assert_eq!(status, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["partialSuccess"]["rejectedSpans"], "1", "{body}");

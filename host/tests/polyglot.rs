@@ -11,6 +11,8 @@
 //! examples/plugins/js-classifier`: the README's test command and `.ci/run`
 //! install them).
 
+mod common;
+
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,24 +46,7 @@ fn build_all() -> &'static [(&'static str, PathBuf)] {
 fn build() -> Vec<(&'static str, PathBuf)> {
     let root = root();
     let out = root.join("target/examples");
-    run(
-        Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args([
-                "build",
-                "-p",
-                "rust-classifier",
-                "--target",
-                "wasm32-wasip2",
-                "--profile",
-                "plugin",
-                "--target-dir",
-            ])
-            .arg(&out)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS"),
-        "cargo build of the Rust classifier",
-    );
+    let rust = common::build_rust_classifier();
     let python = out.join("python_classifier.wasm");
     run(
         Command::new("componentize-py")
@@ -88,14 +73,7 @@ fn build() -> Vec<(&'static str, PathBuf)> {
             .arg(&js),
         "componentize-js (node build.mjs)",
     );
-    vec![
-        (
-            "rust",
-            out.join("wasm32-wasip2/plugin/rust_classifier.wasm"),
-        ),
-        ("python", python),
-        ("js", js),
-    ]
+    vec![("rust", rust), ("python", python), ("js", js)]
 }
 
 /// Every combination of the rules' inputs, as flat span JSONL.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Service, free_port, get, wait_until};
+use common::{Service, free_port, get, post, wait_until};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -99,30 +99,6 @@ fn request(i: u64) -> String {
     json!({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).to_string()
 }
 
-fn post(
-    port: u16,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-    content_type: &str,
-) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut req = agent
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .header("content-type", content_type);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let mut resp = req.send(body).unwrap();
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_to_string().unwrap_or_default(),
-    )
-}
-
 #[test]
 fn a_reload_under_load_loses_and_duplicates_nothing() {
     let (ingest, api) = (free_port(), free_port());
@@ -146,7 +122,16 @@ fn a_reload_under_load_loses_and_duplicates_nothing() {
                 sent += 1;
                 let body = request(i);
                 loop {
-                    match post(ingest, "/v1/traces", None, &body, "application/json").0 {
+                    match post(
+                        ingest,
+                        "/v1/traces",
+                        "application/json",
+                        None,
+                        None,
+                        body.as_bytes(),
+                    )
+                    .0
+                    {
                         200 => break,
                         503 => {
                             throttled += 1;
@@ -164,9 +149,9 @@ fn a_reload_under_load_loses_and_duplicates_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     // A new pricing table on disk, then a reload by the API.
     std::fs::write(dir.join("prices/table.toml"), table(2.0)).unwrap();
-    let (status, _) = post(api, "/admin/reload", None, "", "text/plain");
+    let (status, _) = post(api, "/admin/reload", "text/plain", None, None, b"");
     assert_eq!(status, 401, "admin calls need the token");
-    let (status, body) = post(api, "/admin/reload", Some(ADMIN), "", "text/plain");
+    let (status, body) = post(api, "/admin/reload", "text/plain", Some(ADMIN), None, b"");
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -181,7 +166,7 @@ fn a_reload_under_load_loses_and_duplicates_nothing() {
         "[[stage]]\nplugin = \"builtin:nope\"\n",
     )
     .unwrap();
-    let (status, body) = post(api, "/admin/reload", Some(ADMIN), "", "text/plain");
+    let (status, body) = post(api, "/admin/reload", "text/plain", Some(ADMIN), None, b"");
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("unknown builtin"), "{body}");
 

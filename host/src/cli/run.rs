@@ -77,6 +77,9 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
                         }
                         let _ = reply.send((report, stats));
                     }
+                    EngineMsg::Stats(reply) => {
+                        let _ = reply.send(engine.stats());
+                    }
                     EngineMsg::Swap(mut next, reply) => {
                         let carried = next.take_over(&mut engine);
                         let old = std::mem::replace(&mut engine, *next);

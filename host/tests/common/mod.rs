@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -108,13 +109,17 @@ impl Service {
     }
 }
 
-/// GET `http://127.0.0.1:{port}{path}`: status and body.
-pub fn get(port: u16, path: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client that returns error statuses instead of failing on them.
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
-        .into();
-    let mut r = agent
+        .into()
+}
+
+/// GET `http://127.0.0.1:{port}{path}`: status and body.
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    let mut r = agent()
         .get(format!("http://127.0.0.1:{port}{path}"))
         .call()
         .unwrap();
@@ -122,6 +127,61 @@ pub fn get(port: u16, path: &str) -> (u16, String) {
         r.status().as_u16(),
         r.body_mut().read_to_string().unwrap_or_default(),
     )
+}
+
+/// POST `body` to `http://127.0.0.1:{port}{path}`, with a bearer `token` and
+/// a `content-encoding` when given: status and body.
+pub fn post(
+    port: u16,
+    path: &str,
+    content_type: &str,
+    token: Option<&str>,
+    encoding: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let mut req = agent()
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", content_type);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(e) = encoding {
+        req = req.header("content-encoding", e);
+    }
+    let mut resp = req.send(body).unwrap();
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// Builds the example Rust classifier (`examples/plugins/rust-classifier`)
+/// for wasm32-wasip2 as its README says; returns the component's path.
+pub fn build_rust_classifier() -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let target = root.join("target/examples");
+    let status = Command::new(env!("CARGO"))
+        .current_dir(root)
+        .args([
+            "build",
+            "-p",
+            "rust-classifier",
+            "--target",
+            "wasm32-wasip2",
+            "--profile",
+            "plugin",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cargo build of the Rust classifier failed"
+    );
+    target.join("wasm32-wasip2/plugin/rust_classifier.wasm")
 }
 
 /// Polls `check` every 50 ms until it is true or `secs` pass.
