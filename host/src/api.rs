@@ -472,6 +472,60 @@ pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) 
         "Resent spans dropped while held.",
         &[("", h.duplicate_spans as f64)],
     );
+    if let Some(w) = &stats.wal {
+        for (name, kind, help, value) in [
+            (
+                "plume_wal_appended_spans_total",
+                "counter",
+                "Spans written to the write-ahead log.",
+                w.appended_spans,
+            ),
+            (
+                "plume_wal_syncs_total",
+                "counter",
+                "fsync calls of the write-ahead log.",
+                w.syncs,
+            ),
+            (
+                "plume_wal_refused_full_total",
+                "counter",
+                "Requests refused because the log was at max_bytes (when_full = block).",
+                w.refused_full,
+            ),
+            (
+                "plume_wal_dropped_spans_total",
+                "counter",
+                "Spans whose log records were deleted unreleased (when_full = drop-oldest).",
+                w.dropped_spans,
+            ),
+            (
+                "plume_wal_replayed_spans_total",
+                "counter",
+                "Spans replayed from the log at start.",
+                w.replayed_spans,
+            ),
+            (
+                "plume_wal_bytes",
+                "gauge",
+                "Bytes of the write-ahead log on disk.",
+                w.bytes,
+            ),
+            (
+                "plume_wal_max_bytes",
+                "gauge",
+                "The log's bound (max_bytes).",
+                w.max_bytes,
+            ),
+            (
+                "plume_wal_unreleased_records",
+                "gauge",
+                "Log records not yet delivered everywhere.",
+                w.unreleased,
+            ),
+        ] {
+            metric(&mut out, name, kind, help, &[("", value as f64)]);
+        }
+    }
     if let Some(r) = receivers {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
         metric(

@@ -67,6 +67,7 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
             links: Vec::new(),
             resource: resource.clone(),
             scope: None,
+            seq: 0,
         };
         let s = |v: &str| AttrValue::Str(v.to_string());
         out.push(span(

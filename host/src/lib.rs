@@ -13,3 +13,4 @@ pub mod ingest;
 pub mod plugin;
 pub mod reload;
 pub mod span;
+pub mod wal;

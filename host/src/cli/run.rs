@@ -5,19 +5,22 @@
 use crate::api::{self, Api, EngineMsg};
 use crate::config::IngestConfig;
 use crate::engine::batcher::Batcher;
+use crate::engine::delivery::Floor;
 use crate::engine::{Engine, EngineOptions, write_summary};
 use crate::ingest::jsonl::{ReadStats, follow, read_to_end};
 use crate::ingest::otlp::{self, Receiver, ReceiverStats};
 use crate::plugin::runtime::Runtime;
 use crate::reload::Reloader;
 use crate::span::Span;
+use crate::wal::{Opened, Wal};
 use anyhow::Context;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Batches in flight between the batcher and the engine: bounded, so a slow
@@ -58,14 +61,39 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     };
     tracing::info!(pipeline = %pipeline.file, sources = ?pipeline.ingest.jsonl, "plume running");
 
+    let (span_tx, span_rx) = mpsc::channel::<Vec<Span>>(RECEIVER_QUEUE);
     let (batch_tx, mut batch_rx) = mpsc::channel::<EngineMsg>(ENGINE_QUEUE);
+    let durable = match &pipeline.wal {
+        None => None,
+        Some(settings) => match Wal::open(settings.clone(), span_tx.clone()) {
+            Ok(opened) => Some(opened),
+            Err(e) => {
+                eprintln!("{}: {e:#}", pipeline.file);
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    };
+    let wal = durable.as_ref().map(|d| d.wal.clone());
+    if let Some(w) = &wal {
+        engine.attach_wal(w.counters());
+    }
+    let engine_wal = wal.clone();
     let engine_thread = std::thread::Builder::new()
         .name("plume-engine".into())
         .spawn(move || {
-            let mut retired = Vec::new();
+            let mut retired: Vec<(Option<std::thread::JoinHandle<()>>, Vec<Floor>)> = Vec::new();
+            let mut released_at = Instant::now();
             while let Some(msg) = batch_rx.blocking_recv() {
                 match msg {
-                    EngineMsg::Spans(batch) => engine.process(batch),
+                    EngineMsg::Spans(batch) => {
+                        engine.process(batch);
+                        if let Some(wal) = &engine_wal
+                            && released_at.elapsed() >= RELEASE_EVERY
+                        {
+                            release(&mut engine, wal, &retired);
+                            released_at = Instant::now();
+                        }
+                    }
                     EngineMsg::Report(reply) => {
                         let stats = engine.stats();
                         let mut report = engine.report();
@@ -83,17 +111,33 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
                     EngineMsg::Swap(mut next, reply) => {
                         let carried = next.take_over(&mut engine);
                         let old = std::mem::replace(&mut engine, *next);
-                        retired.extend(old.retire());
+                        let floors = old.floors();
+                        retired.push((old.retire(), floors));
                         let _ = reply.send(carried);
                     }
                 }
             }
             engine.flush();
-            for r in retired {
-                let _ = r.join();
+            for (r, _) in &mut retired {
+                if let Some(r) = r.take() {
+                    let _ = r.join();
+                }
+            }
+            if let Some(wal) = &engine_wal {
+                // What a sink could not take before the drain timeout stays
+                // in the log, for the next start.
+                release(&mut engine, wal, &retired);
             }
             engine
         })?;
+    let resume_at = match durable {
+        Some(d) => {
+            let resume_at = d.checkpoint.sources.clone();
+            replay(d, &batch_tx, pipeline.batch_max_spans);
+            resume_at
+        }
+        None => BTreeMap::new(),
+    };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -116,8 +160,13 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let read = runtime.block_on(serve(
         ingest,
         listen,
-        max_spans,
-        max_wait_ms,
+        (max_spans, max_wait_ms),
+        Intake {
+            span_tx,
+            span_rx,
+            wal,
+            resume_at,
+        },
         batch_tx,
         Admin {
             reloader,
@@ -134,6 +183,66 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     stats.lines_failed = read.failed;
     write_summary(&mut std::io::stderr(), &stats)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often, at most, the engine thread releases log records.
+const RELEASE_EVERY: Duration = Duration::from_millis(100);
+
+/// Releases the log records the pipeline no longer needs: every one below the
+/// lowest still held by the engine, queued for a remote sink (of this engine
+/// or of one replaced by a reload that is still draining) or not arrived.
+/// File sinks are synced first, so a released span is on disk somewhere.
+fn release(
+    engine: &mut Engine,
+    wal: &Wal,
+    retired: &[(Option<std::thread::JoinHandle<()>>, Vec<Floor>)],
+) {
+    let draining = retired
+        .iter()
+        .filter(|(thread, _)| thread.as_ref().is_some_and(|t| !t.is_finished()))
+        .flat_map(|(_, floors)| floors.iter().filter_map(Floor::min_seq));
+    let keep_from = draining.fold(engine.wal_keep_from(), u64::min);
+    if keep_from <= wal.keep_from() {
+        return;
+    }
+    if wal.syncs_files() {
+        engine.sync_files();
+    }
+    if let Err(e) = wal.release(keep_from) {
+        tracing::error!("cannot write the log's checkpoint: {e}");
+    }
+}
+
+/// Runs what the log kept from the last run (not delivered before it ended)
+/// before anything new is accepted.
+fn replay(opened: Opened, engine: &mpsc::Sender<EngineMsg>, max_spans: usize) {
+    let r = &opened.recovery;
+    if r.torn_bytes > 0 || r.damaged_segments > 0 {
+        tracing::warn!(
+            torn_bytes = r.torn_bytes,
+            damaged_segments = r.damaged_segments,
+            "the log was not closed cleanly"
+        );
+    }
+    if opened.replay.is_empty() {
+        return;
+    }
+    let spans: usize = opened.replay.iter().map(Vec::len).sum();
+    tracing::info!(
+        records = opened.replay.len(),
+        spans,
+        "replaying spans logged but not delivered before the last stop"
+    );
+    let mut batcher = Batcher::new(max_spans);
+    let send = |b| {
+        let _ = engine.blocking_send(EngineMsg::Spans(b));
+    };
+    for record in opened.replay {
+        batcher.push(record, send);
+    }
+    if let Some(b) = batcher.take() {
+        send(b);
+    }
 }
 
 /// Where the OTLP receivers listen.
@@ -155,18 +264,33 @@ struct Admin {
 /// clients are told to retry (503 / UNAVAILABLE).
 const RECEIVER_QUEUE: usize = 1024;
 
+/// The spans' way in: the queue to the batcher, and the log in front of it.
+struct Intake {
+    span_tx: mpsc::Sender<Vec<Span>>,
+    span_rx: mpsc::Receiver<Vec<Span>>,
+    wal: Option<Wal>,
+    /// Where to go on reading followed files (offsets from the log's checkpoint).
+    resume_at: BTreeMap<String, u64>,
+}
+
 async fn serve(
     ingest: IngestConfig,
     listen: Listen,
-    max_spans: usize,
-    max_wait_ms: u64,
+    (max_spans, max_wait_ms): (usize, u64),
+    intake: Intake,
     batch_tx: mpsc::Sender<EngineMsg>,
     admin: Admin,
 ) -> anyhow::Result<ReadStats> {
+    let Intake {
+        span_tx,
+        mut span_rx,
+        wal,
+        resume_at,
+    } = intake;
     let stop = Arc::new(AtomicBool::new(false));
-    let (span_tx, mut span_rx) = mpsc::channel::<Vec<Span>>(RECEIVER_QUEUE);
     let (stop_servers, servers_stopped) = tokio::sync::watch::channel(false);
     let receiver = Arc::new(Receiver {
+        wal: wal.clone(),
         queue: span_tx.clone(),
         token: ingest.token.clone(),
         max_body_bytes: ingest.max_body_bytes,
@@ -237,14 +361,25 @@ async fn serve(
     for source in ingest.jsonl {
         let tx = span_tx.clone();
         let stop = stop.clone();
+        let wal = wal.clone();
+        let start = resume_at.get(&source).copied().unwrap_or(0);
         readers.push(tokio::task::spawn_blocking(move || {
             let send = |spans: Vec<Span>| {
                 let _ = tx.blocking_send(spans);
             };
             let result = if source == "-" {
+                // Standard input cannot be read again: not logged.
                 read_to_end("-", std::io::stdin().lock(), send)
             } else {
-                follow(&source, stop, Duration::from_millis(200), send)
+                let poll = Duration::from_millis(200);
+                follow(&source, start, stop, poll, |spans, offset| match &wal {
+                    Some(wal) => {
+                        if let Err(e) = wal.append_blocking(spans, &source, offset) {
+                            tracing::error!(source, "spans not logged: {e}");
+                        }
+                    }
+                    None => send(spans),
+                })
             };
             result.unwrap_or_else(|e| {
                 tracing::error!(source, "source failed: {e}");

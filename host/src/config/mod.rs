@@ -31,6 +31,17 @@
 //!                                  # traceparent there is stitched under the caller's trace
 //! stitch_links = false             # ... or a root span's first link to another trace
 //!
+//! [wal]                            # durability (the `wal` module); off unless set
+//! dir = "/var/lib/plume/wal"       # spans are logged here before they are acknowledged and
+//!                                  # replayed after a crash until every sink has them
+//! fsync = "always"                 # "always": before each acknowledgement; "100ms": at most that
+//!                                  # late (a power loss can take it; a crash of plume cannot);
+//!                                  # "never": left to the OS
+//! max_bytes = 1073741824           # bound on disk; at it, when_full decides:
+//! when_full = "block"              # "block": OTLP clients get 503 + Retry-After;
+//!                                  # "drop-oldest": the oldest segment goes (counted, alert wal_dropped)
+//! segment_bytes = 67108864         # segment file size
+//!
 //! [[stage]]                        # processors, in order
 //! name = "price"                   # default: the plugin's name; unique
 //! plugin = "builtin:pricer"        # or a path to a .wasm component
@@ -88,6 +99,9 @@ pub struct PipelineConfig {
     /// Where dead-lettered spans go.
     #[serde(default)]
     pub dead_letter: DeadLetterConfig,
+    /// The write-ahead log (durability).
+    #[serde(default)]
+    pub wal: Option<Spanned<WalConfig>>,
     /// Processors, in order.
     #[serde(default)]
     pub stage: Vec<Spanned<PluginConfig>>,
@@ -188,6 +202,22 @@ impl Default for BatchConfig {
             max_wait_ms: default_max_wait_ms(),
         }
     }
+}
+
+/// `[wal]`: spans are logged on disk before they are acknowledged (see `wal`).
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    /// The log's folder; required.
+    pub dir: Option<PathBuf>,
+    /// `"always"` (default), `"never"`, or a period like `"100ms"`.
+    pub fsync: Option<String>,
+    /// Bound on the log's bytes on disk (default 1 GiB).
+    pub max_bytes: Option<u64>,
+    /// Segment file size (default 64 MiB).
+    pub segment_bytes: Option<u64>,
+    /// `block` (default) or `drop-oldest`.
+    pub when_full: Option<crate::wal::WhenFull>,
 }
 
 /// `[traces]`: the trace hold (see `engine::hold`).
@@ -511,6 +541,8 @@ pub struct Pipeline {
     pub dead_letter_path: PathBuf,
     /// The trace hold.
     pub hold: HoldSettings,
+    /// The write-ahead log, when `[wal]` is set.
+    pub wal: Option<crate::wal::WalSettings>,
     /// Processors, in order.
     pub stages: Vec<PluginSpec>,
     /// Evaluators.
@@ -841,6 +873,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
         );
     }
     let hold = hold_settings(&raw.traces, &mut err);
+    let wal = raw.wal.as_ref().and_then(|w| wal_settings(w, &mut err));
     if exports.is_empty() && !stages.is_empty() {
         tracing::debug!("{file}: no [[export]]: processed spans are discarded");
     }
@@ -866,6 +899,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
         batch_max_wait_ms: raw.batch.max_wait_ms,
         dead_letter_path: raw.dead_letter.path,
         hold,
+        wal,
         stages,
         evaluators,
         router: routers.pop(),
@@ -917,6 +951,63 @@ fn hold_settings(
         settings.stitch_links = on;
     }
     settings
+}
+
+/// `[wal]` as settings; bad values are reported through `err`.
+fn wal_settings(
+    raw: &Spanned<WalConfig>,
+    err: &mut impl FnMut(std::ops::Range<usize>, String, String),
+) -> Option<crate::wal::WalSettings> {
+    use crate::wal::{Fsync, WalSettings};
+    let w = raw.get_ref();
+    let Some(dir) = &w.dir else {
+        err(
+            raw.span(),
+            "wal.dir".into(),
+            "required: the folder of the log (e.g. \"/var/lib/plume/wal\")".into(),
+        );
+        return None;
+    };
+    let mut s = WalSettings::new(dir.clone());
+    match w.fsync.as_deref() {
+        None | Some("always") => {}
+        Some("never") => s.fsync = Fsync::Never,
+        Some(period) => {
+            let mut every = std::time::Duration::ZERO;
+            duration(period, raw.span(), "wal.fsync", &mut every, err);
+            if !every.is_zero() {
+                s.fsync = Fsync::Every(every);
+            }
+        }
+    }
+    if let Some(b) = w.segment_bytes {
+        if b < 4096 {
+            err(
+                raw.span(),
+                "wal.segment_bytes".into(),
+                format!("must be at least 4096, got {b}"),
+            );
+        }
+        s.segment_bytes = b;
+    }
+    if let Some(b) = w.max_bytes {
+        s.max_bytes = b;
+    }
+    if s.max_bytes < 2 * s.segment_bytes {
+        err(
+            raw.span(),
+            "wal.max_bytes".into(),
+            format!(
+                "must be at least two segments ({} bytes with segment_bytes = {})",
+                2 * s.segment_bytes,
+                s.segment_bytes
+            ),
+        );
+    }
+    if let Some(p) = w.when_full {
+        s.when_full = p;
+    }
+    Some(s)
 }
 
 /// Parses a duration setting into `into`; a bad value is reported through `err`.

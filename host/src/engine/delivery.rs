@@ -12,6 +12,7 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -147,10 +148,33 @@ struct Counters {
     /// Payloads accepted and not yet finished; `idle` is signalled at zero.
     pending: Mutex<u64>,
     idle: Condvar,
+    /// Write-ahead log records (lowest per payload) of payloads not finished,
+    /// with their count: the log keeps them until they are (see `wal`).
+    in_flight: Mutex<BTreeMap<u64, u32>>,
+}
+
+/// How a payload ended, for the write-ahead log.
+#[derive(Clone, Copy, PartialEq)]
+enum End {
+    /// Sent, or given up by policy (counted as failed or dropped): its log
+    /// record may go.
+    Settled,
+    /// Abandoned because the process or the sink is closing: its log record
+    /// stays, so the payload is sent again after a restart.
+    Abandoned,
 }
 
 impl Counters {
-    fn finish(&self) {
+    fn finish(&self, seq: u64, end: End) {
+        if seq != 0 && end == End::Settled {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = in_flight.get_mut(&seq) {
+                *n -= 1;
+                if *n == 0 {
+                    in_flight.remove(&seq);
+                }
+            }
+        }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         *pending = pending.saturating_sub(1);
         if *pending == 0 {
@@ -159,9 +183,23 @@ impl Counters {
     }
 }
 
+/// The oldest write-ahead log record a remote sink still needs.
+#[derive(Clone)]
+pub struct Floor(Arc<Counters>);
+
+impl Floor {
+    /// The lowest record of an unfinished (or abandoned) payload, if any.
+    pub fn min_seq(&self) -> Option<u64> {
+        let in_flight = self.0.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        in_flight.keys().next().copied()
+    }
+}
+
 struct Payload {
     body: Vec<u8>,
     spans: u64,
+    /// Lowest write-ahead log record of its spans; 0: none.
+    seq: u64,
 }
 
 /// A remote sink: queue, worker and counters.
@@ -214,8 +252,9 @@ impl Delivery {
         })
     }
 
-    /// Queues a payload carrying `spans` spans (0 for alerts).
-    pub fn send(&self, body: Vec<u8>, spans: u64) {
+    /// Queues a payload carrying `spans` spans (0 for alerts), the lowest
+    /// of which came from log record `seq` (0: none).
+    pub fn send(&self, body: Vec<u8>, spans: u64, seq: u64) {
         if body.is_empty() {
             return;
         }
@@ -225,7 +264,16 @@ impl Delivery {
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner()) += 1;
-        let mut payload = Payload { body, spans };
+        if seq != 0 {
+            *self
+                .counters
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(seq)
+                .or_default() += 1;
+        }
+        let mut payload = Payload { body, spans, seq };
         let refused = loop {
             match tx.try_send(payload) {
                 Ok(()) => break None,
@@ -246,7 +294,12 @@ impl Delivery {
             self.counters
                 .dropped_spans
                 .fetch_add(p.spans, Ordering::Relaxed);
-            self.counters.finish();
+            let end = if self.settings.when_full == WhenFull::DropNewest {
+                End::Settled
+            } else {
+                End::Abandoned
+            };
+            self.counters.finish(p.seq, end);
             tracing::warn!(export = %self.name, spans = p.spans, "delivery queue full: payload dropped");
         }
     }
@@ -274,6 +327,11 @@ impl Delivery {
                 .0;
         }
         true
+    }
+
+    /// The oldest log record this sink still needs, as it changes.
+    pub fn floor(&self) -> Floor {
+        Floor(self.counters.clone())
     }
 
     /// Current counters.
@@ -317,11 +375,12 @@ fn work(
         if closing.load(Ordering::Relaxed) {
             c.dropped.fetch_add(1, Ordering::Relaxed);
             c.dropped_spans.fetch_add(p.spans, Ordering::Relaxed);
-            c.finish();
+            c.finish(p.seq, End::Abandoned);
             continue;
         }
         let first = Instant::now();
         let mut backoff = settings.initial_backoff;
+        let mut end = End::Settled;
         loop {
             match sender.attempt(&p.body) {
                 Attempt::Sent { rejected } => {
@@ -348,10 +407,11 @@ fn work(
                     let delay = after
                         .unwrap_or_else(|| jitter(backoff))
                         .min(settings.max_backoff);
-                    if first.elapsed() + delay > settings.max_elapsed
-                        || closing.load(Ordering::Relaxed)
-                        || past_drain(settings)
-                    {
+                    let closed = closing.load(Ordering::Relaxed) || past_drain(settings);
+                    if first.elapsed() + delay > settings.max_elapsed || closed {
+                        if closed {
+                            end = End::Abandoned;
+                        }
                         c.failed.fetch_add(1, Ordering::Relaxed);
                         c.failed_spans.fetch_add(p.spans, Ordering::Relaxed);
                         tracing::error!(
@@ -374,7 +434,7 @@ fn work(
                 }
             }
         }
-        c.finish();
+        c.finish(p.seq, end);
     }
 }
 
@@ -712,7 +772,7 @@ mod tests {
     fn retries_what_the_backend_asks_to_retry_then_sends() {
         let (url, hits) = scripted_server(vec![(503, "retry-after: 0\r\n"), (429, ""), (502, "")]);
         let d = Delivery::start("t", http(url), quick()).unwrap();
-        d.send(b"payload".to_vec(), 7);
+        d.send(b"payload".to_vec(), 7, 0);
         assert!(d.drain());
         let s = d.stats();
         assert_eq!((s.sent, s.sent_spans, s.retries, s.failed), (1, 7, 3, 0));
@@ -724,7 +784,7 @@ mod tests {
     fn a_permanent_error_is_not_retried() {
         let (url, hits) = scripted_server(vec![(400, "")]);
         let d = Delivery::start("t", http(url), quick()).unwrap();
-        d.send(b"payload".to_vec(), 3);
+        d.send(b"payload".to_vec(), 3, 0);
         assert!(d.drain());
         let s = d.stats();
         assert_eq!((s.sent, s.failed, s.failed_spans, s.retries), (0, 1, 3, 0));
@@ -739,7 +799,7 @@ mod tests {
             ..quick()
         };
         let d = Delivery::start("t", http(url), settings).unwrap();
-        d.send(b"payload".to_vec(), 2);
+        d.send(b"payload".to_vec(), 2, 0);
         assert!(d.drain());
         let s = d.stats();
         assert_eq!((s.sent, s.failed, s.failed_spans), (0, 1, 2));
@@ -762,10 +822,11 @@ mod tests {
             ..quick()
         };
         let d = Delivery::start("t", http(format!("http://127.0.0.1:{port}/")), settings).unwrap();
-        for _ in 0..10 {
-            d.send(b"p".to_vec(), 1);
+        for seq in 1..=10 {
+            d.send(b"p".to_vec(), 1, seq);
         }
         assert!(d.drain());
+        assert_eq!(d.floor().min_seq(), None, "given up by policy: released");
         let s = d.stats();
         assert_eq!(s.sent + s.failed + s.dropped, 10, "{s:?}");
         assert!(s.dropped >= 8, "{s:?}");
@@ -788,12 +849,18 @@ mod tests {
             ..quick()
         };
         let d = Delivery::start("t", http(url), settings).unwrap();
-        for _ in 0..3 {
-            d.send(b"p".to_vec(), 5);
+        for seq in 7..10 {
+            d.send(b"p".to_vec(), 5, seq);
         }
         std::thread::sleep(Duration::from_millis(100));
         let counters = d.counters.clone();
+        let floor = d.floor();
         drop(d);
+        assert_eq!(
+            floor.min_seq(),
+            Some(7),
+            "abandoned payloads keep their log records for a restart"
+        );
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         // The one in flight gives up (failed), the two queued are dropped.
         assert_eq!(g(&counters.failed) + g(&counters.dropped), 3);

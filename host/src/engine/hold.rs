@@ -122,6 +122,15 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// The lowest write-ahead log record of a held span, if any.
+    pub fn min_seq(&self) -> Option<u64> {
+        self.groups
+            .values()
+            .flat_map(|g| g.spans.iter().map(|s| s.seq))
+            .filter(|&q| q != 0)
+            .min()
+    }
+
     /// The settings in force.
     pub fn settings(&self) -> &HoldSettings {
         &self.settings

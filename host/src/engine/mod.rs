@@ -23,6 +23,7 @@ use crate::plugin::instance::{PluginError, Sandbox};
 use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
 use crate::plugin::runtime::Runtime;
 use crate::span::{Batch, Span, flat};
+use crate::wal::WalCounters;
 use delivery::{Delivery, Target};
 use hold::Hold;
 use serde_json::{Map, Value as Json, json};
@@ -30,6 +31,7 @@ use sink::Sink;
 use stats::{EntryStats, PipelineStats};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Options that change how an engine is built, not what it does.
@@ -181,6 +183,12 @@ pub struct Engine {
     /// Greatest span end time that arrived (the event clock).
     arrived_time: u64,
     batch_max_spans: usize,
+    /// Greatest write-ahead log record that reached the engine.
+    seen_seq: u64,
+    /// The log's counters, when there is one; and whether its `wal_dropped`
+    /// alert is firing, with the spans dropped when it was last raised.
+    wal: Option<Arc<WalCounters>>,
+    wal_alert: Option<u64>,
 }
 
 fn entry_stats(spec: &PluginSpec) -> EntryStats {
@@ -313,6 +321,9 @@ impl Engine {
             clock: options.clock,
             started: Instant::now(),
             arrived_time: 0,
+            seen_seq: 0,
+            wal: None,
+            wal_alert: None,
             batch_max_spans: pipeline.batch_max_spans,
         })
     }
@@ -322,8 +333,19 @@ impl Engine {
     /// the service calls this periodically.
     pub fn process(&mut self, batch: Batch) {
         self.spans_in += batch.len() as u64;
+        if let Some(seq) = batch.iter().map(|s| s.seq).max() {
+            self.seen_seq = self.seen_seq.max(seq);
+        }
         if !self.hold.enabled() {
-            self.run_batch(batch);
+            if batch.len() <= self.batch_max_spans {
+                self.run_batch(batch);
+            } else {
+                let mut batch = batch;
+                while !batch.is_empty() {
+                    let rest = batch.split_off(batch.len().min(self.batch_max_spans));
+                    self.run_batch(std::mem::replace(&mut batch, rest));
+                }
+            }
             return;
         }
         let now = match self.clock {
@@ -430,6 +452,54 @@ impl Engine {
         alerts
     }
 
+    /// The `wal_dropped` alert: raised when `drop-oldest` deleted log
+    /// records since the last tick, resolved once the log is below half its
+    /// bound again.
+    fn wal_alert(&mut self, now: u64) -> Option<Alert> {
+        let stats = self.wal.as_ref()?.stats();
+        let raise = |firing: bool, summary: String| Alert {
+            rule: "wal_dropped".into(),
+            severity: Severity::Page,
+            labels: Vec::new(),
+            summary,
+            value: stats.dropped_spans as f64,
+            threshold: 0.0,
+            runbook: "examples/runbooks/wal-dropped.md".into(),
+            firing,
+            at: now,
+        };
+        match self.wal_alert {
+            Some(alerted) if stats.dropped_spans > alerted => {
+                self.wal_alert = Some(stats.dropped_spans);
+                Some(raise(
+                    true,
+                    format!(
+                        "write-ahead log full: {} spans in all lost their protection against a crash",
+                        stats.dropped_spans
+                    ),
+                ))
+            }
+            None if stats.dropped_spans > 0 => {
+                self.wal_alert = Some(stats.dropped_spans);
+                Some(raise(
+                    true,
+                    format!(
+                        "write-ahead log full: the oldest records were deleted; {} spans lost their protection against a crash",
+                        stats.dropped_spans
+                    ),
+                ))
+            }
+            Some(_) if stats.bytes * 2 < stats.max_bytes => {
+                self.wal_alert = None;
+                Some(raise(
+                    false,
+                    "write-ahead log below half its bound again".into(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Runs processor `i`; false when the batch is gone (dropped or
     /// dead-lettered on error).
     fn run_stage(&mut self, i: usize, batch: &mut Batch) -> bool {
@@ -520,7 +590,7 @@ impl Engine {
             out.extend_from_slice(b"}\n");
         }
         if let Some(sink) = &mut self.dead_letter
-            && let Err(e) = sink.write_all(&out, 0).and_then(|_| sink.flush())
+            && let Err(e) = sink.write_all(&out, 0, 0).and_then(|_| sink.flush())
         {
             tracing::error!(
                 stage,
@@ -534,6 +604,7 @@ impl Engine {
     fn tick(&mut self) -> Vec<Notification> {
         let now = self.event_time;
         let mut alerts: Vec<Alert> = self.breaker_alerts(now);
+        alerts.extend(self.wal_alert(now));
         for ev in &mut self.evaluators {
             match ev.call(|s| s.tick(now)) {
                 Ok(mut a) => alerts.append(&mut a),
@@ -564,6 +635,12 @@ impl Engine {
     }
 
     fn export(&mut self, batch: &[Span], notifications: &[Notification]) {
+        let seq = batch
+            .iter()
+            .map(|s| s.seq)
+            .filter(|&q| q != 0)
+            .min()
+            .unwrap_or(0);
         for ex in &mut self.exports {
             let started = Instant::now();
             ex.stats.spans_in += batch.len() as u64;
@@ -576,7 +653,7 @@ impl Engine {
                 .export_spans(&self.scratch.batch)
                 .and_then(|parts| render(bytes, &parts, batch, &self.scratch.rows));
             match spans_result {
-                Ok(()) => match ex.sink.write_all(bytes, batch.len() as u64) {
+                Ok(()) => match ex.sink.write_all(bytes, batch.len() as u64, seq) {
                     Ok(()) => {
                         ex.stats.exported += batch.len() as u64;
                         ex.stats.bytes += bytes.len() as u64;
@@ -615,7 +692,7 @@ impl Engine {
                     .and_then(|parts| render(bytes, &parts, &[], &[]))
                 {
                     Ok(()) => {
-                        if let Err(e) = ex.sink.write_all(bytes, 0) {
+                        if let Err(e) = ex.sink.write_all(bytes, 0, 0) {
                             *ex.stats.errors.entry("io").or_default() += 1;
                             tracing::error!(export = %ex.sandbox.spec().name, "{} alerts lost: {e}", group.len());
                         }
@@ -647,6 +724,54 @@ impl Engine {
         }
     }
 
+    /// The first write-ahead log record the engine may still need: records
+    /// below it arrived whole (batches hold whole records, in order) and
+    /// have left the pipeline (exported, dropped, dead-lettered), except for
+    /// payloads queued for remote sinks (see [`Engine::floors`]).
+    pub fn wal_keep_from(&self) -> u64 {
+        let arrived = self.seen_seq + 1;
+        let held = self.hold.min_seq().unwrap_or(u64::MAX);
+        let queued = self
+            .floors()
+            .iter()
+            .filter_map(|f| f.min_seq())
+            .min()
+            .unwrap_or(u64::MAX);
+        arrived.min(held).min(queued)
+    }
+
+    /// The log records each remote sink still needs, as they change.
+    pub fn floors(&self) -> Vec<delivery::Floor> {
+        self.exports
+            .iter()
+            .filter_map(|ex| match &ex.sink {
+                Sink::Remote(d) => Some(d.floor()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Reports the write-ahead log's counters with the engine's (`stats`,
+    /// `/metrics`) and raises its `wal_dropped` alert.
+    pub fn attach_wal(&mut self, counters: Arc<WalCounters>) {
+        self.wal = Some(counters);
+    }
+
+    /// Makes what file sinks and the dead-letter file got durable (fsync),
+    /// before the log records of their spans are released.
+    pub fn sync_files(&mut self) {
+        for ex in &mut self.exports {
+            if let Err(e) = ex.sink.sync() {
+                tracing::error!(export = %ex.sandbox.spec().name, "sync failed: {e}");
+            }
+        }
+        if let Some(dl) = &mut self.dead_letter
+            && let Err(e) = dl.sync()
+        {
+            tracing::error!("dead-letter file: sync failed: {e}");
+        }
+    }
+
     /// Takes over from `old`, the pipeline this one replaces (a reload), so
     /// that no span is lost or run twice: the held spans move here (with the
     /// clocks their deadlines are measured on), counters continue, and each
@@ -660,6 +785,9 @@ impl Engine {
         self.started = old.started;
         self.event_time = old.event_time;
         self.arrived_time = old.arrived_time;
+        self.seen_seq = old.seen_seq;
+        self.wal = old.wal.clone();
+        self.wal_alert = old.wal_alert;
         self.spans_in = old.spans_in;
         self.spans_out = old.spans_out;
         let mut carried = Vec::new();
@@ -771,6 +899,7 @@ impl Engine {
                 })
                 .collect(),
             hold: self.hold.stats(),
+            wal: self.wal.as_ref().map(|w| w.stats()),
         }
     }
 
@@ -1102,6 +1231,18 @@ pub fn write_summary(out: &mut impl Write, stats: &PipelineStats) -> std::io::Re
             out,
             "plume:   trace hold: {} resent spans dropped, {} traces released before they were quiet (max_spans), at most {} spans held",
             h.duplicate_spans, h.released_early, h.held_max
+        )?;
+    }
+    if let Some(w) = &stats.wal {
+        writeln!(
+            out,
+            "plume:   write-ahead log: {} spans logged ({} fsyncs), {} replayed at start, {} refused while full, {} lost their crash protection (drop-oldest), {} records kept for the next start",
+            w.appended_spans,
+            w.syncs,
+            w.replayed_spans,
+            w.refused_full,
+            w.dropped_spans,
+            w.unreleased
         )?;
     }
     for s in stats

@@ -112,9 +112,10 @@ impl Sink {
         )?))
     }
 
-    /// Writes a whole payload carrying `spans` spans (0 for alerts). A remote
-    /// sink queues it: what happens next is in its delivery counters.
-    pub fn write_all(&mut self, bytes: &[u8], spans: u64) -> std::io::Result<()> {
+    /// Writes a whole payload carrying `spans` spans (0 for alerts), the
+    /// lowest of which came from log record `seq` (0: none). A remote sink
+    /// queues it: what happens next is in its delivery counters.
+    pub fn write_all(&mut self, bytes: &[u8], spans: u64, seq: u64) -> std::io::Result<()> {
         match self {
             Sink::Stdout(s) => {
                 let mut lock = s.lock();
@@ -123,7 +124,7 @@ impl Sink {
             }
             Sink::File(f) => f.write_all(bytes),
             Sink::Remote(d) => {
-                d.send(bytes.to_vec(), spans);
+                d.send(bytes.to_vec(), spans, seq);
                 Ok(())
             }
             Sink::Discard => Ok(()),
@@ -141,6 +142,17 @@ impl Sink {
             Sink::Stdout(s) => s.flush(),
             Sink::File(f) => f.out.flush(),
             Sink::Remote(_) | Sink::Discard => Ok(()),
+        }
+    }
+
+    /// Makes what was written durable (fsync); a no-op for other sinks.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File(f) => {
+                f.out.flush()?;
+                f.out.get_ref().sync_data()
+            }
+            Sink::Stdout(_) | Sink::Remote(_) | Sink::Discard => Ok(()),
         }
     }
 
@@ -164,7 +176,7 @@ mod tests {
         let path = dir.path().join("spans.jsonl");
         let mut sink = Sink::open_rotating(&path.display().to_string(), 25, 2).unwrap();
         for i in 0..10 {
-            sink.write_all(format!("line {i:04}\n").as_bytes(), 1)
+            sink.write_all(format!("line {i:04}\n").as_bytes(), 1, 0)
                 .unwrap(); // 10 bytes
         }
         sink.flush().unwrap();
@@ -187,7 +199,7 @@ mod tests {
         let path = dir.path().join("a.jsonl");
         std::fs::write(&path, "x".repeat(100)).unwrap();
         let mut sink = Sink::open_rotating(&path.display().to_string(), 50, 1).unwrap();
-        sink.write_all(b"new\n", 1).unwrap();
+        sink.write_all(b"new\n", 1, 0).unwrap();
         sink.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
     }

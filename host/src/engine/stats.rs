@@ -61,4 +61,7 @@ pub struct PipelineStats {
     pub exports: Vec<EntryStats>,
     /// The trace hold.
     pub hold: super::hold::HoldStats,
+    /// The write-ahead log, when `[wal]` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wal: Option<crate::wal::WalStats>,
 }

@@ -85,18 +85,21 @@ pub fn read_to_end(
     }
 }
 
-/// Reads the file at `path` to its end, then follows it as it grows (like
-/// `tail -F`: a truncated file is read again from the start) until `stop`.
-/// A last line without its newline waits for it.
+/// Reads the file at `path` from byte `start` to its end, then follows it as
+/// it grows (like `tail -F`: a truncated file is read again from the start)
+/// until `stop`. A last line without its newline waits for it. `on_spans`
+/// gets the spans of each chunk read, with the offset just past their last
+/// line (where to resume).
 pub fn follow(
     path: &str,
+    start: u64,
     stop: Arc<AtomicBool>,
     poll: Duration,
-    mut on_spans: impl FnMut(Vec<Span>),
+    mut on_spans: impl FnMut(Vec<Span>, u64),
 ) -> std::io::Result<ReadStats> {
     let mut stats = ReadStats::default();
     let mut file = std::fs::File::open(path)?;
-    let mut offset: u64 = 0;
+    let mut offset: u64 = start;
     let mut pending: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
@@ -116,11 +119,17 @@ pub fn follow(
         offset += n as u64;
         pending.extend_from_slice(&chunk[..n]);
         let mut start = 0;
+        let mut spans = Vec::new();
         while let Some(nl) = pending[start..].iter().position(|&b| b == b'\n') {
-            stats.line(path, &pending[start..start + nl + 1], &mut on_spans);
+            stats.line(path, &pending[start..start + nl + 1], &mut |s| {
+                spans.extend(s)
+            });
             start += nl + 1;
         }
         pending.drain(..start);
+        if !spans.is_empty() {
+            on_spans(spans, offset - pending.len() as u64);
+        }
     }
     Ok(stats)
 }

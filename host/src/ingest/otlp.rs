@@ -7,6 +7,7 @@
 
 use crate::span::otlp_proto::{Decoded, from_proto};
 use crate::span::{Span, otlp_json};
+use crate::wal::{Refused, Wal};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode as Http, header};
@@ -28,6 +29,9 @@ use tokio::sync::mpsc;
 pub struct Receiver {
     /// Spans into the pipeline (bounded).
     pub queue: mpsc::Sender<Vec<Span>>,
+    /// With `[wal]`: spans are logged (and passed on by the log's writer)
+    /// before the request is answered.
+    pub wal: Option<Wal>,
     /// Bearer token required on every request, when set.
     pub token: Option<String>,
     /// Largest request body accepted, compressed or not, in bytes.
@@ -57,6 +61,8 @@ enum Refusal {
     Unsupported(String),
     Malformed(String),
     Busy,
+    /// The write-ahead log cannot be written: nothing is acknowledged.
+    LogFailed(String),
 }
 
 impl Receiver {
@@ -69,16 +75,26 @@ impl Receiver {
         }
     }
 
-    /// Queues decoded spans; `Busy` when the pipeline's queue is full.
-    fn accept(&self, decoded: Decoded) -> Result<Decoded, Refusal> {
+    /// Queues decoded spans (logging them first, with `[wal]`); `Busy` when
+    /// the pipeline's queue or the log is full.
+    async fn accept(&self, decoded: Decoded) -> Result<Decoded, Refusal> {
         let accepted = decoded.spans.len() as u64;
         if accepted > 0 {
             let spans = decoded.spans;
-            if self.queue.try_send(spans).is_err() {
-                self.stats
-                    .requests_throttled
-                    .fetch_add(1, Ordering::Relaxed);
-                return Err(Refusal::Busy);
+            let queued = match &self.wal {
+                Some(wal) => wal.append(spans).await.map_err(|r| match r {
+                    Refused::Full => Refusal::Busy,
+                    Refused::Failed(m) => Refusal::LogFailed(m),
+                }),
+                None => self.queue.try_send(spans).map_err(|_| Refusal::Busy),
+            };
+            if let Err(refusal) = queued {
+                if matches!(refusal, Refusal::Busy) {
+                    self.stats
+                        .requests_throttled
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                return Err(refusal);
             }
         }
         self.stats
@@ -126,7 +142,10 @@ async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    let outcome = decode_http(&rx, &headers, &body, json).and_then(|d| rx.accept(d));
+    let outcome = match decode_http(&rx, &headers, &body, json) {
+        Ok(d) => rx.accept(d).await,
+        Err(refusal) => Err(refusal),
+    };
     match outcome {
         Ok(d) => {
             let partial = d.partial_success();
@@ -167,6 +186,14 @@ async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
                         Http::SERVICE_UNAVAILABLE,
                         [(header::RETRY_AFTER, "1")],
                         "pipeline is full, retry later",
+                    )
+                        .into_response();
+                }
+                Refusal::LogFailed(m) => {
+                    return (
+                        Http::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "5")],
+                        format!("spans not accepted: {m}"),
                     )
                         .into_response();
                 }
@@ -269,10 +296,13 @@ impl TraceService for GrpcReceiver {
                 "missing or wrong bearer token",
             ));
         }
-        match rx.accept(from_proto(request.into_inner())) {
+        match rx.accept(from_proto(request.into_inner())).await {
             Ok(d) => Ok(tonic::Response::new(ExportTraceServiceResponse {
                 partial_success: d.partial_success(),
             })),
+            Err(Refusal::LogFailed(m)) => Err(tonic::Status::unavailable(format!(
+                "spans not accepted: {m}"
+            ))),
             Err(_) => Err(tonic::Status::unavailable("pipeline is full, retry later")),
         }
     }

@@ -164,6 +164,7 @@ pub fn parse(line: &str) -> Result<Span, String> {
                 version: s.version,
             })
         }),
+        seq: 0,
     })
 }
 

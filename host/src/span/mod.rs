@@ -335,6 +335,9 @@ pub struct Span {
     pub resource: Arc<Attributes>,
     /// Instrumentation scope, shared by the spans of one scope.
     pub scope: Option<Arc<Scope>>,
+    /// The write-ahead log record that holds this span; 0 when not logged.
+    /// Host bookkeeping, never exported.
+    pub seq: u64,
 }
 
 impl Span {

@@ -324,6 +324,7 @@ fn span(s: SpanIn, resource: &Arc<Attributes>, scope: &Option<Arc<Scope>>) -> Re
             .collect::<Result<_, String>>()?,
         resource: resource.clone(),
         scope: scope.clone(),
+        seq: 0,
     })
 }
 

@@ -108,6 +108,7 @@ fn span(
             .collect(),
         resource: resource.clone(),
         scope: scope.clone(),
+        seq: 0,
     })
 }
 
@@ -391,6 +392,7 @@ mod tests {
             }],
             resource: resource.clone(),
             scope: scope.clone(),
+            seq: 0,
         };
         vec![
             span(1, &resource),

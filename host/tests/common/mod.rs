@@ -90,6 +90,16 @@ impl Service {
         );
     }
 
+    /// SIGKILL (a crash: nothing is flushed or drained); returns the run's
+    /// folder, to start plume again on what it left.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        self.signal("-KILL");
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     /// SIGTERM; asserts a clean exit and returns plume's output.
     pub fn stop(mut self) -> (Output, tempfile::TempDir) {
         self.signal("-TERM");
