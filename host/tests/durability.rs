@@ -79,12 +79,19 @@ fn request(id: u64, spans: u64) -> String {
     )
 }
 
-/// Posts requests with trace ids from `first` on until `stop`; returns the
-/// ids acknowledged (200) and the count of requests sent.
-fn send_until(ingest: u16, first: u64, stop: &AtomicBool) -> (Vec<u64>, u64) {
+/// What a client sent: ids acknowledged (200), requests sent, and those
+/// told to retry (503).
+struct Sent {
+    acknowledged: Vec<u64>,
+    requests: u64,
+    throttled: u64,
+}
+
+/// Posts requests with trace ids from `first` on until `stop`.
+fn send_until(ingest: u16, first: u64, stop: &AtomicBool) -> Sent {
     let agent = common::agent();
     let mut acknowledged = Vec::new();
-    let mut sent = 0;
+    let (mut sent, mut throttled) = (0, 0);
     let mut id = first;
     while !stop.load(Ordering::SeqCst) {
         sent += 1;
@@ -94,14 +101,21 @@ fn send_until(ingest: u16, first: u64, stop: &AtomicBool) -> (Vec<u64>, u64) {
             .send(request(id, 3).as_bytes());
         match resp.map(|r| r.status().as_u16()) {
             Ok(200) => acknowledged.push(id),
-            Ok(503) => std::thread::sleep(Duration::from_millis(20)),
+            Ok(503) => {
+                throttled += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
             Ok(s) => panic!("unexpected status {s}"),
             // plume was killed mid-request: not acknowledged.
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
         id += 1;
     }
-    (acknowledged, sent)
+    Sent {
+        acknowledged,
+        requests: sent,
+        throttled,
+    }
 }
 
 fn pipeline(ingest: u16, api: u16, backend: u16, wal: &str) -> String {
@@ -159,7 +173,11 @@ fn kill_9_under_load_loses_no_acknowledged_span() {
     let dir = plume.kill();
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::SeqCst);
-    let (acknowledged, sent) = client.join().unwrap();
+    let Sent {
+        acknowledged,
+        requests: sent,
+        ..
+    } = client.join().unwrap();
     let delivered_before = backend.seen.lock().unwrap().len();
     assert!(
         acknowledged.len() > delivered_before,
@@ -200,6 +218,62 @@ fn kill_9_under_load_loses_no_acknowledged_span() {
     assert!(
         stderr.contains("write-ahead log:") && stderr.contains("0 records kept for the next start"),
         "{stderr}"
+    );
+}
+
+/// The backend goes down for `PLUME_CHAOS_DOWN_SECS` (default 3; the chaos
+/// script uses 60) under steady load, then comes back.
+#[test]
+fn a_backend_down_for_a_while_under_load_loses_nothing_acknowledged() {
+    let down_secs: u64 = std::env::var("PLUME_CHAOS_DOWN_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let backend = Arc::new(Backend {
+        take_first: 10,
+        ..Backend::default()
+    });
+    let backend_port = serve(&rt, backend.clone());
+    let (ingest, api) = (free_port(), free_port());
+    let text = pipeline(ingest, api, backend_port, "");
+    let plume = Service::start(&text, &[ingest, api], &[("PLUME_LOG", "error")]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || send_until(ingest, 1, &stop))
+    };
+    wait_until(60, "the backend to go down", || {
+        backend.taken.load(Ordering::SeqCst) >= 10
+    });
+    std::thread::sleep(Duration::from_secs(down_secs));
+    backend.healed.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::SeqCst);
+    let Sent {
+        acknowledged,
+        requests: sent,
+        throttled,
+    } = client.join().unwrap();
+    let expected: HashSet<String> = acknowledged.iter().map(|id| format!("{id:032x}")).collect();
+    wait_until(60, "every acknowledged span at the backend", || {
+        let seen = backend.seen.lock().unwrap();
+        expected.iter().all(|id| seen.contains_key(id))
+    });
+    let rss = plume.peak_rss_mib().unwrap_or(0.0);
+    plume.stop();
+    let seen = backend.seen.lock().unwrap();
+    let lost = expected.iter().filter(|id| !seen.contains_key(*id)).count();
+    println!(
+        "chaos backend-down-{down_secs}s: sent {} spans, acknowledged {}, exported {}, lost {lost}; {throttled} requests told to retry; peak RSS {rss:.0} MiB",
+        sent * 3,
+        acknowledged.len() * 3,
+        seen.values().map(|&n| n as u64).sum::<u64>(),
+    );
+    assert_eq!(lost, 0);
+    assert!(
+        throttled > 0,
+        "the clients were pushed back while it was down"
     );
 }
 
@@ -348,7 +422,7 @@ plugin = "builtin:jsonl"
 config = {{ path = "{{dir}}/out.jsonl" }}
 "#
     );
-    let plume = Service::start(&text, &[ingest, api], &quiet);
+    let _plume = Service::start(&text, &[ingest, api], &quiet);
     for id in 1..=300u64 {
         let (status, _) = common::post(
             ingest,

@@ -56,6 +56,10 @@ pub struct LoadArgs {
     /// CPUs for plume (`taskset -c`), e.g. `0`.
     #[arg(long)]
     cpus: Option<String>,
+    /// Log spans before acknowledging them (`[wal]`) with this `fsync`
+    /// (`always`, `never` or a period like `100ms`); default: no log.
+    #[arg(long)]
+    wal: Option<String>,
 }
 
 /// What the backend saw.
@@ -119,6 +123,7 @@ async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> &'static str {
 fn pipeline_text(
     stages: &str,
     hold: Option<&str>,
+    wal: Option<(&str, &std::path::Path)>,
     ingest: u16,
     backend: u16,
 ) -> anyhow::Result<String> {
@@ -138,8 +143,16 @@ fn pipeline_text(
     let hold = hold
         .map(|w| format!("[traces]\nwait = \"{w}\"\n"))
         .unwrap_or_default();
+    let wal = wal
+        .map(|(fsync, dir)| {
+            format!(
+                "[wal]\ndir = {:?}\nfsync = {fsync:?}\n",
+                dir.display().to_string()
+            )
+        })
+        .unwrap_or_default();
     Ok(format!(
-        "[ingest]\notlp_http = \"127.0.0.1:{ingest}\"\n\n{hold}\n{entries}\n[[export]]\nname = \"backend\"\nplugin = \"builtin:otlp\"\nconfig = {{ endpoint = \"http://127.0.0.1:{backend}\" }}\n"
+        "[ingest]\notlp_http = \"127.0.0.1:{ingest}\"\n\n{hold}\n{wal}\n{entries}\n[[export]]\nname = \"backend\"\nplugin = \"builtin:otlp\"\nconfig = {{ endpoint = \"http://127.0.0.1:{backend}\" }}\n"
     ))
 }
 
@@ -217,9 +230,16 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("plume-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("pipeline.toml");
+    let wal_dir = dir.join("wal");
     std::fs::write(
         &file,
-        pipeline_text(&args.stages, args.hold.as_deref(), ingest, backend_port)?,
+        pipeline_text(
+            &args.stages,
+            args.hold.as_deref(),
+            args.wal.as_deref().map(|fsync| (fsync, wal_dir.as_path())),
+            ingest,
+            backend_port,
+        )?,
     )?;
     let exe = std::env::current_exe()?;
     let mut cmd = match &args.cpus {
@@ -331,6 +351,7 @@ fn drive(args: &LoadArgs, ingest: u16, received: &Received) -> anyhow::Result<se
     Ok(serde_json::json!({
         "stages": args.stages,
         "hold": args.hold.clone().unwrap_or_else(|| "default".into()),
+        "wal_fsync": args.wal,
         "cpus": args.cpus,
         "spans_per_request": batch,
         "clients": args.clients,
@@ -357,12 +378,14 @@ mod tests {
 
     #[test]
     fn the_load_pipelines_are_valid() {
-        for stages in ["default", "none"] {
-            let text = pipeline_text(stages, Some("0s"), 1, 2).unwrap();
+        let dir = std::path::Path::new("/tmp/wal");
+        for (stages, wal) in [("default", None), ("none", Some(("100ms", dir)))] {
+            let text = pipeline_text(stages, Some("0s"), wal, 1, 2).unwrap();
             let p = crate::config::parse("load.toml", &text, |_| None)
                 .unwrap_or_else(|e| panic!("{stages}: {e}\n{text}"));
             assert_eq!(p.exports.len(), 1);
             assert_eq!(p.stages.is_empty(), stages == "none");
+            assert_eq!(p.wal.is_some(), wal.is_some());
         }
     }
 }

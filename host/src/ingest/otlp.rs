@@ -83,7 +83,7 @@ impl Receiver {
             let spans = decoded.spans;
             let queued = match &self.wal {
                 Some(wal) => wal.append(spans).await.map_err(|r| match r {
-                    Refused::Full => Refusal::Busy,
+                    Refused::Full | Refused::Busy => Refusal::Busy,
                     Refused::Failed(m) => Refusal::LogFailed(m),
                 }),
                 None => self.queue.try_send(spans).map_err(|_| Refusal::Busy),

@@ -88,8 +88,10 @@ impl WalSettings {
 /// Why spans were not accepted.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refused {
-    /// The log is at `max_bytes` (policy `block`) or its writer is behind.
+    /// The log is at `max_bytes` (policy `block`).
     Full,
+    /// The pipeline behind the log is full, or the writer is behind.
+    Busy,
     /// Writing failed (disk error): nothing is acknowledged while it lasts.
     Failed(String),
 }
@@ -294,7 +296,7 @@ impl Wal {
         };
         match self.tx.try_send(msg) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(Refused::Full),
+            Err(TrySendError::Full(_)) => return Err(Refused::Busy),
             Err(TrySendError::Disconnected(_)) => {
                 return Err(Refused::Failed("the log writer stopped".into()));
             }
@@ -321,7 +323,7 @@ impl Wal {
                 .map_err(|_| anyhow::anyhow!("the log writer stopped"))?;
             match wait.blocking_recv() {
                 Ok(Ok(())) => return Ok(()),
-                Ok(Err((Refused::Full, back))) => {
+                Ok(Err((Refused::Full | Refused::Busy, back))) => {
                     spans = back;
                     std::thread::sleep(Duration::from_millis(100));
                 }
@@ -403,6 +405,9 @@ fn write_loop(
         }
         let mut log = shared.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut accepted = Vec::with_capacity(group.len());
+        // Only what the pipeline has room for is logged: the rest is told to
+        // retry at once instead of waiting behind a full pipeline.
+        let mut room = pipeline.capacity();
         let mut failure: Option<String> = None;
         for mut msg in group {
             payload.clear();
@@ -412,6 +417,10 @@ fn write_loop(
             }
             if let Some(e) = &failure {
                 msg.refuse(Refused::Failed(e.clone()));
+                continue;
+            }
+            if room == 0 {
+                msg.refuse(Refused::Busy);
                 continue;
             }
             if !make_room(&mut log, shared, payload.len() as u64) {
@@ -427,6 +436,7 @@ fn write_loop(
                     c.appended.fetch_add(1, Ordering::Relaxed);
                     c.appended_spans
                         .fetch_add(msg.spans.len() as u64, Ordering::Relaxed);
+                    room -= 1;
                     accepted.push(msg);
                 }
                 Err(e) => {
@@ -466,8 +476,8 @@ fn write_loop(
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(source.clone(), *offset);
             }
-            // Blocks while the pipeline is full: the queue in front of the
-            // writer fills and receivers are told to retry.
+            // There is room (checked above; the writer is the only sender
+            // while the log is on, but for standard input).
             match pipeline.blocking_send(msg.spans) {
                 Ok(()) => {
                     let _ = msg.done.send(Ok(()));
