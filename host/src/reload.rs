@@ -116,6 +116,9 @@ fn restart_needed(old: &Pipeline, new: &Pipeline) -> Vec<&'static str> {
     {
         out.push("batch");
     }
+    if old.wal != new.wal {
+        out.push("wal");
+    }
     out
 }
 
