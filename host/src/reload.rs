@@ -106,6 +106,9 @@ fn restart_needed(old: &Pipeline, new: &Pipeline) -> Vec<&'static str> {
     if old.ingest.max_body_bytes != new.ingest.max_body_bytes {
         out.push("ingest.max_body_bytes");
     }
+    if old.ingest.max_queued_spans != new.ingest.max_queued_spans {
+        out.push("ingest.max_queued_spans");
+    }
     if old.api_listen != new.api_listen {
         out.push("api.listen");
     }

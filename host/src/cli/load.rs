@@ -265,7 +265,15 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let result = drive(args, ingest, &received);
+    let idle_rss = peak_rss_mib(child.id());
+    let result = drive(args, ingest, &received).map(|mut report| {
+        // taskset execs plume: the child's pid is plume's.
+        report["rss_mib"] = serde_json::json!({
+            "at_start": idle_rss,
+            "peak": peak_rss_mib(child.id()),
+        });
+        report
+    });
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -274,6 +282,20 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let report = result?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Peak resident memory of process `pid` so far (VmHWM), MiB; Linux only.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 fn drive(args: &LoadArgs, ingest: u16, received: &Received) -> anyhow::Result<serde_json::Value> {

@@ -7,6 +7,7 @@ use crate::config::IngestConfig;
 use crate::engine::batcher::Batcher;
 use crate::engine::delivery::Floor;
 use crate::engine::{Engine, EngineOptions, write_summary};
+use crate::ingest::SpanBudget;
 use crate::ingest::jsonl::{ReadStats, follow, read_to_end};
 use crate::ingest::otlp::{self, Receiver, ReceiverStats};
 use crate::plugin::runtime::Runtime;
@@ -289,7 +290,9 @@ async fn serve(
     } = intake;
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_servers, servers_stopped) = tokio::sync::watch::channel(false);
+    let budget = Arc::new(SpanBudget::new(ingest.max_queued_spans));
     let receiver = Arc::new(Receiver {
+        budget: budget.clone(),
         wal: wal.clone(),
         queue: span_tx.clone(),
         token: ingest.token.clone(),
@@ -362,9 +365,11 @@ async fn serve(
         let tx = span_tx.clone();
         let stop = stop.clone();
         let wal = wal.clone();
+        let budget = budget.clone();
         let start = resume_at.get(&source).copied().unwrap_or(0);
         readers.push(tokio::task::spawn_blocking(move || {
             let send = |spans: Vec<Span>| {
+                budget.take(spans.len());
                 let _ = tx.blocking_send(spans);
             };
             let result = if source == "-" {
@@ -374,7 +379,10 @@ async fn serve(
                 let poll = Duration::from_millis(200);
                 follow(&source, start, stop, poll, |spans, offset| match &wal {
                     Some(wal) => {
+                        let n = spans.len();
+                        budget.take(n);
                         if let Err(e) = wal.append_blocking(spans, &source, offset) {
+                            budget.give_back(n);
                             tracing::error!(source, "spans not logged: {e}");
                         }
                     }
@@ -407,6 +415,7 @@ async fn serve(
             }
             received = span_rx.recv() => match received {
                 Some(spans) => {
+                    budget.give_back(spans.len());
                     let mut full = Vec::new();
                     batcher.push(spans, |b| full.push(b));
                     for b in full {
@@ -441,6 +450,7 @@ async fn serve(
                 // Sources that block on stdin cannot be interrupted; take what
                 // has been read and stop.
                 while let Ok(spans) = span_rx.try_recv() {
+                    budget.give_back(spans.len());
                     let mut full = Vec::new();
                     batcher.push(spans, |b| full.push(b));
                     for b in full {

@@ -7,6 +7,7 @@
 //! otlp_grpc = "127.0.0.1:4317"     # OTLP/gRPC listener (TraceService/Export)
 //! token = "${PLUME_INGEST_TOKEN}"  # required as `Authorization: Bearer ...` when set
 //! max_body_bytes = 8388608         # larger requests get 413 (gRPC: RESOURCE_EXHAUSTED)
+//! max_queued_spans = 8192          # received or read, not yet batched; beyond: 503 / readers wait
 //! tls = { cert = "cert.pem", key = "key.pem" }   # serve both receivers over TLS (rustls)
 //!
 //! [api]
@@ -132,6 +133,10 @@ pub struct IngestConfig {
     /// Largest OTLP request body, compressed or inflated, in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Spans received or read but not yet batched, at most; beyond, OTLP
+    /// clients get 503 and file readers wait.
+    #[serde(default = "default_max_queued_spans")]
+    pub max_queued_spans: usize,
     /// Serve the OTLP receivers over TLS with this certificate.
     pub tls: Option<TlsFiles>,
 }
@@ -146,6 +151,10 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
+fn default_max_queued_spans() -> usize {
+    8192
+}
+
 fn default_max_body_bytes() -> usize {
     8 << 20
 }
@@ -158,6 +167,7 @@ impl Default for IngestConfig {
             jsonl: Vec::new(),
             token: None,
             max_body_bytes: default_max_body_bytes(),
+            max_queued_spans: default_max_queued_spans(),
             tls: None,
         }
     }

@@ -5,6 +5,7 @@
 //! `UNAVAILABLE`) instead of plume's heap growing. Spans with invalid ids are
 //! rejected one by one and reported as an OTLP partial success.
 
+use crate::ingest::SpanBudget;
 use crate::span::otlp_proto::{Decoded, from_proto};
 use crate::span::{Span, otlp_json};
 use crate::wal::{Refused, Wal};
@@ -27,8 +28,10 @@ use tokio::sync::mpsc;
 /// What the receivers share: the queue into the pipeline, the token, limits
 /// and counters.
 pub struct Receiver {
-    /// Spans into the pipeline (bounded).
+    /// Spans into the pipeline.
     pub queue: mpsc::Sender<Vec<Span>>,
+    /// The bound on spans queued (`[ingest] max_queued_spans`).
+    pub budget: Arc<SpanBudget>,
     /// With `[wal]`: spans are logged (and passed on by the log's writer)
     /// before the request is answered.
     pub wal: Option<Wal>,
@@ -81,6 +84,13 @@ impl Receiver {
         let accepted = decoded.spans.len() as u64;
         if accepted > 0 {
             let spans = decoded.spans;
+            let n = spans.len();
+            if !self.budget.try_take(n) {
+                self.stats
+                    .requests_throttled
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(Refusal::Busy);
+            }
             let queued = match &self.wal {
                 Some(wal) => wal.append(spans).await.map_err(|r| match r {
                     Refused::Full | Refused::Busy => Refusal::Busy,
@@ -89,6 +99,7 @@ impl Receiver {
                 None => self.queue.try_send(spans).map_err(|_| Refusal::Busy),
             };
             if let Err(refusal) = queued {
+                self.budget.give_back(n);
                 if matches!(refusal, Refusal::Busy) {
                     self.stats
                         .requests_throttled
