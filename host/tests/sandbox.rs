@@ -156,6 +156,23 @@ fn endless_loop_is_stopped_by_the_time_limit() {
 }
 
 #[test]
+fn endless_loop_is_stopped_by_fuel_before_the_time_limit() {
+    // A minute of time, ten million instructions of fuel: fuel stops it.
+    let started = std::time::Instant::now();
+    let mut run = pipeline("loop", "pass", "{ timeout_ms = 60000, fuel = 10000000 }");
+    run.bad_then_good();
+    run.report("endless-loop-fuel");
+    let chaos = &run.engine.stats().stages[0];
+    assert_eq!(chaos.errors.get("fuel"), Some(&1), "{:?}", chaos.errors);
+    assert_eq!(chaos.restarts, 1);
+    assert_eq!(run.lines("spans.jsonl").len(), 6, "the host went on");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "stopped by fuel, not by the 60 s time limit"
+    );
+}
+
+#[test]
 fn memory_bomb_is_stopped_by_the_memory_limit() {
     let mut run = pipeline("grow", "drop", "{ memory_mb = 16, timeout_ms = 5000 }");
     run.bad_then_good();

@@ -303,6 +303,7 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
     spec.limits = Limits {
         memory_mb: 256,
         timeout_ms: 10_000,
+        fuel: None,
     };
     let (mut sandbox, m) = Sandbox::<Processor>::new(rt, &spec).map_err(anyhow::Error::msg)?;
     let projection =

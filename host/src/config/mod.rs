@@ -48,7 +48,8 @@
 //! plugin = "builtin:pricer"        # or a path to a .wasm component
 //! config = { table = "p.json" }    # given to the plugin as JSON; default {}
 //! on_error = "pass"                # pass | drop | dead-letter; default pass
-//! limits = { memory_mb = 64, timeout_ms = 100 }   # defaults shown; 1..=4096 MiB, 1..=60000 ms
+//! limits = { memory_mb = 64, timeout_ms = 100 }   # defaults shown; 1..=4096 MiB, 1..=60000 ms;
+//!                                  # also `fuel = N`: at most ~N wasm instructions per call (optional)
 //! grants = { read = ["DIR"], write = ["DIR"], env = ["NAME"] }   # capabilities; default none
 //! breaker = { max_failures = 5, window = "60s", cooldown = "5m", policy = "bypass" }
 //!                                  # crash-loop breaker, defaults shown: after max_failures traps,
@@ -293,6 +294,11 @@ pub struct Limits {
     /// Wall-clock limit per call, ms (enforced by epoch interruption).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Fuel per call (about one unit per WebAssembly instruction): a limit
+    /// on work that does not depend on the machine's speed or load. None by
+    /// default; plugins with it run slightly slower (fuel checks).
+    #[serde(default)]
+    pub fuel: Option<u64>,
 }
 
 fn default_memory_mb() -> u64 {
@@ -307,6 +313,7 @@ impl Default for Limits {
         Limits {
             memory_mb: default_memory_mb(),
             timeout_ms: default_timeout_ms(),
+            fuel: None,
         }
     }
 }
@@ -745,6 +752,13 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                         format!("must be 1..=60000, got {}", limits.timeout_ms),
                     );
                 }
+                if limits.fuel == Some(0) {
+                    err(
+                        c.limits.span(),
+                        format!("{key}.limits.fuel"),
+                        "must be more than 0 (leave it out for no fuel limit)".into(),
+                    );
+                }
                 let grants = c.grants.get_ref();
                 for (list, dirs) in [("read", &grants.read), ("write", &grants.write)] {
                     for (j, dir) in dirs.iter().enumerate() {
@@ -1152,6 +1166,39 @@ mod tests {
         assert_eq!(e.0[0].line, 3);
         assert!(e.0[0].to_string().starts_with("p.toml:3:"), "{}", e);
         assert!(e.0[0].message.contains("unknown field `bogus`"), "{}", e);
+    }
+
+    #[test]
+    fn wal_and_fuel_settings_are_checked() {
+        let text = "[wal]\nfsync = \"sometimes\"\nmax_bytes = 100\n\n[[stage]]\nplugin = \"builtin:attributes\"\nlimits = { fuel = 0 }\n";
+        let e = parse("p.toml", text, no_env).unwrap_err().to_string();
+        assert!(e.contains("wal.dir: required"), "{e}");
+        let text = text.replace("[wal]\n", "[wal]\ndir = \"w\"\n");
+        let e = parse("p.toml", &text, no_env).unwrap_err().to_string();
+        assert!(
+            e.contains("wal.fsync: \"sometimes\" is not a duration"),
+            "{e}"
+        );
+        assert!(
+            e.contains("wal.max_bytes: must be at least two segments"),
+            "{e}"
+        );
+        assert!(
+            e.contains("stage[0].limits.fuel: must be more than 0"),
+            "{e}"
+        );
+        let ok = parse(
+            "p.toml",
+            "[wal]\ndir = \"w\"\nfsync = \"100ms\"\nwhen_full = \"drop-oldest\"\n",
+            no_env,
+        )
+        .unwrap();
+        let wal = ok.wal.unwrap();
+        assert_eq!(
+            wal.fsync,
+            crate::wal::Fsync::Every(std::time::Duration::from_millis(100))
+        );
+        assert_eq!(wal.when_full, crate::wal::WhenFull::DropOldest);
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl FileSink {
     /// Shifts `path.N-1` to `path.N` down to `path` to `path.1`, dropping the
     /// oldest beyond `keep`, and starts an empty file.
     fn rotate(&mut self) -> std::io::Result<()> {
+        // Synced before it is renamed: the write-ahead log may release spans
+        // that are only in this file.
         self.out.flush()?;
+        self.out.get_ref().sync_data()?;
         if self.keep == 0 {
             std::fs::remove_file(&self.path)?;
         } else {

@@ -28,6 +28,11 @@ pub enum PluginError {
         /// The limit.
         limit_ms: u64,
     },
+    /// The call used up its fuel (`limits.fuel` instructions, roughly).
+    Fuel {
+        /// The limit.
+        limit: u64,
+    },
     /// The plugin tried to grow its memory past the limit.
     MemoryLimit {
         /// The limit.
@@ -55,6 +60,7 @@ impl fmt::Display for PluginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PluginError::Timeout { limit_ms } => write!(f, "timed out (limit {limit_ms} ms)"),
+            PluginError::Fuel { limit } => write!(f, "ran out of fuel (limit {limit})"),
             PluginError::MemoryLimit { limit_mb } => {
                 write!(f, "exceeded its memory limit ({limit_mb} MiB)")
             }
@@ -79,6 +85,7 @@ impl PluginError {
     pub fn label(&self) -> &'static str {
         match self {
             PluginError::Timeout { .. } => "timeout",
+            PluginError::Fuel { .. } => "fuel",
             PluginError::MemoryLimit { .. } => "memory",
             PluginError::Trap { .. } => "trap",
             PluginError::Returned(_) => "error",
@@ -198,8 +205,11 @@ impl<W: World> Sandbox<W> {
     /// Compiles (or reuses) the component, links, instantiates and calls
     /// `init`. Errors are messages for the operator.
     pub fn new(rt: &Runtime, spec: &PluginSpec) -> Result<(Self, W::Manifest), String> {
-        let (component, code_hash) = rt.component(&spec.source).map_err(|e| format!("{e:#}"))?;
-        let ip = rt.linker().instantiate_pre(&component).map_err(|e| {
+        let fuel = spec.limits.fuel.is_some();
+        let (component, code_hash) = rt
+            .component(&spec.source, fuel)
+            .map_err(|e| format!("{e:#}"))?;
+        let ip = rt.linker(fuel).instantiate_pre(&component).map_err(|e| {
             format!("cannot link: {e:#} (plugins may import only WASI 0.2 and plume:pipeline/host)")
         })?;
         let pre = W::pre(ip).map_err(|e| {
@@ -209,13 +219,13 @@ impl<W: World> Sandbox<W> {
                 spec.kind
             )
         })?;
-        let mut store = new_store(rt.engine(), &spec.name, &spec.limits, &spec.grants)
+        let mut store = new_store(rt.engine(fuel), &spec.name, &spec.limits, &spec.grants)
             .map_err(|e| format!("{e:#}"))?;
         store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
         let world =
             W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
         let mut sandbox = Sandbox {
-            engine: rt.engine().clone(),
+            engine: rt.engine(fuel).clone(),
             pre,
             store,
             world,
@@ -309,6 +319,14 @@ impl<W: World> Sandbox<W> {
         }
         self.store
             .set_epoch_deadline(deadline_ticks(self.spec.limits.timeout_ms));
+        if let Some(fuel) = self.spec.limits.fuel
+            && let Err(e) = self.store.set_fuel(fuel)
+        {
+            return Err(PluginError::Trap {
+                message: format!("cannot set fuel: {e}"),
+                stderr: String::new(),
+            });
+        }
         match f(&self.world, &mut self.store) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(message)) => Err(PluginError::Returned(message)),
@@ -335,10 +353,18 @@ impl<W: World> Sandbox<W> {
     }
 
     fn classify(&self, e: wasmtime::Error) -> PluginError {
-        if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-            return PluginError::Timeout {
-                limit_ms: self.spec.limits.timeout_ms,
-            };
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                return PluginError::Timeout {
+                    limit_ms: self.spec.limits.timeout_ms,
+                };
+            }
+            Some(wasmtime::Trap::OutOfFuel) => {
+                return PluginError::Fuel {
+                    limit: self.spec.limits.fuel.unwrap_or(0),
+                };
+            }
+            _ => {}
         }
         let message = format!("{e:#}");
         if message.contains("forcing trap when growing memory") {

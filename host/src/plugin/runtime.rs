@@ -95,78 +95,51 @@ pub fn compile_cache_dir() -> Option<std::path::PathBuf> {
     }
 }
 
-/// The engine, linker and compiled-component cache.
-pub struct Runtime {
+/// A wasmtime engine with its linker. Two exist: one plain, one counting
+/// fuel for plugins with `limits.fuel` (the fuel checks slow compiled code,
+/// so plugins without the limit do not pay for them).
+struct Flavor {
     engine: Engine,
     linker: Linker<HostState>,
-    /// Compiled components by source and content hash: a plugin file
+}
+
+/// The engines, linkers and compiled-component cache.
+pub struct Runtime {
+    plain: Flavor,
+    fueled: Flavor,
+    /// Compiled components by source, content hash and flavor: a plugin file
     /// replaced on disk is compiled again (on reload), an unchanged one is not.
-    compiled: Mutex<HashMap<(PluginSource, u64), Component>>,
+    compiled: Mutex<HashMap<(PluginSource, u64, bool), Component>>,
 }
 
 impl Runtime {
-    /// Creates the engine and starts the epoch ticker.
+    /// Creates the engines and starts their epoch tickers.
     pub fn new() -> Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        // Component-model async is unused; turning it off makes calls cheaper.
-        config.concurrency_support(false);
-        if let Some(dir) = compile_cache_dir() {
-            // Compiled code on disk (wasmtime's own cache): a Python or JS
-            // plugin takes seconds to compile, milliseconds to load. Entries
-            // are keyed by the component's bytes, wasmtime's version and the
-            // compiler settings, so a changed plugin or engine never reuses
-            // stale code; an entry that fails to decompress or load is
-            // compiled again. The folder must be trusted like the binary.
-            let mut cache = CacheConfig::new();
-            cache.with_directory(&dir);
-            match Cache::new(cache) {
-                Ok(c) => {
-                    config.cache(Some(c));
-                }
-                Err(e) => tracing::warn!("compiled-code cache at {} disabled: {e}", dir.display()),
-            }
-        }
-        // `PLUME_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names the
-        // plugins' compiled functions (profiling only).
-        if std::env::var_os("PLUME_PERFMAP").is_some() {
-            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
-        }
-        let engine = Engine::new(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        host_api::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("plume-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
         Ok(Runtime {
-            engine,
-            linker,
+            plain: flavor(false)?,
+            fueled: flavor(true)?,
             compiled: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    fn flavor(&self, fuel: bool) -> &Flavor {
+        if fuel { &self.fueled } else { &self.plain }
+    }
+
+    /// The engine for plugins with (`fuel`) or without a fuel limit.
+    pub fn engine(&self, fuel: bool) -> &Engine {
+        &self.flavor(fuel).engine
     }
 
     /// The linker with WASI and plume's host interface.
-    pub fn linker(&self) -> &Linker<HostState> {
-        &self.linker
+    pub fn linker(&self, fuel: bool) -> &Linker<HostState> {
+        &self.flavor(fuel).linker
     }
 
-    /// Compiles a plugin, once per source and content for the life of the
-    /// runtime. Also returns the content's hash, which tells a reload whether
-    /// the code changed.
-    pub fn component(&self, source: &PluginSource) -> Result<(Component, u64)> {
+    /// Compiles a plugin, once per source, content and flavor for the life
+    /// of the runtime. Also returns the content's hash, which tells a reload
+    /// whether the code changed.
+    pub fn component(&self, source: &PluginSource, fuel: bool) -> Result<(Component, u64)> {
         let bytes: std::borrow::Cow<'static, [u8]> = match source {
             PluginSource::Builtin(name) => super::builtins::lookup(name)
                 .with_context(|| format!("unknown builtin:{name}"))?
@@ -182,7 +155,7 @@ impl Runtime {
             bytes.hash(&mut h);
             h.finish()
         };
-        let key = (source.clone(), hash);
+        let key = (source.clone(), hash, fuel);
         let cache = || {
             self.compiled
                 .lock()
@@ -191,7 +164,7 @@ impl Runtime {
         if let Some(c) = cache()?.get(&key) {
             return Ok((c.clone(), hash));
         }
-        let component = Component::new(&self.engine, &bytes).map_err(|e| match source {
+        let component = Component::new(self.engine(fuel), &bytes).map_err(|e| match source {
             PluginSource::Path(path) => {
                 anyhow::anyhow!("{} is not a valid component: {e}", path.display())
             }
@@ -199,15 +172,55 @@ impl Runtime {
         })?;
         let mut cache = cache()?;
         // A replaced file's old compilation is not needed again.
-        cache.retain(|(s, _), _| s != source);
+        cache.retain(|(s, h, _), _| s != source || *h == hash);
         cache.insert(key, component.clone());
         Ok((component, hash))
     }
+}
 
-    /// A fresh sandboxed store for `stage`.
-    pub fn store(&self, stage: &str, limits: &Limits, grants: &Grants) -> Result<Store<HostState>> {
-        new_store(&self.engine, stage, limits, grants)
+/// An engine (counting fuel or not), its linker and its epoch ticker.
+fn flavor(fuel: bool) -> Result<Flavor> {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.consume_fuel(fuel);
+    // Component-model async is unused; turning it off makes calls cheaper.
+    config.concurrency_support(false);
+    if let Some(dir) = compile_cache_dir() {
+        // Compiled code on disk (wasmtime's own cache): a Python or JS
+        // plugin takes seconds to compile, milliseconds to load. Entries
+        // are keyed by the component's bytes, wasmtime's version and the
+        // compiler settings (fuel included), so a changed plugin or engine
+        // never reuses stale code; an entry that fails to decompress or load
+        // is compiled again. The folder must be trusted like the binary.
+        let mut cache = CacheConfig::new();
+        cache.with_directory(&dir);
+        match Cache::new(cache) {
+            Ok(c) => {
+                config.cache(Some(c));
+            }
+            Err(e) => tracing::warn!("compiled-code cache at {} disabled: {e}", dir.display()),
+        }
     }
+    // `PLUME_PERFMAP=1` writes /tmp/perf-PID.map so `perf report` names the
+    // plugins' compiled functions (profiling only).
+    if std::env::var_os("PLUME_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    let engine = Engine::new(&config)?;
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    host_api::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("plume-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+    Ok(Flavor { engine, linker })
 }
 
 /// A fresh sandboxed store: no files (beyond read-only `grants`), network,
@@ -258,6 +271,11 @@ pub fn new_store(
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         store.epoch_deadline_trap();
+        if limits.fuel.is_some() {
+            // Instantiation (an interpreter's start-up) is bounded by time
+            // only; each call then gets `limits.fuel`.
+            store.set_fuel(u64::MAX)?;
+        }
         Ok(store)
     }
 }
@@ -283,11 +301,11 @@ mod tests {
         let bytes = |name: &str| super::super::builtins::lookup(name).unwrap().bytes;
         std::fs::write(&path, bytes("attributes")).unwrap();
         let source = PluginSource::Path(path.clone());
-        let (_, first) = rt.component(&source).unwrap();
-        let (_, again) = rt.component(&source).unwrap();
+        let (_, first) = rt.component(&source, false).unwrap();
+        let (_, again) = rt.component(&source, false).unwrap();
         assert_eq!(first, again);
         std::fs::write(&path, bytes("bench-probe")).unwrap();
-        let (_, swapped) = rt.component(&source).unwrap();
+        let (_, swapped) = rt.component(&source, false).unwrap();
         assert_ne!(first, swapped);
         assert_eq!(
             rt.compiled.lock().unwrap().len(),

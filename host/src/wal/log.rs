@@ -186,7 +186,14 @@ impl Log {
         frame.extend_from_slice(payload);
         let crc = crc32fast::hash(&frame[8..]);
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
-        self.active.write_all(&frame)?;
+        if let Err(e) = self.active.write_all(&frame) {
+            // Cut a partial frame off (a full disk, say), so that records
+            // appended later are not hidden behind it when the log is read.
+            let _ = self
+                .active
+                .set_len(self.segments.back().map_or(0, |s| s.bytes));
+            return Err(e);
+        }
         self.next_seq += 1;
         if let Some(s) = self.segments.back_mut() {
             s.bytes += needed;
