@@ -41,6 +41,8 @@ pub struct Api {
     pub engine: mpsc::Sender<EngineMsg>,
     /// The OTLP receivers' counters, if any receiver runs.
     pub receivers: Option<Arc<ReceiverStats>>,
+    /// The write-ahead log's counters, with `[wal]`.
+    pub wal: Option<Arc<crate::wal::WalCounters>>,
     /// Reloads the pipeline (`POST /admin/reload`).
     pub reloader: Option<Arc<Reloader>>,
     /// Bearer token for admin calls, when configured.
@@ -263,10 +265,16 @@ async fn one_report(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Re
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
-    let Some(stats) = ask_stats(&api).await else {
-        return unavailable();
-    };
-    let mut out = render_metrics(&stats, api.receivers.as_deref());
+    let stats = ask_stats(&api).await;
+    let mut out = stats.as_ref().map(render_metrics).unwrap_or_default();
+    metric(
+        &mut out,
+        "plume_engine_up",
+        "gauge",
+        "1 when the engine thread answered within 5 s (0: blocked, e.g. on a full sink).",
+        &[("", if stats.is_some() { 1.0 } else { 0.0 })],
+    );
+    render_outside(&mut out, api.receivers.as_deref(), api.wal.as_deref());
     let queued = api.engine.max_capacity() - api.engine.capacity();
     metric(
         &mut out,
@@ -291,7 +299,7 @@ fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str
 }
 
 /// The pipeline's counters in Prometheus text format.
-pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) -> String {
+pub fn render_metrics(stats: &PipelineStats) -> String {
     let mut out = String::new();
     metric(
         &mut out,
@@ -472,7 +480,17 @@ pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) 
         "Resent spans dropped while held.",
         &[("", h.duplicate_spans as f64)],
     );
-    if let Some(w) = &stats.wal {
+    out
+}
+
+/// Metrics kept outside the engine thread (receivers, the write-ahead log):
+/// served even when the engine does not answer, e.g. blocked on a full sink.
+fn render_outside(
+    out: &mut String,
+    receivers: Option<&ReceiverStats>,
+    wal: Option<&crate::wal::WalCounters>,
+) {
+    if let Some(w) = wal.map(|w| w.stats()) {
         for (name, kind, help, value) in [
             (
                 "plume_wal_appended_spans_total",
@@ -523,41 +541,40 @@ pub fn render_metrics(stats: &PipelineStats, receivers: Option<&ReceiverStats>) 
                 w.unreleased,
             ),
         ] {
-            metric(&mut out, name, kind, help, &[("", value as f64)]);
+            metric(out, name, kind, help, &[("", value as f64)]);
         }
     }
     if let Some(r) = receivers {
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
         metric(
-            &mut out,
+            out,
             "plume_receiver_spans_accepted_total",
             "counter",
             "Spans the OTLP receivers accepted.",
             &[("", load(&r.spans_accepted))],
         );
         metric(
-            &mut out,
+            out,
             "plume_receiver_spans_rejected_total",
             "counter",
             "Spans rejected for invalid ids (partial success).",
             &[("", load(&r.spans_rejected))],
         );
         metric(
-            &mut out,
+            out,
             "plume_receiver_requests_throttled_total",
             "counter",
             "Requests refused because the pipeline was full.",
             &[("", load(&r.requests_throttled))],
         );
         metric(
-            &mut out,
+            out,
             "plume_receiver_requests_refused_total",
             "counter",
             "Requests refused as malformed, too large or unauthorised.",
             &[("", load(&r.requests_refused))],
         );
     }
-    out
 }
 
 fn escape(s: &str) -> String {

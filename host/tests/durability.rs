@@ -247,6 +247,12 @@ fn a_backend_down_for_a_while_under_load_loses_nothing_acknowledged() {
         backend.taken.load(Ordering::SeqCst) >= 10
     });
     std::thread::sleep(Duration::from_secs(down_secs));
+    // The engine is blocked on the full sink; the counters kept outside it
+    // still answer.
+    let (status, metrics) = get(api, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(metric(&metrics, "plume_wal_appended_spans_total") > 0.0);
+    assert!(metric(&metrics, "plume_receiver_requests_throttled_total") > 0.0);
     backend.healed.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::SeqCst);

@@ -309,6 +309,7 @@ async fn serve(
         let app = api::router(Arc::new(Api {
             engine: batch_tx.clone(),
             receivers,
+            wal: wal.as_ref().map(Wal::counters),
             reloader: Some(admin.reloader.clone()),
             admin_token: admin.token.clone(),
             loopback: addr.ip().is_loopback(),
