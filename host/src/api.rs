@@ -320,13 +320,18 @@ pub fn render_metrics(stats: &PipelineStats) -> String {
         .iter()
         .map(|(kind, s)| format!("kind=\"{kind}\",entry=\"{}\"", escape(&s.name)))
         .collect();
-    let family = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&EntryStats) -> f64| {
-        let samples: Vec<(&str, f64)> = entries
+    let per_entry = |f: &dyn Fn(&EntryStats) -> f64| -> Vec<(&str, f64)> {
+        entries
             .iter()
             .zip(&labels)
             .map(|((_, s), l)| (l.as_str(), f(s)))
-            .collect();
-        metric(out, name, "counter", help, &samples);
+            .collect()
+    };
+    let family = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&EntryStats) -> f64| {
+        metric(out, name, "counter", help, &per_entry(f));
+    };
+    let gauge = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&EntryStats) -> f64| {
+        metric(out, name, "gauge", help, &per_entry(f));
     };
     family(
         &mut out,
@@ -370,17 +375,17 @@ pub fn render_metrics(stats: &PipelineStats) -> String {
         "Times the crash-loop breaker disabled the plugin.",
         &|s| s.breaker_trips as f64,
     );
-    let disabled: Vec<(&str, f64)> = entries
-        .iter()
-        .zip(&labels)
-        .map(|((_, s), l)| (l.as_str(), if s.disabled { 1.0 } else { 0.0 }))
-        .collect();
-    metric(
+    gauge(
         &mut out,
         "plume_entry_disabled",
-        "gauge",
         "1 while the crash-loop breaker keeps the plugin disabled.",
-        &disabled,
+        &|s| if s.disabled { 1.0 } else { 0.0 },
+    );
+    gauge(
+        &mut out,
+        "plume_entry_memory_bytes",
+        "Linear memory the plugin's instance has grown to (never shrinks).",
+        &|s| s.memory_bytes as f64,
     );
     family(
         &mut out,

@@ -75,6 +75,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut pass_rates = Vec::new();
     let mut pipe_rates = Vec::new();
     let mut stage_ns: Vec<(String, Vec<f64>)> = Vec::new();
+    let mut stage_memory: Vec<u64> = Vec::new();
     let pipeline_rounds = if args.boundary_only {
         0
     } else {
@@ -134,15 +135,22 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         {
             if stage_ns.len() <= i + 1 {
                 stage_ns.push((s.name.clone(), Vec::new()));
+                stage_memory.push(0);
             }
             stage_ns[i + 1].1.push(s.nanos as f64 / spans.len() as f64);
+            stage_memory[i] = stage_memory[i].max(s.memory_bytes);
         }
     }
     let passthrough = median(pass_rates);
     let piped = median(pipe_rates);
     let stages: Vec<_> = stage_ns
         .into_iter()
-        .map(|(name, v)| json!({"name": name, "ns_per_span": median(v).round()}))
+        .enumerate()
+        .map(|(i, (name, v))| {
+            // The hold (first) is host memory, not a plugin's.
+            let memory = i.checked_sub(1).map(|j| stage_memory[j]);
+            json!({"name": name, "ns_per_span": median(v).round(), "memory_bytes": memory})
+        })
         .collect();
     let boundary = if args.no_boundary {
         vec![]
@@ -176,8 +184,12 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             piped / passthrough * 100.0
         );
         for s in &stages {
+            let memory = s["memory_bytes"]
+                .as_u64()
+                .map(|b| format!("  memory {:>5.1} MiB", b as f64 / (1 << 20) as f64))
+                .unwrap_or_default();
             println!(
-                "  stage {:<24} {:>8} ns/span",
+                "  stage {:<24} {:>8} ns/span{memory}",
                 s["name"].as_str().unwrap_or(""),
                 s["ns_per_span"]
             );

@@ -960,6 +960,7 @@ fn note_error(stats: &mut EntryStats, spec: &PluginSpec, e: &PluginError) {
 }
 
 /// An entry's counters with its breaker's state.
+/// An entry's counters with what its sandbox knows now (breaker, memory).
 fn with_breaker<W: crate::plugin::instance::World>(
     stats: &EntryStats,
     sandbox: &Sandbox<W>,
@@ -967,6 +968,7 @@ fn with_breaker<W: crate::plugin::instance::World>(
     EntryStats {
         disabled: sandbox.disabled(),
         breaker_trips: sandbox.breaker_trips(),
+        memory_bytes: sandbox.memory_bytes(),
         ..stats.clone()
     }
 }

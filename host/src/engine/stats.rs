@@ -29,6 +29,9 @@ pub struct EntryStats {
     pub bytes: u64,
     /// Instances rebuilt after a trap.
     pub restarts: u64,
+    /// Linear memory the plugin's instance has grown to, bytes (it never
+    /// shrinks: the high-water mark of its state and batches).
+    pub memory_bytes: u64,
     /// Time spent in the entry (projection, call, applying edits), ns.
     pub nanos: u64,
     /// True while the crash-loop breaker keeps the plugin disabled.

@@ -337,6 +337,11 @@ impl<W: World> Sandbox<W> {
         }
     }
 
+    /// Bytes of linear memory the current instance has grown to.
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.data().memory_bytes() as u64
+    }
+
     /// True while the crash-loop breaker keeps the plugin disabled.
     pub fn disabled(&self) -> bool {
         self.breaker.is_open()

@@ -24,11 +24,69 @@ const STDERR_CAPTURE: usize = 16 * 1024;
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Metered,
     /// Stage name, prefixed to the plugin's log lines.
     pub stage: Arc<str>,
     /// The plugin's captured stderr.
     pub stderr: MemoryOutputPipe,
+}
+
+impl HostState {
+    /// Bytes of linear memory the plugin has grown to (all its memories).
+    pub fn memory_bytes(&self) -> usize {
+        self.limits.memory_bytes
+    }
+}
+
+/// wasmtime's limits, also counting the linear memory granted: a
+/// WebAssembly memory never shrinks, so this is the plugin's high-water mark.
+struct Metered {
+    limits: StoreLimits,
+    memory_bytes: usize,
+}
+
+impl wasmtime::ResourceLimiter for Metered {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let granted = self.limits.memory_growing(current, desired, maximum)?;
+        if granted {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(granted)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl WasiView for HostState {
@@ -258,13 +316,16 @@ pub fn new_store(
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_mb as usize * 1024 * 1024)
-                .trap_on_grow_failure(true)
-                // Interpreters built with componentize-py or componentize-js
-                // are several core instances (libc, the interpreter, adapters).
-                .instances(64)
-                .build(),
+            limits: Metered {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_mb as usize * 1024 * 1024)
+                    .trap_on_grow_failure(true)
+                    // Interpreters built with componentize-py or componentize-js
+                    // are several core instances (libc, the interpreter, adapters).
+                    .instances(64)
+                    .build(),
+                memory_bytes: 0,
+            },
             stage: Arc::from(stage),
             stderr,
         };
