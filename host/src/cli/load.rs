@@ -1,15 +1,16 @@
 //! `plume load`: a loopback load test of the service. It starts an OTLP
 //! backend in this process, starts `plume run` (optionally pinned to CPUs with
-//! `taskset`) on a pipeline that receives OTLP/HTTP and exports OTLP/HTTP to
-//! that backend, and drives it with synthetic GenAI spans in OTLP protobuf
-//! requests:
+//! `taskset`) on a pipeline that takes spans over OTLP/HTTP, OTLP/gRPC or a
+//! followed JSONL file (`--protocol`) and exports OTLP/HTTP to that backend,
+//! and drives it with synthetic GenAI spans:
 //!
-//! 1. throughput: `--clients` senders as fast as plume accepts (503s are
-//!    retried), until every span has reached the backend;
-//! 2. latency: the same at a fixed rate (default: half the measured maximum),
-//!    each span stamped with its send time; the backend records when it
-//!    arrives: the added latency is ingest, queueing, the trace hold, the
-//!    pipeline and the export together.
+//! 1. throughput: `--clients` senders as fast as plume accepts (503s and
+//!    UNAVAILABLE are retried; file writes are never refused), until every
+//!    span has reached the backend;
+//! 2. latency: the same at fixed rates (50% and 90% of the measured maximum,
+//!    or `--rate`), each span stamped with its send time; the backend records
+//!    when it arrives: the added latency is ingest, queueing, the trace hold,
+//!    the pipeline and the export together.
 //!
 //! The pipeline is the embedded default one (`--stages default`) or none
 //! (`--stages none`, the passthrough to compare with), with `[traces] wait`
@@ -22,6 +23,8 @@ use crate::span::{AttrValue, Key, Span};
 use anyhow::{Context, bail};
 use axum::body::Bytes;
 use axum::extract::State;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,10 +50,14 @@ pub struct LoadArgs {
     /// Concurrent senders.
     #[arg(long, default_value_t = 4)]
     clients: usize,
-    /// Spans/s in the latency phase (default: half the measured throughput).
+    /// Spans/s of the one latency phase (default: two phases, at 50% and 90%
+    /// of the measured throughput).
     #[arg(long)]
     rate: Option<f64>,
-    /// Seconds of the latency phase.
+    /// How spans reach plume.
+    #[arg(long, value_enum, default_value = "http")]
+    protocol: Protocol,
+    /// Seconds of each latency phase.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
     /// CPUs for plume (`taskset -c`), e.g. `0`.
@@ -60,6 +67,27 @@ pub struct LoadArgs {
     /// (`always`, `never` or a period like `100ms`); default: no log.
     #[arg(long)]
     wal: Option<String>,
+}
+
+/// How the load reaches plume.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/HTTP protobuf requests.
+    Http,
+    /// OTLP/gRPC `Export` calls.
+    Grpc,
+    /// Flat span lines appended to a file plume follows.
+    Jsonl,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "otlp-http",
+            Protocol::Grpc => "otlp-grpc",
+            Protocol::Jsonl => "jsonl",
+        }
+    }
 }
 
 /// What the backend saw.
@@ -120,11 +148,19 @@ async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> &'static str {
 
 /// The pipeline text: the default pipeline's entries (or none), OTLP/HTTP in,
 /// OTLP/HTTP out to the backend.
+/// Where `plume run` takes the load: the `[ingest]` and `[api]` sections.
+struct Ingest {
+    /// The `[ingest]` keys.
+    keys: String,
+    /// The API's port (readiness: plume listens once it is ready).
+    api: u16,
+}
+
 fn pipeline_text(
     stages: &str,
     hold: Option<&str>,
     wal: Option<(&str, &std::path::Path)>,
-    ingest: u16,
+    ingest: &Ingest,
     backend: u16,
 ) -> anyhow::Result<String> {
     let entries = match stages {
@@ -152,44 +188,108 @@ fn pipeline_text(
         })
         .unwrap_or_default();
     Ok(format!(
-        "[ingest]\notlp_http = \"127.0.0.1:{ingest}\"\n\n{hold}\n{wal}\n{entries}\n[[export]]\nname = \"backend\"\nplugin = \"builtin:otlp\"\nconfig = {{ endpoint = \"http://127.0.0.1:{backend}\" }}\n"
+        "[ingest]\n{}\n[api]\nlisten = \"127.0.0.1:{}\"\n\n{hold}\n{wal}\n{entries}\n[[export]]\nname = \"backend\"\nplugin = \"builtin:otlp\"\nconfig = {{ endpoint = \"http://127.0.0.1:{backend}\" }}\n",
+        ingest.keys, ingest.api
     ))
 }
 
-/// Requests of `batch` spans (whole traces), stamped with the send time when
-/// `stamp`.
-fn encode(spans: &[Span], stamp: bool) -> Vec<u8> {
+/// The spans, stamped with the send time when `stamp`.
+fn stamped(spans: &[Span], stamp: bool) -> std::borrow::Cow<'_, [Span]> {
     if !stamp {
-        return to_proto(spans).encode_to_vec();
+        return spans.into();
     }
     let now = now_ns() as i64;
     let key = Key::from(SENT);
-    let stamped: Vec<Span> = spans
+    spans
         .iter()
         .map(|s| {
             let mut s = s.clone();
             s.attributes.set(key.clone(), AttrValue::Int(now));
             s
         })
-        .collect();
-    to_proto(&stamped).encode_to_vec()
+        .collect::<Vec<_>>()
+        .into()
 }
 
-/// Posts one request until plume accepts it; returns the 503s met.
-fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> anyhow::Result<u64> {
-    let mut throttled = 0;
-    loop {
-        let resp = agent
-            .post(url)
-            .header("content-type", "application/x-protobuf")
-            .send(body)?;
-        match resp.status().as_u16() {
-            200 => return Ok(throttled),
-            503 => {
-                throttled += 1;
-                std::thread::sleep(Duration::from_millis(5));
+/// A request ready to send.
+enum Payload {
+    /// OTLP protobuf bytes (HTTP) or flat JSONL lines (file).
+    Bytes(Vec<u8>),
+    /// An OTLP request (gRPC).
+    Request(ExportTraceServiceRequest),
+}
+
+/// The load's side of the connection to plume.
+enum Client {
+    Http {
+        agent: ureq::Agent,
+        url: String,
+    },
+    Grpc {
+        rt: tokio::runtime::Runtime,
+        client: TraceServiceClient<tonic::transport::Channel>,
+    },
+    Jsonl {
+        file: Mutex<std::fs::File>,
+    },
+}
+
+impl Client {
+    fn prepare(&self, spans: &[Span], stamp: bool) -> Payload {
+        let spans = stamped(spans, stamp);
+        match self {
+            Client::Http { .. } => Payload::Bytes(to_proto(spans.iter()).encode_to_vec()),
+            Client::Grpc { .. } => Payload::Request(to_proto(spans.iter())),
+            Client::Jsonl { .. } => {
+                let mut out = Vec::with_capacity(spans.len() * 600);
+                for s in spans.iter() {
+                    crate::span::flat::write(&mut out, s);
+                    out.push(b'\n');
+                }
+                Payload::Bytes(out)
             }
-            s => bail!("plume answered HTTP {s}"),
+        }
+    }
+
+    /// Sends one request until plume takes it; returns the refusals met
+    /// (503 / UNAVAILABLE), each retried after 5 ms.
+    fn send(&self, payload: &Payload) -> anyhow::Result<u64> {
+        let mut throttled = 0;
+        loop {
+            let busy = match (self, payload) {
+                (Client::Http { agent, url }, Payload::Bytes(body)) => {
+                    let resp = agent
+                        .post(url)
+                        .header("content-type", "application/x-protobuf")
+                        .send(body.as_slice())?;
+                    match resp.status().as_u16() {
+                        200 => false,
+                        503 => true,
+                        s => bail!("plume answered HTTP {s}"),
+                    }
+                }
+                (Client::Grpc { rt, client }, Payload::Request(req)) => {
+                    let mut client = client.clone();
+                    match rt.block_on(client.export(req.clone())) {
+                        Ok(_) => false,
+                        Err(s) if s.code() == tonic::Code::Unavailable => true,
+                        Err(s) => bail!("plume answered gRPC {:?}: {}", s.code(), s.message()),
+                    }
+                }
+                (Client::Jsonl { file }, Payload::Bytes(lines)) => {
+                    use std::io::Write;
+                    file.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .write_all(lines)?;
+                    false
+                }
+                _ => bail!("payload prepared for another protocol"),
+            };
+            if !busy {
+                return Ok(throttled);
+            }
+            throttled += 1;
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -202,10 +302,24 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {
-        return f64::NAN;
+        return 0.0;
     }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i] as f64 / 1e6
+}
+
+/// Peak resident memory of process `pid` so far (VmHWM), MiB; Linux only.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }
 
 pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
@@ -226,9 +340,21 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             anyhow::Ok(port)
         })?
     };
-    let ingest = free_port()?;
     let dir = std::env::temp_dir().join(format!("plume-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let spans_file = dir.join("spans.jsonl");
+    let ingest = Ingest {
+        keys: match args.protocol {
+            Protocol::Http => format!("otlp_http = \"127.0.0.1:{port}\""),
+            Protocol::Grpc => format!("otlp_grpc = \"127.0.0.1:{port}\""),
+            Protocol::Jsonl => {
+                std::fs::File::create(&spans_file)?;
+                format!("jsonl = [{:?}]", spans_file.display().to_string())
+            }
+        },
+        api: free_port()?,
+    };
     let file = dir.join("pipeline.toml");
     let wal_dir = dir.join("wal");
     std::fs::write(
@@ -237,7 +363,7 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
             &args.stages,
             args.hold.as_deref(),
             args.wal.as_deref().map(|fsync| (fsync, wal_dir.as_path())),
-            ingest,
+            &ingest,
             backend_port,
         )?,
     )?;
@@ -258,15 +384,37 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         .spawn()
         .context("cannot start plume run")?;
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", ingest)).is_err() {
+    while std::net::TcpStream::connect(("127.0.0.1", ingest.api)).is_err() {
         if started.elapsed() > Duration::from_secs(60) {
             let _ = child.kill();
-            bail!("plume did not listen on {ingest}");
+            bail!("plume did not listen on {}", ingest.api);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let client = match args.protocol {
+        Protocol::Http => Client::Http {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .into(),
+            url: format!("http://127.0.0.1:{port}/v1/traces"),
+        },
+        Protocol::Grpc => {
+            let grpc = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let client = grpc.block_on(TraceServiceClient::connect(format!(
+                "http://127.0.0.1:{port}"
+            )))?;
+            Client::Grpc { rt: grpc, client }
+        }
+        Protocol::Jsonl => Client::Jsonl {
+            file: Mutex::new(std::fs::OpenOptions::new().append(true).open(&spans_file)?),
+        },
+    };
     let idle_rss = peak_rss_mib(child.id());
-    let result = drive(args, ingest, &received).map(|mut report| {
+    let result = drive(args, &client, &received).map(|mut report| {
         // taskset execs plume: the child's pid is plume's.
         report["rss_mib"] = serde_json::json!({
             "at_start": idle_rss,
@@ -284,29 +432,32 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Peak resident memory of process `pid` so far (VmHWM), MiB; Linux only.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+/// Waits until the backend has `n` spans (at most `limit`).
+fn wait_for(received: &Received, n: u64, limit: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while received.spans.load(Ordering::Relaxed) < n {
+        if started.elapsed() > limit {
+            bail!(
+                "only {} of {n} spans reached the backend",
+                received.spans.load(Ordering::Relaxed)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
 }
 
-fn drive(args: &LoadArgs, ingest: u16, received: &Received) -> anyhow::Result<serde_json::Value> {
-    let url = format!("http://127.0.0.1:{ingest}/v1/traces");
+fn drive(
+    args: &LoadArgs,
+    client: &Client,
+    received: &Received,
+) -> anyhow::Result<serde_json::Value> {
     let batch = args.batch.max(4) / 4 * 4;
     let spans = synthetic_spans(args.spans, 7, now_ns());
-    let requests: Vec<Vec<u8>> = spans.chunks(batch).map(|c| encode(c, false)).collect();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    let requests: Vec<Payload> = spans
+        .chunks(batch)
+        .map(|c| client.prepare(c, false))
+        .collect();
 
     // 1. Throughput: as fast as plume takes them, until all are exported.
     let next = AtomicU64::new(0);
@@ -318,10 +469,10 @@ fn drive(args: &LoadArgs, ingest: u16, received: &Received) -> anyhow::Result<se
             senders.push(s.spawn(|| -> anyhow::Result<()> {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(body) = requests.get(i) else {
+                    let Some(payload) = requests.get(i) else {
                         return Ok(());
                     };
-                    throttled.fetch_add(post(&agent, &url, body)?, Ordering::Relaxed);
+                    throttled.fetch_add(client.send(payload)?, Ordering::Relaxed);
                 }
             }));
         }
@@ -332,45 +483,59 @@ fn drive(args: &LoadArgs, ingest: u16, received: &Received) -> anyhow::Result<se
     })?;
     let sent_in = started.elapsed();
     let total = spans.len() as u64;
-    while received.spans.load(Ordering::Relaxed) < total {
-        if started.elapsed() > Duration::from_secs(600) {
-            bail!(
-                "only {} of {total} spans reached the backend",
-                received.spans.load(Ordering::Relaxed)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(received, total, Duration::from_secs(600))?;
     let elapsed = started.elapsed().as_secs_f64();
     let throughput = total as f64 / elapsed;
 
-    // 2. Latency at a fixed rate.
-    let rate = args.rate.unwrap_or(throughput / 2.0).max(1.0);
-    let interval = Duration::from_secs_f64(batch as f64 / rate);
-    let lat_spans = synthetic_spans(
-        ((rate * args.seconds as f64) as usize).max(batch),
-        11,
-        now_ns(),
-    );
-    received.spans.store(0, Ordering::Relaxed);
-    let begin = Instant::now();
-    let mut sent = 0u64;
-    for (k, chunk) in lat_spans.chunks(batch).enumerate() {
-        let due = begin + interval * k as u32;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+    // 2. Latency at fixed rates, one sender on schedule.
+    let rates: Vec<(Option<f64>, f64)> = match args.rate {
+        Some(r) => vec![(None, r)],
+        None => vec![(Some(0.5), throughput * 0.5), (Some(0.9), throughput * 0.9)],
+    };
+    let mut phases = Vec::new();
+    for (fraction, rate) in rates {
+        let rate = rate.max(1.0);
+        let interval = Duration::from_secs_f64(batch as f64 / rate);
+        let lat_spans = synthetic_spans(
+            ((rate * args.seconds as f64) as usize).max(batch),
+            11,
+            now_ns(),
+        );
+        received.spans.store(0, Ordering::Relaxed);
+        received
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        let begin = Instant::now();
+        let mut sent = 0u64;
+        let mut refused = 0u64;
+        for (k, chunk) in lat_spans.chunks(batch).enumerate() {
+            let due = begin + interval * k as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            refused += client.send(&client.prepare(chunk, true))?;
+            sent += chunk.len() as u64;
         }
-        post(&agent, &url, &encode(chunk, true))?;
-        sent += chunk.len() as u64;
+        let behind = begin.elapsed().as_secs_f64() - args.seconds as f64;
+        wait_for(received, sent, Duration::from_secs(60))?;
+        let mut lat =
+            std::mem::take(&mut *received.latencies.lock().unwrap_or_else(|e| e.into_inner()));
+        lat.sort_unstable();
+        phases.push(serde_json::json!({
+            "fraction_of_max": fraction,
+            "rate_spans_per_second": rate,
+            "spans": lat.len(),
+            "refused": refused,
+            "sender_behind_schedule_s": behind.max(0.0),
+            "p50_ms": percentile(&lat, 0.50),
+            "p99_ms": percentile(&lat, 0.99),
+            "max_ms": percentile(&lat, 1.0),
+        }));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while received.spans.load(Ordering::Relaxed) < sent && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let mut lat =
-        std::mem::take(&mut *received.latencies.lock().unwrap_or_else(|e| e.into_inner()));
-    lat.sort_unstable();
     Ok(serde_json::json!({
+        "protocol": args.protocol.name(),
         "stages": args.stages,
         "hold": args.hold.clone().unwrap_or_else(|| "default".into()),
         "wal_fsync": args.wal,
@@ -382,15 +547,9 @@ fn drive(args: &LoadArgs, ingest: u16, received: &Received) -> anyhow::Result<se
             "seconds": elapsed,
             "spans_per_second": throughput,
             "seconds_to_accept": sent_in.as_secs_f64(),
-            "requests_throttled_503": throttled.load(Ordering::Relaxed),
+            "requests_throttled": throttled.load(Ordering::Relaxed),
         },
-        "latency": {
-            "rate_spans_per_second": rate,
-            "spans": lat.len(),
-            "p50_ms": percentile(&lat, 0.50),
-            "p99_ms": percentile(&lat, 0.99),
-            "max_ms": percentile(&lat, 1.0),
-        },
+        "latency": phases,
     }))
 }
 
@@ -402,7 +561,11 @@ mod tests {
     fn the_load_pipelines_are_valid() {
         let dir = std::path::Path::new("/tmp/wal");
         for (stages, wal) in [("default", None), ("none", Some(("100ms", dir)))] {
-            let text = pipeline_text(stages, Some("0s"), wal, 1, 2).unwrap();
+            let ingest = Ingest {
+                keys: "otlp_grpc = \"127.0.0.1:1\"".into(),
+                api: 3,
+            };
+            let text = pipeline_text(stages, Some("0s"), wal, &ingest, 2).unwrap();
             let p = crate::config::parse("load.toml", &text, |_| None)
                 .unwrap_or_else(|e| panic!("{stages}: {e}\n{text}"));
             assert_eq!(p.exports.len(), 1);
