@@ -87,8 +87,15 @@ struct Sent {
     throttled: u64,
 }
 
+/// What a client has done so far, as it goes.
+#[derive(Default)]
+struct Progress {
+    acknowledged: AtomicU64,
+    pushed_back: AtomicU64,
+}
+
 /// Posts requests with trace ids from `first` on until `stop`.
-fn send_until(ingest: u16, first: u64, stop: &AtomicBool) -> Sent {
+fn send_until(ingest: u16, first: u64, stop: &AtomicBool, progress: &Progress) -> Sent {
     let agent = common::agent();
     let mut acknowledged = Vec::new();
     let (mut sent, mut throttled) = (0, 0);
@@ -100,9 +107,13 @@ fn send_until(ingest: u16, first: u64, stop: &AtomicBool) -> Sent {
             .header("content-type", "application/json")
             .send(request(id, 3).as_bytes());
         match resp.map(|r| r.status().as_u16()) {
-            Ok(200) => acknowledged.push(id),
+            Ok(200) => {
+                acknowledged.push(id);
+                progress.acknowledged.fetch_add(1, Ordering::SeqCst);
+            }
             Ok(503) => {
                 throttled += 1;
+                progress.pushed_back.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(20));
             }
             Ok(s) => panic!("unexpected status {s}"),
@@ -162,14 +173,18 @@ fn kill_9_under_load_loses_no_acknowledged_span() {
     // Load until the backend has taken its share and refuses, and plenty
     // more was acknowledged; then kill -9 while the load goes on.
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
     let client = {
-        let stop = stop.clone();
-        std::thread::spawn(move || send_until(ingest, 1, &stop))
+        let (stop, progress) = (stop.clone(), progress.clone());
+        std::thread::spawn(move || send_until(ingest, 1, &stop, &progress))
     };
     wait_until(60, "the backend to refuse", || {
         backend.taken.load(Ordering::SeqCst) >= 20
     });
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until(60, "spans acknowledged beyond those delivered", || {
+        let delivered = backend.seen.lock().unwrap().len() as u64;
+        progress.acknowledged.load(Ordering::SeqCst) > delivered + 1000
+    });
     let dir = plume.kill();
     std::thread::sleep(Duration::from_millis(100));
     stop.store(true, Ordering::SeqCst);
@@ -239,14 +254,20 @@ fn a_backend_down_for_a_while_under_load_loses_nothing_acknowledged() {
     let text = pipeline(ingest, api, backend_port, "");
     let plume = Service::start(&text, &[ingest, api], &[("PLUME_LOG", "error")]);
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
     let client = {
-        let stop = stop.clone();
-        std::thread::spawn(move || send_until(ingest, 1, &stop))
+        let (stop, progress) = (stop.clone(), progress.clone());
+        std::thread::spawn(move || send_until(ingest, 1, &stop, &progress))
     };
     wait_until(60, "the backend to go down", || {
         backend.taken.load(Ordering::SeqCst) >= 10
     });
+    // Down for `down_secs`, and at least until the queues are full and the
+    // client is told to retry (a slow machine takes longer to fill them).
     std::thread::sleep(Duration::from_secs(down_secs));
+    wait_until(120, "plume to push back", || {
+        progress.pushed_back.load(Ordering::SeqCst) > 0
+    });
     // The engine is blocked on the full sink; the counters kept outside it
     // still answer.
     let (status, metrics) = get(api, "/metrics");
@@ -334,12 +355,26 @@ config = {{ path = "{{dir}}/out.jsonl" }}
             .unwrap_or(0)
     };
     wait_until(60, "the file read", || count(&out) >= lines);
+    // Released: the checkpoint has the file's offset. (Killed before that,
+    // the restart would read the file again: duplicates, never losses.)
+    wait_until(60, "the log released", || {
+        let (_, m) = get(api, "/metrics");
+        metric(&m, "plume_wal_unreleased_records") == 0.0
+    });
     let dir = plume.kill();
 
     // More lines arrive while plume is down.
     write(lines + 1, 2 * lines + 1);
     let plume = Service::start_in(dir, &text, &[api], &[]);
-    wait_until(60, "the new lines", || count(&out) >= 2 * lines);
+    let all_there = |path: &std::path::Path| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let ids: HashSet<&str> = text
+            .lines()
+            .filter_map(|l| l.get(13..45)) // {"trace_id":"<32 hex>"
+            .collect();
+        (1..=2 * lines).all(|i| ids.contains(format!("{i:032x}").as_str()))
+    };
+    wait_until(60, "every line exported", || all_there(&out));
     let (_, dir) = plume.stop();
     let text = std::fs::read_to_string(dir.path().join("out.jsonl")).unwrap();
     let mut seen: HashMap<String, u32> = HashMap::new();

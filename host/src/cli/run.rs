@@ -419,6 +419,15 @@ async fn serve(
                     budget.give_back(spans.len());
                     let mut full = Vec::new();
                     batcher.push(spans, |b| full.push(b));
+                    // Nothing else waiting and no batch queued for the
+                    // engine: send the partial batch now rather than after
+                    // max_wait_ms. Under load batches queue and fill up.
+                    if span_rx.is_empty()
+                        && full.is_empty()
+                        && batch_tx.capacity() == batch_tx.max_capacity()
+                    {
+                        full.extend(batcher.take());
+                    }
                     for b in full {
                         if batch_tx.send(EngineMsg::Spans(b)).await.is_err() {
                             break;
