@@ -69,6 +69,9 @@ struct EvaluatorStage {
     snapshot: Option<Vec<u8>>,
     batches_since_snapshot: u32,
     last_snapshot: Option<Instant>,
+    /// Wall time until the next snapshot: `SNAPSHOT_INTERVAL`, or more for an
+    /// evaluator whose snapshots are slow (see `SNAPSHOT_SHARE`).
+    snapshot_interval: std::time::Duration,
 }
 
 /// Batches between evaluator snapshots, at least. Snapshots serialise the
@@ -77,6 +80,11 @@ struct EvaluatorStage {
 /// `plume bench`, a snapshot every 32 batches cost the cost ledger ~1 µs/span.
 const SNAPSHOT_EVERY: u32 = 32;
 const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A snapshot stalls the engine thread (every span waits): the time between
+/// two is at least this many times the last one took, so snapshots cost at
+/// most 1/200 of the thread and a large state (10k trace summaries) does not
+/// show in the p99 latency.
+const SNAPSHOT_SHARE: u32 = 200;
 
 impl EvaluatorStage {
     /// Rebuilds a trapped instance and restores the last snapshot into it.
@@ -113,7 +121,7 @@ impl EvaluatorStage {
         if self.batches_since_snapshot < SNAPSHOT_EVERY
             || self
                 .last_snapshot
-                .is_some_and(|t| t.elapsed() < SNAPSHOT_INTERVAL)
+                .is_some_and(|t| t.elapsed() < self.snapshot_interval)
         {
             return;
         }
@@ -122,7 +130,10 @@ impl EvaluatorStage {
         // Counted in the evaluator's time, so `plume bench` shows its cost.
         let started = Instant::now();
         let taken = self.call(|s| s.snapshot());
-        self.stats.nanos += started.elapsed().as_nanos() as u64;
+        let took = started.elapsed();
+        self.stats.nanos += took.as_nanos() as u64;
+        self.snapshot_interval = SNAPSHOT_INTERVAL.max(took * SNAPSHOT_SHARE);
+        tracing::debug!(evaluator = %self.sandbox.spec().name, ?took, next_in = ?self.snapshot_interval, "snapshot");
         match taken {
             Ok(state) if !state.is_empty() => self.snapshot = Some(state),
             Ok(_) => {}
@@ -235,6 +246,7 @@ impl Engine {
                             snapshot: None,
                             batches_since_snapshot: 0,
                             last_snapshot: None,
+                            snapshot_interval: SNAPSHOT_INTERVAL,
                         }),
                         Err(e) => errors.push(spec.error(e)),
                     }

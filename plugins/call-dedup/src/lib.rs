@@ -133,12 +133,29 @@ const WRITES: [&str; 9] = [
     "plume.price.model",
 ];
 
+/// A fixed hash (the same in every run).
+fn hash(s: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
+}
+
+/// A span id as the host writes it (16 lowercase hex digits) in 8 bytes.
+fn pack_span_id(span: &str) -> Option<u64> {
+    (span.len() == 16)
+        .then(|| u64::from_str_radix(span, 16).ok())
+        .flatten()
+}
+
 struct State {
     wrappers: Vec<String>,
     joins: Joins,
-    /// Response id -> the span id counted for it, for spans arriving late.
-    counted_ids: HashMap<String, String>,
-    order: VecDeque<String>,
+    /// Response id (hashed) -> the span id counted for it (its 8 bytes), for
+    /// spans arriving late: 16 bytes a call instead of two strings, so
+    /// remembering 100,000 calls takes a few MiB.
+    counted_ids: HashMap<u64, u64>,
+    order: VecDeque<u64>,
     remember: usize,
 }
 
@@ -200,12 +217,14 @@ impl State {
 
     /// Remembers the response ids of counted calls, oldest forgotten first.
     fn remember(&mut self, response_id: &str, span: &str) {
-        if self.remember == 0 || self.counted_ids.contains_key(response_id) {
+        let (id, Some(span)) = (hash(response_id), pack_span_id(span)) else {
+            return;
+        };
+        if self.remember == 0 || self.counted_ids.contains_key(&id) {
             return;
         }
-        self.counted_ids
-            .insert(response_id.to_owned(), span.to_owned());
-        self.order.push_back(response_id.to_owned());
+        self.counted_ids.insert(id, span);
+        self.order.push_back(id);
         while self.order.len() > self.remember {
             if let Some(old) = self.order.pop_front() {
                 self.counted_ids.remove(&old);
@@ -230,10 +249,13 @@ impl State {
         let mut earlier: HashMap<String, String> = HashMap::new(); // counted here -> counted before
         for (i, v) in verdicts.iter().enumerate() {
             if v == &Some(Verdict::Counted)
-                && let Some(before) = spans[i].response_id.and_then(|r| self.counted_ids.get(r))
+                && let Some(before) = spans[i]
+                    .response_id
+                    .and_then(|r| self.counted_ids.get(&hash(r)))
+                    .map(|&s| format!("{s:016x}"))
                 && before != spans[i].span
             {
-                earlier.insert(spans[i].span.to_owned(), before.clone());
+                earlier.insert(spans[i].span.to_owned(), before);
             }
         }
         if !earlier.is_empty() {

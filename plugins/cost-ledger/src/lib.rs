@@ -125,8 +125,9 @@ pub struct Ledger {
     by_day: BTreeMap<u64, f64>,
     #[serde(with = "as_pairs")]
     feature_day: BTreeMap<(String, u64), f64>,
-    /// (event time, cost, feature) within the projection window.
-    recent: VecDeque<(u64, f64, String)>,
+    /// Spend within the projection window, in buckets of 1/60 of it (oldest
+    /// first): memory bounded by the window's shape, not by the traffic.
+    recent: VecDeque<Bucket>,
     now: u64,
     missing_price_spans: u64,
     /// Features past their hard limit, by day.
@@ -146,6 +147,15 @@ pub struct Ledger {
     revised_calls: u64,
     #[serde(skip)]
     pending: Vec<Alert>,
+}
+
+/// Spend in one slice of the projection window.
+#[derive(Default, Serialize, Deserialize)]
+struct Bucket {
+    /// Event time the slice starts at.
+    start: u64,
+    total: f64,
+    by_feature: BTreeMap<String, f64>,
 }
 
 /// A priced call, as the ledger receives it.
@@ -293,7 +303,28 @@ impl State {
         let day = at / DAY;
         *l.by_day.entry(day).or_default() += cost;
         let feature = feature.unwrap_or("unknown").to_string();
-        l.recent.push_back((at, cost, feature.clone()));
+        let width = (self.window / 60).max(1);
+        let start = at / width * width;
+        let i = match l.recent.back() {
+            Some(b) if b.start == start => l.recent.len() - 1,
+            _ => match l.recent.binary_search_by_key(&start, |b| b.start) {
+                Ok(i) => i,
+                Err(i) => {
+                    l.recent.insert(
+                        i,
+                        Bucket {
+                            start,
+                            ..Bucket::default()
+                        },
+                    );
+                    i
+                }
+            },
+        };
+        if let Some(b) = l.recent.get_mut(i) {
+            b.total += cost;
+            *b.by_feature.entry(feature.clone()).or_default() += cost;
+        }
         let spent = {
             let e = l.feature_day.entry((feature.clone(), day)).or_default();
             *e += cost;
@@ -317,12 +348,12 @@ impl State {
                 });
         }
         // Bound the per-trace map: keep the most expensive.
-        if self.ledger.by_trace.len() > 100_000 {
+        if self.ledger.by_trace.len() > 20_000 {
             let mut v: Vec<(String, f64)> = std::mem::take(&mut self.ledger.by_trace)
                 .into_iter()
                 .collect();
             v.sort_by(|a, b| b.1.total_cmp(&a.1));
-            v.truncate(50_000);
+            v.truncate(10_000);
             self.ledger.by_trace = v.into_iter().collect();
         }
     }
@@ -332,14 +363,7 @@ impl State {
         let now = self.ledger.now;
         let day = now / DAY;
         let spent = self.ledger.by_day.get(&day).copied().unwrap_or(0.0);
-        let since = now.saturating_sub(self.window);
-        let in_window: f64 = self
-            .ledger
-            .recent
-            .iter()
-            .filter(|(t, _, _)| *t > since)
-            .map(|(_, c, _)| c)
-            .sum();
+        let in_window: f64 = self.in_window().map(|b| b.total).sum();
         let rate = in_window / self.window as f64; // USD per ns
         let left = ((day + 1) * DAY).saturating_sub(now) as f64;
         (spent, spent + rate * left)
@@ -352,11 +376,10 @@ impl State {
         let l = &self.ledger;
         let now = l.now;
         let day = now / DAY;
-        let since = now.saturating_sub(self.window);
         let left = ((day + 1) * DAY).saturating_sub(now) as f64;
         let mut window: BTreeMap<&str, f64> = BTreeMap::new();
-        for (t, c, f) in &l.recent {
-            if *t > since {
+        for b in self.in_window() {
+            for (f, c) in &b.by_feature {
                 *window.entry(f.as_str()).or_default() += c;
             }
         }
@@ -389,14 +412,26 @@ impl State {
             .collect()
     }
 
+    /// The buckets that overlap the projection window (it moves in steps of
+    /// a bucket: 1/60 of the window).
+    fn in_window(&self) -> impl Iterator<Item = &Bucket> {
+        let width = (self.window / 60).max(1);
+        let since = self.ledger.now.saturating_sub(self.window);
+        self.ledger
+            .recent
+            .iter()
+            .filter(move |b| b.start + width > since)
+    }
+
     fn advance(&mut self, now: u64) -> Vec<Alert> {
         self.ledger.now = self.ledger.now.max(now);
         let since = self.ledger.now.saturating_sub(self.window);
+        let width = (self.window / 60).max(1);
         while self
             .ledger
             .recent
             .front()
-            .is_some_and(|(t, _, _)| *t <= since)
+            .is_some_and(|b| b.start + width <= since)
         {
             self.ledger.recent.pop_front();
         }

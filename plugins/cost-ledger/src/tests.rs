@@ -206,3 +206,19 @@ fn a_snapshot_restores_the_whole_ledger() {
     assert_eq!(fresh.report(), s.report());
     assert_eq!(fresh.features_today()["chat"]["disabled"], true);
 }
+
+/// The projection window's memory does not grow with traffic: an hour of
+/// calls, one every 36 ms, lands in at most 61 buckets, and the projection
+/// still sees all of it.
+#[test]
+fn the_window_is_bounded_whatever_the_traffic() {
+    let mut s = state("{}");
+    let n = 100_000u64;
+    for i in 0..n {
+        s.add(0.01, Some("m"), Some("chat"), None, "t", DAY0 + i * (H / n));
+    }
+    s.advance(DAY0 + H - 1);
+    assert!(s.ledger.recent.len() <= 61, "{}", s.ledger.recent.len());
+    let in_window: f64 = s.in_window().map(|b| b.total).sum();
+    assert!((in_window - 1000.0).abs() < 1e-6, "{in_window}");
+}

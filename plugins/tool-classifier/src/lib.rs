@@ -102,9 +102,10 @@ const LLM_OPERATIONS: &[&str] = &[
 struct State {
     rules: Vec<Rule>,
     retry_keys: usize,
-    /// Calls seen per (trace, parent, tool, arguments), bounded FIFO.
-    seen: HashMap<String, u32>,
-    order: VecDeque<String>,
+    /// Calls seen per (trace, parent, tool, arguments), hashed (arguments can
+    /// be kilobytes), bounded FIFO.
+    seen: HashMap<u64, u32>,
+    order: VecDeque<u64>,
     capacity: usize,
 }
 
@@ -188,14 +189,18 @@ impl State {
                 return n.max(0) as u32;
             }
         }
-        let key = [read::TRACE, read::PARENT, read::TOOL_NAME, read::ARGUMENTS]
-            .iter()
-            .map(|&i| match &v[i] {
-                Value::Str(s) | Value::Json(s) => s.clone(),
-                _ => String::new(),
-            })
-            .collect::<Vec<_>>()
-            .join("\u{1f}");
+        let key = {
+            use std::hash::{Hash, Hasher};
+            // A fixed hash (the same in every run, so snapshots stay valid).
+            let mut h = std::hash::DefaultHasher::new();
+            for i in [read::TRACE, read::PARENT, read::TOOL_NAME, read::ARGUMENTS] {
+                match &v[i] {
+                    Value::Str(s) | Value::Json(s) => s.hash(&mut h),
+                    _ => "".hash(&mut h),
+                }
+            }
+            h.finish()
+        };
         if let Some(n) = self.seen.get_mut(&key) {
             *n += 1;
             return *n;
@@ -205,7 +210,7 @@ impl State {
         {
             self.seen.remove(&old);
         }
-        self.order.push_back(key.clone());
+        self.order.push_back(key);
         self.seen.insert(key, 0);
         0
     }
