@@ -1,6 +1,7 @@
 //! Synthetic GenAI spans for `plume bench` and the benchmark scripts:
 //! realistic shapes (chat calls of several providers, tool calls, agent
-//! spans; ~12 attributes each), deterministic for a given seed.
+//! spans; ~12 attributes each), deterministic for a given seed; and the
+//! resident-memory reading that the load test and the chaos tests report.
 
 use crate::span::{
     AttrValue, Attributes, Key, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
@@ -146,4 +147,18 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
     }
     out.truncate(n);
     out
+}
+
+/// Peak resident memory of process `pid` so far (VmHWM), MiB; Linux only.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
 }

@@ -16,7 +16,7 @@
 //! (`--stages none`, the passthrough to compare with), with `[traces] wait`
 //! as given (`--hold`, default the default hold; `0s` turns it off).
 
-use crate::bench::synthetic_spans;
+use crate::bench::{peak_rss_mib, synthetic_spans};
 use crate::config::DEFAULT_PIPELINE;
 use crate::span::otlp_proto::to_proto;
 use crate::span::{AttrValue, Key, Span};
@@ -306,20 +306,6 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
     }
     let i = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[i] as f64 / 1e6
-}
-
-/// Peak resident memory of process `pid` so far (VmHWM), MiB; Linux only.
-fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
 }
 
 pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {

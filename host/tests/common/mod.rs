@@ -92,17 +92,7 @@ impl Service {
 
     /// Peak resident memory of plume so far (VmHWM), in MiB; Linux only.
     pub fn peak_rss_mib(&self) -> Option<f64> {
-        let pid = self.child.as_ref()?.id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib / 1024.0)
+        plume::bench::peak_rss_mib(self.child.as_ref()?.id())
     }
 
     /// SIGKILL (a crash: nothing is flushed or drained); returns the run's
