@@ -377,7 +377,9 @@ async fn serve(
                 // Standard input cannot be read again: not logged.
                 read_to_end("-", std::io::stdin().lock(), send)
             } else {
-                let poll = Duration::from_millis(200);
+                // How often a followed file is checked for new lines: the latency
+                // floor of a JSONL source (a stat and a read each time).
+                let poll = Duration::from_millis(25);
                 follow(&source, start, stop, poll, |spans, offset| match &wal {
                     Some(wal) => {
                         let n = spans.len();
