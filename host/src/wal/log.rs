@@ -78,6 +78,8 @@ pub struct Log {
     checkpoint: Checkpoint,
     segment_bytes: u64,
     _lock: File,
+    /// The frame being written, reused: appends are the log's hot path.
+    frame: Vec<u8>,
 }
 
 impl Log {
@@ -164,6 +166,7 @@ impl Log {
             checkpoint: checkpoint.clone(),
             segment_bytes: segment_bytes.max(4096),
             _lock: lock,
+            frame: Vec::new(),
         };
         log.delete_released()?;
         Ok((log, checkpoint, recovery))
@@ -178,7 +181,8 @@ impl Log {
             self.roll()?;
         }
         let seq = self.next_seq;
-        let mut frame = Vec::with_capacity(HEADER + payload.len());
+        let frame = &mut self.frame;
+        frame.clear();
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&[0; 4]);
         frame.extend_from_slice(&seq.to_le_bytes());
@@ -186,7 +190,7 @@ impl Log {
         frame.extend_from_slice(payload);
         let crc = crc32fast::hash(&frame[8..]);
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
-        if let Err(e) = self.active.write_all(&frame) {
+        if let Err(e) = self.active.write_all(&self.frame) {
             // Cut a partial frame off (a full disk, say), so that records
             // appended later are not hidden behind it when the log is read.
             let _ = self

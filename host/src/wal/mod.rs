@@ -350,11 +350,6 @@ impl Wal {
         Ok(())
     }
 
-    /// The next sequence number (everything appended is below it).
-    pub fn next_seq(&self) -> u64 {
-        self.shared.counters.next_seq.load(Ordering::Relaxed)
-    }
-
     /// Whether file sinks must be synced before a release.
     pub fn syncs_files(&self) -> bool {
         self.shared.settings.fsync != Fsync::Never
