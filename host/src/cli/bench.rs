@@ -76,6 +76,8 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut pipe_rates = Vec::new();
     let mut stage_ns: Vec<(String, Vec<f64>)> = Vec::new();
     let mut stage_memory: Vec<u64> = Vec::new();
+    // Host work within each entry (last round): projection, applying edits.
+    let mut stage_split: Vec<[f64; 2]> = Vec::new();
     let pipeline_rounds = if args.boundary_only {
         0
     } else {
@@ -136,8 +138,11 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             if stage_ns.len() <= i + 1 {
                 stage_ns.push((s.name.clone(), Vec::new()));
                 stage_memory.push(0);
+                stage_split.push([0.0; 2]);
             }
             stage_ns[i + 1].1.push(s.nanos as f64 / spans.len() as f64);
+            stage_split[i] =
+                [s.project_nanos, s.apply_nanos].map(|n| n as f64 / spans.len() as f64);
             stage_memory[i] = stage_memory[i].max(s.memory_bytes);
         }
     }
@@ -149,7 +154,14 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .map(|(i, (name, v))| {
             // The hold (first) is host memory, not a plugin's.
             let memory = i.checked_sub(1).map(|j| stage_memory[j]);
-            json!({"name": name, "ns_per_span": median(v).round(), "memory_bytes": memory})
+            let split = i.checked_sub(1).map(|j| stage_split[j]);
+            json!({
+                "name": name,
+                "ns_per_span": median(v).round(),
+                "memory_bytes": memory,
+                "project_ns_per_span": split.map(|s| s[0].round()),
+                "apply_ns_per_span": split.map(|s| s[1].round()),
+            })
         })
         .collect();
     let boundary = if args.no_boundary {
@@ -188,8 +200,15 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 .as_u64()
                 .map(|b| format!("  memory {:>5.1} MiB", b as f64 / (1 << 20) as f64))
                 .unwrap_or_default();
+            let split = match (
+                s["project_ns_per_span"].as_f64(),
+                s["apply_ns_per_span"].as_f64(),
+            ) {
+                (Some(p), Some(a)) => format!("  (project {p:>5}, apply {a:>5})"),
+                _ => String::new(),
+            };
             println!(
-                "  stage {:<24} {:>8} ns/span{memory}",
+                "  stage {:<24} {:>8} ns/span{memory}{split}",
                 s["name"].as_str().unwrap_or(""),
                 s["ns_per_span"]
             );

@@ -413,6 +413,7 @@ impl Engine {
             ev.stats.spans_in += batch.len() as u64;
             ev.projection
                 .project(&batch, &mut self.scratch.batch, &mut self.scratch.rows);
+            ev.stats.project_nanos += started.elapsed().as_nanos() as u64;
             if self.scratch.batch.rows > 0
                 && let Err(e) = ev.call(|s| s.observe(&self.scratch.batch))
             {
@@ -521,6 +522,7 @@ impl Engine {
         stage
             .projection
             .project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
+        stage.stats.project_nanos += started.elapsed().as_nanos() as u64;
         let outcome = if self.scratch.batch.rows == 0 {
             Ok(())
         } else {
@@ -528,13 +530,16 @@ impl Engine {
                 .sandbox
                 .process(&self.scratch.batch)
                 .and_then(|result| {
-                    apply_result(
+                    let applying = Instant::now();
+                    let applied = apply_result(
                         &stage.projection,
                         batch,
                         &self.scratch.rows,
                         result,
                         &mut stage.stats,
-                    )
+                    );
+                    stage.stats.apply_nanos += applying.elapsed().as_nanos() as u64;
+                    applied
                 })
         };
         stage.stats.restarts = stage.sandbox.restarts;

@@ -34,6 +34,11 @@ pub struct EntryStats {
     pub memory_bytes: u64,
     /// Time spent in the entry (projection, call, applying edits), ns.
     pub nanos: u64,
+    /// Of `nanos`: building the projection (host).
+    pub project_nanos: u64,
+    /// Of `nanos`: applying the plugin's edits and drops (host). The rest is
+    /// the call: lowering into the guest, the guest's work, lifting back.
+    pub apply_nanos: u64,
     /// True while the crash-loop breaker keeps the plugin disabled.
     pub disabled: bool,
     /// Times the breaker disabled it.

@@ -3,7 +3,7 @@
 //! Measured against whole-span and per-field designs in BENCHMARKS.md.
 
 use super::bindings::types::{Batch as WitBatch, Cell, Field, Value};
-use crate::span::{AttrValue, Key, Span, flat, otlp_json};
+use crate::span::{AttrValue, Key, Span, flat, hex_string, otlp_json};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 
@@ -90,11 +90,11 @@ pub fn read(span: &Span, field: &FieldSpec) -> Value {
                 .find(|e| &e.name == name)
                 .and_then(|e| e.attributes.get(k)),
         ),
-        FieldSpec::TraceId => Value::Str(span.trace_id.to_string()),
-        FieldSpec::SpanId => Value::Str(span.span_id.to_string()),
+        FieldSpec::TraceId => Value::Str(hex_string(&span.trace_id.0)),
+        FieldSpec::SpanId => Value::Str(hex_string(&span.span_id.0)),
         FieldSpec::ParentSpanId => span
             .parent_span_id
-            .map_or(Value::Absent, |p| Value::Str(p.to_string())),
+            .map_or(Value::Absent, |p| Value::Str(hex_string(&p.0))),
         FieldSpec::Name => Value::Str(span.name.clone()),
         FieldSpec::Kind => Value::Str(span.kind.as_str().to_string()),
         FieldSpec::StartTime => int(span.start_time_unix_nano),

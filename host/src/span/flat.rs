@@ -5,15 +5,14 @@
 //! numbers) and strict where a guess would corrupt data (bad ids, bad times).
 
 use super::{
-    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId, parse_hex_id,
+    AttrValue, Attributes, Event, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
+    intern, parse_hex_id, push_hex,
 };
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Write;
 use std::sync::Arc;
 
 #[derive(Deserialize)]
@@ -196,6 +195,10 @@ pub(crate) fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
 pub(crate) fn attr_value_from_raw(raw: &RawValue) -> Result<Option<AttrValue>, String> {
     let text = raw.get();
     Ok(Some(match text.as_bytes().first() {
+        // Most strings have no escapes: their text is the value.
+        Some(b'"') if text.len() >= 2 && !text.contains('\\') => {
+            AttrValue::Str(text[1..text.len() - 1].to_string())
+        }
         Some(b'"') => AttrValue::Str(serde_json::from_str(text).map_err(|e| e.to_string())?),
         Some(b't') => AttrValue::Bool(true),
         Some(b'f') => AttrValue::Bool(false),
@@ -234,7 +237,7 @@ impl<'de> Deserialize<'de> for Attributes {
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     let raw: &'de RawValue = map.next_value()?;
                     if let Some(v) = attr_value_from_raw(raw).map_err(de::Error::custom)? {
-                        out.push((Key::from(key.as_ref()), v));
+                        out.push((intern(&key), v));
                     }
                 }
                 Ok(Attributes(out))
@@ -250,13 +253,16 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Writes an integer in decimal.
+fn push_int(out: &mut Vec<u8>, i: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+}
+
 /// Writes one attribute value as JSON.
 pub(crate) fn write_value(out: &mut Vec<u8>, v: &AttrValue) {
     match v {
         AttrValue::Str(s) => write_str(out, s),
-        AttrValue::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        AttrValue::Int(i) => push_int(out, *i),
         AttrValue::Float(f) => {
             let _ = serde_json::to_writer(&mut *out, f);
         }
@@ -280,14 +286,16 @@ fn write_attributes(out: &mut Vec<u8>, attrs: &Attributes) {
 
 /// Appends the span as one flat JSON object (no newline).
 pub fn write(out: &mut Vec<u8>, s: &Span) {
-    let _ = write!(
-        out,
-        r#"{{"trace_id":"{}","span_id":"{}","parent_span_id":"#,
-        s.trace_id, s.span_id
-    );
+    out.extend_from_slice(br#"{"trace_id":""#);
+    push_hex(out, &s.trace_id.0);
+    out.extend_from_slice(br#"","span_id":""#);
+    push_hex(out, &s.span_id.0);
+    out.extend_from_slice(br#"","parent_span_id":"#);
     match s.parent_span_id {
         Some(p) => {
-            let _ = write!(out, r#""{p}""#);
+            out.push(b'"');
+            push_hex(out, &p.0);
+            out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
     }
@@ -297,14 +305,15 @@ pub fn write(out: &mut Vec<u8>, s: &Span) {
     }
     out.extend_from_slice(br#","name":"#);
     write_str(out, &s.name);
-    let _ = write!(
-        out,
-        r#","kind":"{}","start_time_unix_nano":{},"end_time_unix_nano":{},"status":{{"code":"{}""#,
-        s.kind.as_str(),
-        s.start_time_unix_nano,
-        s.end_time_unix_nano,
-        s.status.code.as_str()
-    );
+    out.extend_from_slice(br#","kind":""#);
+    out.extend_from_slice(s.kind.as_str().as_bytes());
+    out.extend_from_slice(br#"","start_time_unix_nano":"#);
+    push_int(out, s.start_time_unix_nano);
+    out.extend_from_slice(br#","end_time_unix_nano":"#);
+    push_int(out, s.end_time_unix_nano);
+    out.extend_from_slice(br#","status":{"code":""#);
+    out.extend_from_slice(s.status.code.as_str().as_bytes());
+    out.push(b'"');
     if !s.status.message.is_empty() {
         out.extend_from_slice(br#","message":"#);
         write_str(out, &s.status.message);
@@ -319,11 +328,9 @@ pub fn write(out: &mut Vec<u8>, s: &Span) {
             }
             out.extend_from_slice(br#"{"name":"#);
             write_str(out, &e.name);
-            let _ = write!(
-                out,
-                r#","time_unix_nano":{},"attributes":"#,
-                e.time_unix_nano
-            );
+            out.extend_from_slice(br#","time_unix_nano":"#);
+            push_int(out, e.time_unix_nano);
+            out.extend_from_slice(br#","attributes":"#);
             write_attributes(out, &e.attributes);
             out.push(b'}');
         }
@@ -335,11 +342,11 @@ pub fn write(out: &mut Vec<u8>, s: &Span) {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(
-                out,
-                r#"{{"trace_id":"{}","span_id":"{}""#,
-                l.trace_id, l.span_id
-            );
+            out.extend_from_slice(br#"{"trace_id":""#);
+            push_hex(out, &l.trace_id.0);
+            out.extend_from_slice(br#"","span_id":""#);
+            push_hex(out, &l.span_id.0);
+            out.push(b'"');
             if !l.trace_state.is_empty() {
                 out.extend_from_slice(br#","trace_state":"#);
                 write_str(out, &l.trace_state);

@@ -17,6 +17,37 @@ use std::sync::Arc;
 /// plugin writes reuse the key declared in their manifest.
 pub type Key = Arc<str>;
 
+/// The shared [`Key`] for `key`. Parsers call this for every attribute:
+/// keys repeat on every span, so each thread keeps one `Key` per distinct key
+/// (up to [`MAX_INTERNED`], short keys only) instead of allocating it again;
+/// equal keys then also compare by pointer first.
+pub fn intern(key: &str) -> Key {
+    use foldhash::{HashSet, HashSetExt};
+    use std::cell::RefCell;
+    thread_local! {
+        static KEYS: RefCell<HashSet<Key>> = RefCell::new(HashSet::new());
+    }
+    if key.len() > MAX_INTERNED_LEN {
+        return Key::from(key);
+    }
+    KEYS.with(|keys| {
+        let mut keys = keys.borrow_mut();
+        if let Some(k) = keys.get(key) {
+            return k.clone();
+        }
+        let k = Key::from(key);
+        if keys.len() < MAX_INTERNED {
+            keys.insert(k.clone());
+        }
+        k
+    })
+}
+
+/// Distinct keys kept per thread by [`intern`]; beyond, keys are allocated
+/// per span (a bound against clients that send ever-new keys).
+pub const MAX_INTERNED: usize = 4096;
+const MAX_INTERNED_LEN: usize = 128;
+
 /// An attribute value. Arrays and maps keep their JSON text, as they came.
 #[derive(Debug, Clone)]
 pub enum AttrValue {
@@ -111,7 +142,7 @@ pub struct SpanId(pub [u8; 8]);
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(&hex_string(&self.0))
     }
 }
 impl fmt::Debug for TraceId {
@@ -121,13 +152,32 @@ impl fmt::Debug for TraceId {
 }
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(&hex_string(&self.0))
     }
 }
 impl fmt::Debug for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// Appends the lowercase hex of `bytes` (ids are written on every span:
+/// no formatter, no temporary string).
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
+    }
+}
+
+/// The lowercase hex of `bytes`, in one allocation.
+pub fn hex_string(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    push_hex(&mut out, bytes);
+    // Hex digits are ASCII.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Parses an id of `N` bytes of hex (either case). All zeros is not an id
@@ -374,6 +424,23 @@ pub fn format_unix_nanos(nanos: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interned_keys_are_shared_and_long_keys_are_not_kept() {
+        let a = intern("gen_ai.request.model");
+        let b = intern(&String::from("gen_ai.request.model"));
+        assert!(Arc::ptr_eq(&a, &b));
+        let long = "k".repeat(MAX_INTERNED_LEN + 1);
+        assert!(!Arc::ptr_eq(&intern(&long), &intern(&long)));
+        assert_eq!(&*intern(&long), long.as_str());
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_complete() {
+        assert_eq!(hex_string(&[0x00, 0xab, 0x7f]), "00ab7f");
+        let id = TraceId([0xfe; 16]);
+        assert_eq!(id.to_string(), "fe".repeat(16));
+    }
 
     #[test]
     fn formats_times_as_rfc3339() {

@@ -5,8 +5,8 @@
 use super::flat::{NameOrNumber, de_time, write_str, write_value};
 use super::otlp_proto::Decoded;
 use super::{
-    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId, parse_hex_id,
+    AttrValue, Attributes, Event, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
+    parse_hex_id,
 };
 use serde::Deserialize;
 use serde_json::Value as Json;
@@ -216,7 +216,7 @@ fn attributes(kvs: Vec<KeyValue>) -> Result<Attributes, String> {
     let mut out = Vec::with_capacity(kvs.len());
     for kv in kvs {
         if let Some(v) = kv.value.as_ref().map(any_value).transpose()?.flatten() {
-            out.push((Key::from(kv.key.as_str()), v));
+            out.push((super::intern(&kv.key), v));
         }
     }
     Ok(Attributes(out))

@@ -3,8 +3,7 @@
 //! travel as JSON text inside plume and as `AnyValue` arrays/kvlists on the wire.
 
 use super::{
-    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
-    TraceId,
+    AttrValue, Attributes, Event, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
@@ -148,7 +147,7 @@ fn span_id_or_none(b: &[u8]) -> Result<Option<SpanId>, String> {
 fn attributes(kvs: Vec<KeyValue>) -> Attributes {
     Attributes(
         kvs.into_iter()
-            .filter_map(|kv| Some((Key::from(kv.key.as_str()), value(kv.value?)?)))
+            .filter_map(|kv| Some((super::intern(&kv.key), value(kv.value?)?)))
             .collect(),
     )
 }
@@ -340,6 +339,7 @@ fn json_to_any(v: serde_json::Value) -> AnyValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::span::Key;
 
     fn sample() -> Vec<Span> {
         let resource = Arc::new(Attributes(vec![(

@@ -19,7 +19,7 @@
 //!    detail (response id, cache and reasoning counts, provider, finish
 //!    reasons), then the smallest span id.
 
-use std::collections::HashMap;
+use plume_sdk::hash::HashMap;
 
 /// What kind of work a span records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +130,7 @@ pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
         .filter(|&i| role(i) == Role::Inference)
         .collect();
     if joins.response_id {
-        let mut by_id: HashMap<&str, usize> = HashMap::new();
+        let mut by_id: HashMap<&str, usize> = HashMap::default();
         for &i in &inference {
             if let Some(id) = spans[i].response_id.filter(|s| !s.is_empty()) {
                 match by_id.get(id) {
@@ -143,7 +143,7 @@ pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
         }
     }
     if joins.contained_siblings {
-        let mut siblings: HashMap<(&str, &str, i64, i64), Vec<usize>> = HashMap::new();
+        let mut siblings: HashMap<(&str, &str, i64, i64), Vec<usize>> = HashMap::default();
         for &i in &inference {
             let s = &spans[i];
             if let Some(p) = s.parent
@@ -170,7 +170,7 @@ pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
     }
 
     // The counted span of each call.
-    let mut best: HashMap<usize, usize> = HashMap::new();
+    let mut best: HashMap<usize, usize> = HashMap::default();
     for &i in &recorders {
         let root = sets.find(i);
         let better = match best.get(&root) {

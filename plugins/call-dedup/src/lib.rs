@@ -33,11 +33,12 @@ mod calls;
 
 use calls::{CallSpan, Joins, Role, Verdict};
 use plume_sdk::Rows;
+use plume_sdk::hash::HashMap;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
 use serde::Deserialize;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,7 +247,7 @@ impl State {
         let mut verdicts = calls::decide(&spans, self.joins);
 
         // A call counted in an earlier batch (its other spans came late).
-        let mut earlier: HashMap<String, String> = HashMap::new(); // counted here -> counted before
+        let mut earlier: HashMap<String, String> = HashMap::default(); // counted here -> counted before
         for (i, v) in verdicts.iter().enumerate() {
             if v == &Some(Verdict::Counted)
                 && let Some(before) = spans[i]
@@ -341,7 +342,7 @@ impl Guest for CallDedup {
                     response_id: c.join_response_id,
                     contained_siblings: c.join_contained_siblings,
                 },
-                counted_ids: HashMap::new(),
+                counted_ids: HashMap::default(),
                 order: VecDeque::new(),
                 remember: c.remember,
             })

@@ -32,10 +32,11 @@
 
 use plume_sdk::Rows;
 use plume_sdk::evaluator::{Guest, export_evaluator};
+use plume_sdk::hash::HashMap;
 use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity, Value};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 const DAY: u64 = 86_400_000_000_000;
 
@@ -123,8 +124,7 @@ pub struct Ledger {
     by_trace: BTreeMap<String, f64>,
     /// UTC day (days since epoch) -> spend, and per feature.
     by_day: BTreeMap<u64, f64>,
-    #[serde(with = "as_pairs")]
-    feature_day: BTreeMap<(String, u64), f64>,
+    feature_day: BTreeMap<u64, BTreeMap<String, f64>>,
     /// Spend within the projection window, in buckets of 1/60 of it (oldest
     /// first): memory bounded by the window's shape, not by the traffic.
     recent: VecDeque<Bucket>,
@@ -290,19 +290,15 @@ impl State {
     ) {
         let l = &mut self.ledger;
         l.total += cost;
-        *l.by_model
-            .entry(model.unwrap_or("unknown").to_string())
-            .or_default() += cost;
-        *l.by_feature
-            .entry(feature.unwrap_or("unknown").to_string())
-            .or_default() += cost;
+        let feature = feature.unwrap_or("unknown");
+        bump(&mut l.by_model, model.unwrap_or("unknown"), cost);
+        bump(&mut l.by_feature, feature, cost);
         if let Some(u) = user {
-            *l.by_user.entry(u.to_string()).or_default() += cost;
+            bump(&mut l.by_user, u, cost);
         }
-        *l.by_trace.entry(trace.to_string()).or_default() += cost;
+        bump(&mut l.by_trace, trace, cost);
         let day = at / DAY;
         *l.by_day.entry(day).or_default() += cost;
-        let feature = feature.unwrap_or("unknown").to_string();
         let width = (self.window / 60).max(1);
         let start = at / width * width;
         let i = match l.recent.back() {
@@ -323,22 +319,18 @@ impl State {
         };
         if let Some(b) = l.recent.get_mut(i) {
             b.total += cost;
-            *b.by_feature.entry(feature.clone()).or_default() += cost;
+            bump(&mut b.by_feature, feature, cost);
         }
-        let spent = {
-            let e = l.feature_day.entry((feature.clone(), day)).or_default();
-            *e += cost;
-            *e
-        };
+        let spent = bump(l.feature_day.entry(day).or_default(), feature, cost);
         l.now = l.now.max(at);
-        if let Some(limit) = self.limit_for(&feature)
+        if let Some(limit) = self.limit_for(feature)
             && spent > limit
-            && self.ledger.disabled.insert((feature.clone(), day))
+            && self.ledger.disabled.insert((feature.to_string(), day))
         {
             self.ledger.pending.push(Alert {
                     rule: "cost_hard_limit".into(),
                     severity: Severity::Page,
-                    labels: vec![("feature".into(), feature.clone())],
+                    labels: vec![("feature".into(), feature.to_string())],
                     summary: format!("feature {feature} spent ${spent:.2} today, over its hard limit of ${limit:.2}: disabled"),
                     value: spent,
                     threshold: limit,
@@ -383,11 +375,10 @@ impl State {
                 *window.entry(f.as_str()).or_default() += c;
             }
         }
-        let mut names: BTreeSet<&str> = l
-            .feature_day
-            .keys()
-            .filter(|(_, d)| *d == day)
-            .map(|(f, _)| f.as_str())
+        let today = l.feature_day.get(&day);
+        let mut names: BTreeSet<&str> = today
+            .into_iter()
+            .flat_map(|m| m.keys().map(String::as_str))
             .collect();
         if let Some(HardLimit::PerFeature(m)) = &self.config.hard_limit_usd {
             names.extend(m.keys().map(String::as_str));
@@ -395,11 +386,7 @@ impl State {
         names
             .into_iter()
             .map(|f| {
-                let spent = l
-                    .feature_day
-                    .get(&(f.to_string(), day))
-                    .copied()
-                    .unwrap_or(0.0);
+                let spent = today.and_then(|m| m.get(f)).copied().unwrap_or(0.0);
                 let rate = window.get(f).copied().unwrap_or(0.0) / self.window as f64;
                 let entry = serde_json::json!({
                     "spent_usd": spent,
@@ -511,26 +498,18 @@ impl State {
     }
 }
 
-/// A map with non-string keys as a list of pairs: JSON object keys must be
-/// strings, so such a map cannot be a JSON object.
-mod as_pairs {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    use std::collections::BTreeMap;
-
-    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
-        map: &BTreeMap<K, V>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.collect_seq(map.iter())
-    }
-
-    pub fn deserialize<'de, K, V, D>(d: D) -> Result<BTreeMap<K, V>, D::Error>
-    where
-        K: Deserialize<'de> + Ord,
-        V: Deserialize<'de>,
-        D: Deserializer<'de>,
-    {
-        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
+/// Adds `by` to `key`'s sum, allocating the key only when it is new (this
+/// runs for every priced span); returns the new sum.
+fn bump(map: &mut BTreeMap<String, f64>, key: &str, by: f64) -> f64 {
+    match map.get_mut(key) {
+        Some(sum) => {
+            *sum += by;
+            *sum
+        }
+        None => {
+            map.insert(key.to_string(), by);
+            by
+        }
     }
 }
 

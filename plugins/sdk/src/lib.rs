@@ -82,6 +82,48 @@ pub mod exporter {
     });
 }
 
+/// Hash maps for plugin state on the per-span path: foldhash, several times
+/// faster than std's SipHash on short keys such as ids, seeded once per
+/// instance from WASI randomness (as std's maps are) so that clients cannot
+/// precompute colliding span or trace ids. Build them with `default()` or
+/// `with_capacity_and_hasher(n, Default::default())`.
+pub mod hash {
+    use foldhash::SharedSeed;
+    use foldhash::fast::{FoldHasher, SeedableRandomState};
+    use std::hash::BuildHasher;
+    use std::sync::OnceLock;
+
+    /// A foldhash state seeded from the instance's random seed.
+    #[derive(Clone, Debug)]
+    pub struct Seeded(SeedableRandomState);
+
+    impl Default for Seeded {
+        fn default() -> Self {
+            static SEED: OnceLock<(u64, SharedSeed)> = OnceLock::new();
+            let (per_hasher, shared) = SEED.get_or_init(|| {
+                let random = std::hash::RandomState::new();
+                (
+                    random.hash_one(1u8),
+                    SharedSeed::from_u64(random.hash_one(2u8)),
+                )
+            });
+            Seeded(SeedableRandomState::with_seed(*per_hasher, shared))
+        }
+    }
+
+    impl BuildHasher for Seeded {
+        type Hasher = FoldHasher<'static>;
+        fn build_hasher(&self) -> Self::Hasher {
+            self.0.build_hasher()
+        }
+    }
+
+    /// `std::collections::HashMap` with [`Seeded`] foldhash.
+    pub type HashMap<K, V> = std::collections::HashMap<K, V, Seeded>;
+    /// `std::collections::HashSet` with [`Seeded`] foldhash.
+    pub type HashSet<K> = std::collections::HashSet<K, Seeded>;
+}
+
 use processor::plume::pipeline::host;
 /// The shared WIT types (`value`, `field`, `manifest`, `batch`, `alert`, ...).
 pub use processor::plume::pipeline::types;

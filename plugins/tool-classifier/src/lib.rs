@@ -28,12 +28,13 @@
 mod rules;
 
 use plume_sdk::Rows;
+use plume_sdk::hash::HashMap;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, EventAttribute, Field, Manifest, Value};
 use rules::{Rule, RuleConfig};
 use serde::Deserialize;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,7 +259,7 @@ impl Guest for Classifier {
             *s.borrow_mut() = Some(State {
                 rules,
                 retry_keys,
-                seen: HashMap::new(),
+                seen: HashMap::default(),
                 order: VecDeque::new(),
                 capacity: config.retry_memory.max(1),
             })

@@ -266,7 +266,7 @@ fn repeated_identical_calls_count_as_retries() {
     let mut state = State {
         rules: rules::builtin(),
         retry_keys: default_retry_keys().len(),
-        seen: HashMap::new(),
+        seen: HashMap::default(),
         order: VecDeque::new(),
         capacity: 2,
     };

@@ -18,10 +18,11 @@
 
 use plume_sdk::Rows;
 use plume_sdk::evaluator::{Guest, export_evaluator};
+use plume_sdk::hash::HashMap;
 use plume_sdk::types::{Alert, Batch, Field, Manifest, Value};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +77,8 @@ pub struct Trace {
 impl Trace {
     /// The longest chain of parent links; a parent not seen ends a chain.
     pub fn depth(&self) -> u32 {
-        let mut memo: HashMap<u64, u32> = HashMap::with_capacity(self.parents.len());
+        let mut memo: HashMap<u64, u32> =
+            HashMap::with_capacity_and_hasher(self.parents.len(), Default::default());
         let mut deepest = 0;
         for &span in self.parents.keys() {
             // Walk up to a known depth, then fill in on the way back.
@@ -215,18 +217,25 @@ impl State {
             return;
         }
         let keep = max - max / 10;
-        let mut by_end: Vec<(u64, String)> = self
-            .kept
-            .traces
-            .iter()
-            .map(|(id, t)| (t.end, id.clone()))
-            .collect();
-        by_end.sort_unstable();
-        let drop = by_end.len() - keep;
-        for (_, id) in by_end.into_iter().take(drop) {
-            self.kept.traces.remove(&id);
-            self.kept.forgotten += 1;
-        }
+        let drop = self.kept.traces.len() - keep;
+        // The end time of the `drop`-th least recently active trace: older
+        // ones go, and ones at exactly that time until `drop` are gone (no
+        // sort, no copies of the ids).
+        let mut ends: Vec<u64> = self.kept.traces.values().map(|t| t.end).collect();
+        let cutoff = *ends.select_nth_unstable(drop - 1).1;
+        let mut at_cutoff = drop - ends.iter().filter(|&&e| e < cutoff).count();
+        let before = self.kept.traces.len();
+        self.kept.traces.retain(|_, t| {
+            if t.end < cutoff {
+                return false;
+            }
+            if t.end == cutoff && at_cutoff > 0 {
+                at_cutoff -= 1;
+                return false;
+            }
+            true
+        });
+        self.kept.forgotten += (before - self.kept.traces.len()) as u64;
     }
 
     pub fn report(&self) -> serde_json::Value {
@@ -496,6 +505,26 @@ mod tests {
         assert!(!st.kept.traces.contains_key("t00"));
         assert_eq!(st.kept.seen, 25);
         assert_eq!(st.kept.forgotten as usize + st.kept.traces.len(), 25);
+    }
+
+    #[test]
+    fn forgetting_stops_at_the_bound_when_traces_end_at_the_same_time() {
+        let mut st = state();
+        for i in 0..11 {
+            st.add(&row(
+                &format!("t{i:02}"),
+                "0000000000000001",
+                None,
+                5,
+                7,
+                false,
+                None,
+                None,
+            ));
+        }
+        st.bound();
+        assert_eq!(st.kept.traces.len(), 9, "max 10 keeps 9 after a bound");
+        assert_eq!(st.kept.forgotten, 2);
     }
 
     #[test]
