@@ -168,37 +168,34 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
             value,
         })
     };
-    // Plain renames: copy the first alias found to the canonical name.
-    let mut canonical_values: Vec<Option<Value>> = Vec::with_capacity(ALIASES.len());
+    // OpenInference keeps the request model only inside its JSON invocation
+    // parameters (and on failed calls there is no other model attribute).
+    let model_slot = canonical_index(Canonical::RequestModel);
+    let params_model = if first(row, &l.aliases[model_slot]).is_none() {
+        row[l.invocation_parameters]
+            .as_str()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|p| p.get("model").and_then(|m| m.as_str()).map(str::to_string))
+            .map(Value::Str)
+    } else {
+        None
+    };
+    // Plain renames: copy the first alias found to the canonical name. The
+    // values are borrowed from the row: only what is written is copied.
+    let mut canonical_values: Vec<Option<&Value>> = Vec::with_capacity(ALIASES.len());
     for (i, idx) in l.aliases.iter().enumerate() {
         let current = &row[idx[0]];
-        let found = first(row, idx).cloned();
-        if let Some(v) = &found
+        let found = first(row, idx);
+        if let Some(v) = found
             && (!current.is_present() || (state.config.overwrite && current != v))
         {
             set(edits, slot::CANONICAL + i as u32, v.clone());
         }
         canonical_values.push(found);
     }
-    // OpenInference keeps the request model only inside its JSON invocation
-    // parameters (and on failed calls there is no other model attribute).
-    let model_slot = canonical_index(Canonical::RequestModel);
-    if canonical_values[model_slot].is_none() {
-        let params = row[l.invocation_parameters]
-            .as_str()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok());
-        if let Some(m) = params
-            .as_ref()
-            .and_then(|p| p.get("model"))
-            .and_then(|m| m.as_str())
-        {
-            set(
-                edits,
-                slot::CANONICAL + model_slot as u32,
-                Value::Str(m.to_string()),
-            );
-            canonical_values[model_slot] = Some(Value::Str(m.to_string()));
-        }
+    if let Some(m) = &params_model {
+        set(edits, slot::CANONICAL + model_slot as u32, m.clone());
+        canonical_values[model_slot] = Some(m);
     }
     let get_num = |c: Canonical| {
         canonical_values[canonical_index(c)]
