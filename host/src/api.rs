@@ -8,7 +8,7 @@
 //! two batches over the same queue the batches take, so an answer is a
 //! consistent state of the pipeline.
 
-use crate::engine::Engine;
+use crate::engine::shards::Plan;
 use crate::engine::stats::{EntryStats, PipelineStats};
 use crate::ingest::otlp::{ReceiverStats, constant_time_eq};
 use crate::reload::Reloader;
@@ -32,7 +32,7 @@ pub enum EngineMsg {
     Stats(oneshot::Sender<PipelineStats>),
     /// Replace the pipeline (a reload); answers with the evaluators whose
     /// state carried over.
-    Swap(Box<Engine>, oneshot::Sender<Vec<String>>),
+    Swap(Box<Plan>, oneshot::Sender<Vec<String>>),
 }
 
 /// What the API handlers share.

@@ -4,17 +4,18 @@
 //! pipeline is instantiated and initialised *before* anything changes; if any
 //! of that fails, the running pipeline goes on and the error is returned. The
 //! new engine then replaces the old one on the engine thread between two
-//! batches ([`Engine::take_over`]): held spans move over, so no span is lost
+//! batches ([`crate::engine::Engine::take_over`]): held spans move over, so no span is lost
 //! or processed twice, and evaluators running unchanged code keep their state.
 //! Plugin files are compiled again when their bytes changed, so a plugin or a
 //! pricing table swapped on disk takes effect.
 //!
-//! Listen addresses, tokens, JSONL sources and batching are fixed for the life
+//! Listen addresses, tokens, JSONL sources, batching and shards are fixed for the life
 //! of the process: a reload that changes them says a restart is needed.
 
 use crate::api::EngineMsg;
 use crate::config::Pipeline;
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::EngineOptions;
+use crate::engine::shards::Plan;
 use crate::plugin::runtime::Runtime;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct Reloader {
     pub engine: mpsc::Sender<EngineMsg>,
     /// The pipeline running now.
     pub running: Mutex<Pipeline>,
+    /// Processor shards running (fixed for the life of the process).
+    pub shards: usize,
     /// One reload at a time.
     pub busy: tokio::sync::Mutex<()>,
 }
@@ -53,9 +56,10 @@ impl Reloader {
         let _one_at_a_time = self.busy.lock().await;
         let file = self.file.clone();
         let rt = self.runtime.clone();
+        let shards = self.shards;
         let (pipeline, engine) = tokio::task::spawn_blocking(move || {
             let pipeline = crate::cli::load(file.as_deref()).map_err(|e| e.to_string())?;
-            let engine = Engine::build(&pipeline, &rt, &EngineOptions::default())
+            let engine = Plan::build(&pipeline, &rt, &EngineOptions::default(), shards)
                 .map_err(|e| e.to_string())?;
             Ok::<_, String>((pipeline, engine))
         })
@@ -118,6 +122,9 @@ fn restart_needed(old: &Pipeline, new: &Pipeline) -> Vec<&'static str> {
     if (old.batch_max_spans, old.batch_max_wait_ms) != (new.batch_max_spans, new.batch_max_wait_ms)
     {
         out.push("batch");
+    }
+    if old.shards != new.shards {
+        out.push("engine.shards");
     }
     if old.wal != new.wal {
         out.push("wal");

@@ -68,6 +68,7 @@ config = {{ path = "{spans}" }}
         dl = out.path().join("dead.jsonl").display(),
         spans = out.path().join("spans.jsonl").display(),
     );
+    std::fs::write(out.path().join("chaos.toml"), &text).unwrap();
     let p = config::parse("chaos.toml", &text, |_| None).unwrap_or_else(|e| panic!("{e}"));
     let rt = Box::leak(Box::new(Runtime::new().unwrap()));
     let engine = Engine::build(&p, rt, &EngineOptions::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -267,6 +268,51 @@ fn the_crash_loop_breaker_disables_then_brings_back_a_failing_stage() {
         2,
         "the alert and its resolution, as alert lines"
     );
+}
+
+/// With processor shards each shard has its own instance and breaker; a
+/// breaker that opens in a shard is alerted by the tail, which routes and
+/// exports alerts, once per trip.
+#[test]
+fn a_shards_breaker_alert_reaches_the_tail() {
+    use plume::engine::shards::{Plan, Runner};
+    let run = pipeline_with(
+        "trap",
+        "pass",
+        "{ timeout_ms = 1000 }",
+        r#"breaker = { max_failures = 1, cooldown = "1h" }"#,
+    );
+    let p = config::parse(
+        "chaos.toml",
+        &std::fs::read_to_string(run.out.path().join("chaos.toml")).unwrap(),
+        |_| None,
+    )
+    .unwrap();
+    let rt = Box::leak(Box::new(Runtime::new().unwrap()));
+    let plan = Plan::build(&p, rt, &EngineOptions::default(), 2).unwrap_or_else(|e| panic!("{e}"));
+    let mut runner = Runner::start(plan, None).unwrap();
+    let t0 = 1_764_000_000_000_000_000u64;
+    for i in 0..8 {
+        runner.process(batch_at(true, i, t0 + i * 1_000_000_000));
+    }
+    // Alerts are routed with the tail's next batch.
+    runner.process(batch_at(false, 100, t0 + 100 * 1_000_000_000));
+    let report = runner.report();
+    let stats = runner.finish();
+    let chaos = &stats.stages[0];
+    assert!(chaos.breaker_trips >= 1, "{chaos:?}");
+    assert_eq!(
+        stats.spans_out, 27,
+        "on_error = pass, then bypass: every span out"
+    );
+    let firing: Vec<&serde_json::Value> = report["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "plugin_disabled" && a["status"] == "firing")
+        .collect();
+    assert_eq!(firing.len() as u64, chaos.breaker_trips, "{report}");
+    assert_eq!(firing[0]["labels"]["entry"], "chaos");
 }
 
 /// `policy = "stop"`: while disabled, spans go to the dead-letter file.

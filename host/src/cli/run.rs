@@ -5,8 +5,8 @@
 use crate::api::{self, Api, EngineMsg};
 use crate::config::IngestConfig;
 use crate::engine::batcher::Batcher;
-use crate::engine::delivery::Floor;
-use crate::engine::{Engine, EngineOptions, write_summary};
+use crate::engine::shards::{Plan, Runner};
+use crate::engine::{EngineOptions, write_summary};
 use crate::ingest::SpanBudget;
 use crate::ingest::jsonl::{ReadStats, follow, read_to_end};
 use crate::ingest::otlp::{self, Receiver, ReceiverStats};
@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Batches in flight between the batcher and the engine: bounded, so a slow
@@ -53,14 +53,15 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let rt = Arc::new(Runtime::new()?);
-    let mut engine = match Engine::build(&pipeline, &rt, &EngineOptions::default()) {
-        Ok(e) => e,
+    let shards = pipeline.shard_count();
+    let plan = match Plan::build(&pipeline, &rt, &EngineOptions::default(), shards) {
+        Ok(p) => p,
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    tracing::info!(pipeline = %pipeline.file, sources = ?pipeline.ingest.jsonl, "plume running");
+    tracing::info!(pipeline = %pipeline.file, sources = ?pipeline.ingest.jsonl, shards, "plume running");
 
     let (span_tx, span_rx) = mpsc::channel::<Vec<Span>>(RECEIVER_QUEUE);
     let (batch_tx, mut batch_rx) = mpsc::channel::<EngineMsg>(ENGINE_QUEUE);
@@ -75,29 +76,16 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         },
     };
     let wal = durable.as_ref().map(|d| d.wal.clone());
-    if let Some(w) = &wal {
-        engine.attach_wal(w.counters());
-    }
-    let engine_wal = wal.clone();
+    let mut runner = Runner::start(plan, wal.clone())?;
     let engine_thread = std::thread::Builder::new()
         .name("plume-engine".into())
         .spawn(move || {
-            let mut retired: Vec<(Option<std::thread::JoinHandle<()>>, Vec<Floor>)> = Vec::new();
-            let mut released_at = Instant::now();
             while let Some(msg) = batch_rx.blocking_recv() {
                 match msg {
-                    EngineMsg::Spans(batch) => {
-                        engine.process(batch);
-                        if let Some(wal) = &engine_wal
-                            && released_at.elapsed() >= RELEASE_EVERY
-                        {
-                            release(&mut engine, wal, &retired);
-                            released_at = Instant::now();
-                        }
-                    }
+                    EngineMsg::Spans(batch) => runner.process(batch),
                     EngineMsg::Report(reply) => {
-                        let stats = engine.stats();
-                        let mut report = engine.report();
+                        let stats = runner.stats();
+                        let mut report = runner.report();
                         if let Some(obj) = report.as_object_mut() {
                             obj.insert(
                                 "pipeline".into(),
@@ -107,29 +95,14 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
                         let _ = reply.send((report, stats));
                     }
                     EngineMsg::Stats(reply) => {
-                        let _ = reply.send(engine.stats());
+                        let _ = reply.send(runner.stats());
                     }
-                    EngineMsg::Swap(mut next, reply) => {
-                        let carried = next.take_over(&mut engine);
-                        let old = std::mem::replace(&mut engine, *next);
-                        let floors = old.floors();
-                        retired.push((old.retire(), floors));
-                        let _ = reply.send(carried);
+                    EngineMsg::Swap(next, reply) => {
+                        let _ = reply.send(runner.swap(*next));
                     }
                 }
             }
-            engine.flush();
-            for (r, _) in &mut retired {
-                if let Some(r) = r.take() {
-                    let _ = r.join();
-                }
-            }
-            if let Some(wal) = &engine_wal {
-                // What a sink could not take before the drain timeout stays
-                // in the log, for the next start.
-                release(&mut engine, wal, &retired);
-            }
-            engine
+            runner.finish()
         })?;
     let resume_at = match durable {
         Some(d) => {
@@ -156,6 +129,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         runtime: rt,
         engine: batch_tx.clone(),
         running: std::sync::Mutex::new(pipeline),
+        shards,
         busy: tokio::sync::Mutex::new(()),
     });
     let read = runtime.block_on(serve(
@@ -176,42 +150,13 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         },
     ))?;
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let engine = engine_thread
+    let mut stats = engine_thread
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
-    let mut stats = engine.stats();
     stats.lines_read = read.lines;
     stats.lines_failed = read.failed;
     write_summary(&mut std::io::stderr(), &stats)?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// How often, at most, the engine thread releases log records.
-const RELEASE_EVERY: Duration = Duration::from_millis(100);
-
-/// Releases the log records the pipeline no longer needs: every one below the
-/// lowest still held by the engine, queued for a remote sink (of this engine
-/// or of one replaced by a reload that is still draining) or not arrived.
-/// File sinks are synced first, so a released span is on disk somewhere.
-fn release(
-    engine: &mut Engine,
-    wal: &Wal,
-    retired: &[(Option<std::thread::JoinHandle<()>>, Vec<Floor>)],
-) {
-    let draining = retired
-        .iter()
-        .filter(|(thread, _)| thread.as_ref().is_some_and(|t| !t.is_finished()))
-        .flat_map(|(_, floors)| floors.iter().filter_map(Floor::min_seq));
-    let keep_from = draining.fold(engine.wal_keep_from(), u64::min);
-    if keep_from <= wal.keep_from() {
-        return;
-    }
-    if wal.syncs_files() {
-        engine.sync_files();
-    }
-    if let Err(e) = wal.release(keep_from) {
-        tracing::error!("cannot write the log's checkpoint: {e}");
-    }
 }
 
 /// Runs what the log kept from the last run (not delivered before it ended)

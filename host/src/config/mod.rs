@@ -20,6 +20,11 @@
 //! max_spans = 256                  # spans per batch, 1..=65536
 //! max_wait_ms = 200                # a partial batch is flushed after this long (service mode)
 //!
+//! [engine]
+//! shards = "auto"                  # copies of the processors, each on its own thread, spans
+//!                                  # assigned by trace (after the trace hold); "auto": one per
+//!                                  # core the process may use; 1: the whole pipeline on one thread
+//!
 //! [dead_letter]
 //! path = "dead-letter.jsonl"       # where `on_error = "dead-letter"` writes
 //!
@@ -95,6 +100,9 @@ pub struct PipelineConfig {
     /// Batching.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// How the pipeline uses the machine's cores.
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// How long spans wait for the rest of their trace.
     #[serde(default)]
     pub traces: TracesConfig,
@@ -214,6 +222,27 @@ impl Default for BatchConfig {
         }
     }
 }
+
+/// `[engine]`.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Processor shards: `"auto"` (the default) or a count.
+    pub shards: Option<Spanned<ShardCount>>,
+}
+
+/// `[engine] shards`: a number, or `"auto"`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum ShardCount {
+    /// This many shards.
+    Count(i64),
+    /// Should be `"auto"`.
+    Named(String),
+}
+
+/// Most processor shards: each holds its own instances of every processor.
+pub const MAX_SHARDS: usize = 64;
 
 /// `[wal]`: spans are logged on disk before they are acknowledged (see `wal`).
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -554,6 +583,8 @@ pub struct Pipeline {
     pub batch_max_spans: usize,
     /// Flush a partial batch after this long, ms.
     pub batch_max_wait_ms: u64,
+    /// `[engine] shards`: `None` is "auto" (see [`Pipeline::shard_count`]).
+    pub shards: Option<usize>,
     /// Dead-letter file.
     pub dead_letter_path: PathBuf,
     /// The trace hold.
@@ -568,6 +599,18 @@ pub struct Pipeline {
     pub router: Option<PluginSpec>,
     /// Exporters.
     pub exports: Vec<PluginSpec>,
+}
+
+impl Pipeline {
+    /// Processor shards to run: `[engine] shards`, or for "auto" one per
+    /// core this process may run on (its CPU affinity included).
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_SHARDS)
+        })
+    }
 }
 
 /// A configuration error: file, line and the key path.
@@ -896,6 +939,25 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
             format!("must be 1..=65536, got {max_spans}"),
         );
     }
+    let shards = match &raw.engine.shards {
+        None => None,
+        Some(s) => match s.get_ref() {
+            ShardCount::Named(n) if n == "auto" => None,
+            ShardCount::Count(n) if (1..=MAX_SHARDS as i64).contains(n) => Some(*n as usize),
+            other => {
+                let got = match other {
+                    ShardCount::Count(n) => n.to_string(),
+                    ShardCount::Named(n) => format!("{n:?}"),
+                };
+                err(
+                    s.span(),
+                    "engine.shards".into(),
+                    format!("must be \"auto\" or 1..={MAX_SHARDS}, got {got}"),
+                );
+                None
+            }
+        },
+    };
     let hold = hold_settings(&raw.traces, &mut err);
     let wal = raw.wal.as_ref().and_then(|w| wal_settings(w, &mut err));
     if exports.is_empty() && !stages.is_empty() {
@@ -921,6 +983,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
         api_tls: raw.api.as_ref().and_then(|a| a.tls.clone()),
         batch_max_spans: max_spans,
         batch_max_wait_ms: raw.batch.max_wait_ms,
+        shards,
         dead_letter_path: raw.dead_letter.path,
         hold,
         wal,
@@ -1150,6 +1213,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.ingest.token, p.admin_token), (None, None));
+    }
+
+    #[test]
+    fn shards_are_auto_or_a_count() {
+        let shards = |v: &str| parse("p.toml", &format!("[engine]\nshards = {v}\n"), no_env);
+        assert_eq!(shards("3").unwrap().shards, Some(3));
+        let auto = shards("\"auto\"").unwrap();
+        assert_eq!(auto.shards, None);
+        assert!((1..=MAX_SHARDS).contains(&auto.shard_count()));
+        assert_eq!(parse("p.toml", "", no_env).unwrap().shards, None);
+        for bad in ["0", "65", "-1", "\"many\""] {
+            let e = shards(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("p.toml:2: engine.shards: must be \"auto\" or 1..=64, got"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

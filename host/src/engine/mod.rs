@@ -1,12 +1,14 @@
 //! The engine: one batch at a time through processors (in order), evaluators,
 //! the router and the exporters. It is synchronous and single-threaded by
-//! design: the service runs one engine per shard on its own thread and feeds
-//! it batches (see `cli::run`), and `replay` drives it directly, so both see
-//! exactly the same behaviour in event time.
+//! design: `replay` drives it directly, and the service runs it on threads of
+//! its own (`shards`: one engine for the whole pipeline, or a head, processor
+//! shards and a tail, each an engine for its part), so both see the same
+//! behaviour in event time.
 
 pub mod batcher;
 pub mod delivery;
 pub mod hold;
+pub mod shards;
 pub mod sink;
 pub mod stats;
 
@@ -200,6 +202,13 @@ pub struct Engine {
     /// alert is firing, with the spans dropped when it was last raised.
     wal: Option<Arc<WalCounters>>,
     wal_alert: Option<u64>,
+    /// Where processed spans go when this engine runs part of a sharded
+    /// pipeline (the head and the shards); `None`: on to its own evaluators
+    /// and exporters.
+    forward: Option<shards::Forward>,
+    /// Alerts raised elsewhere (a shard's crash-loop breakers), routed at
+    /// the next batch.
+    pending_alerts: Vec<Alert>,
 }
 
 fn entry_stats(spec: &PluginSpec) -> EntryStats {
@@ -337,6 +346,8 @@ impl Engine {
             wal: None,
             wal_alert: None,
             batch_max_spans: pipeline.batch_max_spans,
+            forward: None,
+            pending_alerts: Vec::new(),
         })
     }
 
@@ -377,6 +388,15 @@ impl Engine {
     /// Runs released groups in batches of about `batch_max_spans`; a group
     /// is never split, so a processor sees all of a call's spans at once.
     fn run_groups(&mut self, groups: Vec<Vec<Span>>) {
+        if let Some(forward) = self.forward.as_mut().filter(|f| f.is_head()) {
+            // The head: each group goes whole to one shard.
+            for group in groups {
+                self.spans_out += group.len() as u64;
+                forward.group(group);
+            }
+            forward.flush();
+            return;
+        }
         let mut batch: Batch = Vec::new();
         for group in groups {
             if !batch.is_empty() && batch.len() + group.len() > self.batch_max_spans {
@@ -400,14 +420,25 @@ impl Engine {
                 return;
             }
         }
-        if batch.is_empty() {
-            return;
-        }
         let batch_time = batch
             .iter()
             .map(|s| s.end_time_unix_nano)
             .max()
             .unwrap_or(0);
+        if self.forward.is_some() {
+            // The head or a shard: the rest of the pipeline runs elsewhere;
+            // the processors' breaker alerts go along to be routed there.
+            self.spans_out += batch.len() as u64;
+            let alerts = self.breaker_alerts(batch_time);
+            if let Some(forward) = &mut self.forward {
+                forward.spans(batch, alerts);
+                forward.flush();
+            }
+            return;
+        }
+        if batch.is_empty() {
+            return;
+        }
         for ev in &mut self.evaluators {
             let started = Instant::now();
             ev.stats.spans_in += batch.len() as u64;
@@ -429,7 +460,9 @@ impl Engine {
         let mut notifications = Vec::new();
         if batch_time > self.event_time {
             self.event_time = batch_time;
-            notifications = self.tick();
+            notifications = self.tick(true);
+        } else if !self.pending_alerts.is_empty() {
+            notifications = self.tick(false);
         }
         for ev in &mut self.evaluators {
             ev.maybe_snapshot();
@@ -617,12 +650,14 @@ impl Engine {
         }
     }
 
-    /// Advances evaluators to the current event time and routes their alerts.
-    fn tick(&mut self) -> Vec<Notification> {
+    /// Advances evaluators to the current event time (when it moved) and
+    /// routes their alerts, with the host's own.
+    fn tick(&mut self, advanced: bool) -> Vec<Notification> {
         let now = self.event_time;
-        let mut alerts: Vec<Alert> = self.breaker_alerts(now);
+        let mut alerts: Vec<Alert> = std::mem::take(&mut self.pending_alerts);
+        alerts.append(&mut self.breaker_alerts(now));
         alerts.extend(self.wal_alert(now));
-        for ev in &mut self.evaluators {
+        for ev in self.evaluators.iter_mut().filter(|_| advanced) {
             match ev.call(|s| s.tick(now)) {
                 Ok(mut a) => alerts.append(&mut a),
                 Err(e) => note_error(&mut ev.stats, ev.sandbox.spec(), &e),
@@ -748,13 +783,17 @@ impl Engine {
     pub fn wal_keep_from(&self) -> u64 {
         let arrived = self.seen_seq + 1;
         let held = self.hold.min_seq().unwrap_or(u64::MAX);
-        let queued = self
-            .floors()
+        arrived.min(held).min(self.queued_from())
+    }
+
+    /// The first log record whose spans wait in a remote sink's queue
+    /// (`u64::MAX`: none).
+    pub fn queued_from(&self) -> u64 {
+        self.floors()
             .iter()
             .filter_map(|f| f.min_seq())
             .min()
-            .unwrap_or(u64::MAX);
-        arrived.min(held).min(queued)
+            .unwrap_or(u64::MAX)
     }
 
     /// The log records each remote sink still needs, as they change.
@@ -772,6 +811,22 @@ impl Engine {
     /// `/metrics`) and raises its `wal_dropped` alert.
     pub fn attach_wal(&mut self, counters: Arc<WalCounters>) {
         self.wal = Some(counters);
+    }
+
+    /// Sends processed spans on instead of to this engine's own evaluators
+    /// and exporters (see `shards`).
+    pub(crate) fn set_forward(&mut self, forward: Option<shards::Forward>) {
+        self.forward = forward;
+    }
+
+    pub(crate) fn take_forward(&mut self) -> Option<shards::Forward> {
+        self.forward.take()
+    }
+
+    /// Alerts raised outside this engine (a shard's breakers), routed with
+    /// the next batch.
+    pub(crate) fn push_alerts(&mut self, mut alerts: Vec<Alert>) {
+        self.pending_alerts.append(&mut alerts);
     }
 
     /// Makes what file sinks and the dead-letter file got durable (fsync),
@@ -807,6 +862,7 @@ impl Engine {
         self.wal_alert = old.wal_alert;
         self.spans_in = old.spans_in;
         self.spans_out = old.spans_out;
+        self.pending_alerts = std::mem::take(&mut old.pending_alerts);
         let mut carried = Vec::new();
         for ev in &mut self.evaluators {
             let Some(prev) = old
@@ -923,7 +979,14 @@ impl Engine {
     /// The report: every stage's, evaluator's and the router's sections merged
     /// (arrays concatenated), plus the alerts sent when there is no router.
     pub fn report(&mut self) -> Json {
-        let mut report = Map::new();
+        let parts = self.report_parts();
+        assemble_report(parts)
+    }
+
+    /// What [`Engine::report`] is made of: each entry's section (a JSON
+    /// object) by name, in pipeline order, and the alerts sent when there
+    /// is no router.
+    pub fn report_parts(&mut self) -> ReportParts {
         let mut sections: Vec<(String, String)> = Vec::new();
         for st in &mut self.stages {
             match st.sandbox.report() {
@@ -942,17 +1005,43 @@ impl Engine {
                 Ok(text) => sections.push((r.sandbox.spec().name.clone(), text)),
                 Err(e) => note_error(&mut r.stats, r.sandbox.spec(), &e),
             }
-        } else {
-            report.insert("alerts".into(), Json::Array(self.alerts.clone()));
         }
-        for (name, text) in sections {
-            match serde_json::from_str::<Json>(&text) {
-                Ok(Json::Object(obj)) => merge_report(&mut report, obj),
-                _ => tracing::warn!(entry = %name, "report is not a JSON object; ignored"),
-            }
+        let sections = sections
+            .into_iter()
+            .filter_map(|(name, text)| match serde_json::from_str::<Json>(&text) {
+                Ok(Json::Object(obj)) => Some((name, obj)),
+                _ => {
+                    tracing::warn!(entry = %name, "report is not a JSON object; ignored");
+                    None
+                }
+            })
+            .collect();
+        ReportParts {
+            sections,
+            unrouted_alerts: self.router.is_none().then(|| self.alerts.clone()),
         }
-        Json::Object(report)
     }
+}
+
+/// The pieces of a report (see [`Engine::report_parts`]).
+pub struct ReportParts {
+    /// Each entry's section, by entry name, in pipeline order.
+    pub sections: Vec<(String, Map<String, Json>)>,
+    /// The alerts sent, when no router keeps them.
+    pub unrouted_alerts: Option<Vec<Json>>,
+}
+
+/// The report from its parts: sections merged in order (arrays concatenated,
+/// other values replace earlier ones), then the unrouted alerts.
+pub fn assemble_report(parts: ReportParts) -> Json {
+    let mut report = Map::new();
+    if let Some(alerts) = parts.unrouted_alerts {
+        report.insert("alerts".into(), Json::Array(alerts));
+    }
+    for (_, section) in parts.sections {
+        merge_report(&mut report, section);
+    }
+    Json::Object(report)
 }
 
 /// Merges one plugin's report into the whole: arrays are concatenated, other

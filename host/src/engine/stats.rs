@@ -48,6 +48,50 @@ pub struct EntryStats {
     pub delivery: Option<super::delivery::DeliveryStats>,
 }
 
+impl EntryStats {
+    /// Adds another instance's counters of the same entry (processor shards).
+    pub fn absorb(&mut self, other: &EntryStats) {
+        let EntryStats {
+            name: _,
+            spans_in,
+            spans_out,
+            dropped_by_plugin,
+            errors,
+            passed_on_error,
+            dropped_on_error,
+            dead_lettered,
+            exported,
+            bytes,
+            restarts,
+            memory_bytes,
+            nanos,
+            project_nanos,
+            apply_nanos,
+            disabled,
+            breaker_trips,
+            delivery: _,
+        } = other;
+        self.spans_in += spans_in;
+        self.spans_out += spans_out;
+        self.dropped_by_plugin += dropped_by_plugin;
+        for (cause, n) in errors {
+            *self.errors.entry(cause).or_default() += n;
+        }
+        self.passed_on_error += passed_on_error;
+        self.dropped_on_error += dropped_on_error;
+        self.dead_lettered += dead_lettered;
+        self.exported += exported;
+        self.bytes += bytes;
+        self.restarts += restarts;
+        self.memory_bytes += memory_bytes;
+        self.nanos += nanos;
+        self.project_nanos += project_nanos;
+        self.apply_nanos += apply_nanos;
+        self.disabled |= disabled;
+        self.breaker_trips += breaker_trips;
+    }
+}
+
 /// Counters of the whole run.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct PipelineStats {

@@ -221,9 +221,10 @@ impl Guest for Pricer {
     fn report() -> String {
         STATE.with(|s| {
             let s = s.borrow();
+            // Counts only: with several shards, each has its own pricer
+            // and the host adds their numbers up.
             serde_json::json!({"pricing": {
-                "table": s.table.source,
-                "models_in_table": s.table.len(),
+                "table": format!("{} ({} models)", s.table.source, s.table.len()),
                 "priced_spans": s.priced,
                 "missing_spans": s.missing.values().sum::<u64>(),
                 "missing_models": s.missing,

@@ -1,0 +1,802 @@
+//! The service's pipeline on one thread or on several.
+//!
+//! Processors are where most of a span's time goes, and their state is at
+//! most per call or per trace, so with `[engine] shards = N` (N > 1) they run
+//! as N shards: copies of the processor chain, each on its own thread with
+//! its own plugin instances. Evaluators keep state over every span
+//! (percentiles, budgets, burn rates) and the exporters own their files and
+//! queues, so they run once, with the router, on the tail thread. The trace
+//! hold runs before the shards on the engine thread (the head): a released
+//! group (one trace, or traces joined by `join_on` or stitched) goes whole to
+//! the shard its trace id picks, so a processor sees all of a call's spans.
+//!
+//! ```text
+//! batcher -> head (trace hold) -+-> shard 0 (processors) -+-> tail (evaluators, router, exporters)
+//!                               +-> shard 1 (processors) -+
+//! ```
+//!
+//! Every part is an [`Engine`] built from its part of the pipeline, so a
+//! span meets the same code either way. The queues between threads are
+//! bounded: a slow tail slows the shards, then the head, then the receivers.
+//! Write-ahead log records are released by a mark that follows the spans
+//! through every queue (see [`Mark`]).
+
+use super::delivery::Floor;
+use super::hold::HoldSettings;
+use super::stats::PipelineStats;
+use super::{Engine, EngineOptions, ReportParts, assemble_report};
+use crate::config::{ConfigErrors, Pipeline};
+use crate::plugin::bindings::types::Alert;
+use crate::plugin::runtime::Runtime;
+use crate::span::{Batch, Span, TraceId};
+use crate::wal::Wal;
+use serde_json::{Map, Value as Json};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often, at most, log records are released.
+const RELEASE_EVERY: Duration = Duration::from_millis(100);
+
+/// Batches waiting for one shard: enough to keep it busy while the head
+/// works, few enough that the hold, not a queue, is where spans wait.
+const SHARD_QUEUE: usize = 4;
+
+/// A replaced engine whose remote sinks still drain, with the log records
+/// they still need.
+type Retired = (Option<JoinHandle<()>>, Vec<Floor>);
+
+/// The engines of a pipeline, built and initialised, not yet running.
+pub enum Plan {
+    /// The whole pipeline on one thread.
+    Single(Box<Engine>),
+    /// Head (the trace hold), processor shards, tail (the rest).
+    Sharded {
+        head: Box<Engine>,
+        shards: Vec<Engine>,
+        tail: Box<Engine>,
+    },
+}
+
+impl Plan {
+    /// Builds the engines for `shards` processor shards (1: one engine).
+    pub fn build(
+        pipeline: &Pipeline,
+        rt: &Runtime,
+        options: &EngineOptions,
+        shards: usize,
+    ) -> Result<Plan, ConfigErrors> {
+        if shards <= 1 {
+            return Ok(Plan::Single(Box::new(Engine::build(
+                pipeline, rt, options,
+            )?)));
+        }
+        let no_hold = HoldSettings {
+            wait: Duration::ZERO,
+            ..pipeline.hold.clone()
+        };
+        let head = Pipeline {
+            stages: Vec::new(),
+            evaluators: Vec::new(),
+            router: None,
+            exports: Vec::new(),
+            ..pipeline.clone()
+        };
+        let shard = Pipeline {
+            evaluators: Vec::new(),
+            router: None,
+            exports: Vec::new(),
+            hold: no_hold.clone(),
+            ..pipeline.clone()
+        };
+        let tail = Pipeline {
+            stages: Vec::new(),
+            hold: no_hold,
+            ..pipeline.clone()
+        };
+        Ok(Plan::Sharded {
+            head: Box::new(Engine::build(&head, rt, options)?),
+            shards: (0..shards)
+                .map(|_| Engine::build(&shard, rt, options))
+                .collect::<Result<_, _>>()?,
+            tail: Box::new(Engine::build(&tail, rt, options)?),
+        })
+    }
+}
+
+/// Where an engine that runs part of a sharded pipeline sends its spans.
+pub(crate) enum Forward {
+    /// The head: whole groups to the shards, by trace id.
+    Shards {
+        to: Vec<SyncSender<WorkerMsg>>,
+        /// Spans gathered per shard, sent at `flush` or when a batch is full.
+        pending: Vec<Batch>,
+        max_spans: usize,
+    },
+    /// A shard: processed batches to the tail.
+    Tail(SyncSender<WorkerMsg>),
+}
+
+impl Forward {
+    /// The shard of a trace: ids are random, so their last bytes spread
+    /// traces evenly.
+    fn shard_of(trace_id: &TraceId, shards: usize) -> usize {
+        let low = u64::from_le_bytes(trace_id.0[8..].try_into().unwrap_or_default());
+        (low % shards as u64) as usize
+    }
+
+    /// The head sends each released group whole to one shard.
+    pub(crate) fn is_head(&self) -> bool {
+        matches!(self, Forward::Shards { .. })
+    }
+
+    /// Sends a group of spans whole to one shard (the head only).
+    pub(crate) fn group(&mut self, group: Vec<Span>) {
+        let Some(first) = group.first() else { return };
+        if let Forward::Shards {
+            to,
+            pending,
+            max_spans,
+        } = self
+        {
+            let i = Self::shard_of(&first.trace_id, to.len());
+            if !pending[i].is_empty() && pending[i].len() + group.len() > *max_spans {
+                send(
+                    &to[i],
+                    WorkerMsg::Spans(std::mem::take(&mut pending[i]), Vec::new()),
+                );
+            }
+            pending[i].extend(group);
+        }
+    }
+
+    /// Sends processed spans on: from the head, each span to its trace's
+    /// shard; from a shard, the batch to the tail with the alerts raised.
+    pub(crate) fn spans(&mut self, batch: Batch, alerts: Vec<Alert>) {
+        match self {
+            Forward::Shards { to, pending, .. } => {
+                for span in batch {
+                    pending[Self::shard_of(&span.trace_id, to.len())].push(span);
+                }
+            }
+            Forward::Tail(tail) => {
+                if !batch.is_empty() || !alerts.is_empty() {
+                    send(tail, WorkerMsg::Spans(batch, alerts));
+                }
+            }
+        }
+    }
+
+    /// Sends what the head gathered.
+    pub(crate) fn flush(&mut self) {
+        if let Forward::Shards { to, pending, .. } = self {
+            for (tx, batch) in to.iter().zip(pending.iter_mut()) {
+                if !batch.is_empty() {
+                    send(tx, WorkerMsg::Spans(std::mem::take(batch), Vec::new()));
+                }
+            }
+        }
+    }
+
+    fn mark(&self, mark: Mark) {
+        match self {
+            Forward::Shards { to, .. } => to.iter().for_each(|tx| send(tx, WorkerMsg::Mark(mark))),
+            Forward::Tail(tail) => send(tail, WorkerMsg::Mark(mark)),
+        }
+    }
+}
+
+/// Queues are bounded, so this waits while the next thread is busy. A
+/// thread that ended early (a bug: plugin failures do not end threads)
+/// loses what is sent to it, and says so.
+fn send(tx: &SyncSender<WorkerMsg>, msg: WorkerMsg) {
+    if tx.send(msg).is_err() {
+        tracing::error!("a pipeline thread has stopped; spans sent to it are lost");
+    }
+}
+
+/// A release round of the write-ahead log. The head sends one to every
+/// shard after everything it sent before; each shard passes it to the tail
+/// after the spans it sent before (queues keep order). When the tail has it
+/// from every shard, every span the head had sent before it has left the
+/// pipeline or waits in a remote sink's queue, and every span the head still
+/// held is in a record at or after `keep_from`: so records below the lower
+/// of `keep_from` and the sinks' queues can go.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    round: u64,
+    /// The head's first record still needed: not arrived whole, or held.
+    keep_from: u64,
+    /// Fsync files (exporters, dead letters) before releasing.
+    sync_files: bool,
+}
+
+/// What the shard and tail threads are sent.
+pub(crate) enum WorkerMsg {
+    /// Spans to run, with alerts raised by a shard's breakers.
+    Spans(Batch, Vec<Alert>),
+    Mark(Mark),
+    Stats(SyncSender<PipelineStats>),
+    Report(SyncSender<ReportParts>),
+    /// A reload: the new engine takes over between two batches; the tail
+    /// answers with the evaluators whose state carried over.
+    Swap(Box<Engine>, SyncSender<Vec<String>>),
+    /// End of input: flush and stop.
+    Finish,
+}
+
+/// The pipeline as the service runs it, on the engine thread.
+pub enum Runner {
+    /// One engine.
+    Single {
+        engine: Box<Engine>,
+        wal: Option<Wal>,
+        retired: Vec<Retired>,
+        released_at: Instant,
+    },
+    /// Head here, shards and tail on threads of their own.
+    Sharded(Sharded),
+}
+
+/// The head, and the threads of the shards and the tail.
+pub struct Sharded {
+    head: Box<Engine>,
+    shards: Vec<(SyncSender<WorkerMsg>, JoinHandle<Engine>)>,
+    tail: (SyncSender<WorkerMsg>, JoinHandle<Engine>),
+    wal: Option<Wal>,
+    round: u64,
+    released_at: Instant,
+}
+
+impl Runner {
+    /// Starts the pipeline's threads; `wal` is the log, when there is one.
+    pub fn start(plan: Plan, wal: Option<Wal>) -> std::io::Result<Runner> {
+        match plan {
+            Plan::Single(mut engine) => {
+                if let Some(w) = &wal {
+                    engine.attach_wal(w.counters());
+                }
+                Ok(Runner::Single {
+                    engine,
+                    wal,
+                    retired: Vec::new(),
+                    released_at: Instant::now(),
+                })
+            }
+            Plan::Sharded {
+                mut head,
+                shards,
+                mut tail,
+            } => {
+                if let Some(w) = &wal {
+                    head.attach_wal(w.counters());
+                    tail.attach_wal(w.counters());
+                }
+                let count = shards.len();
+                let (tail_tx, tail_rx) = sync_channel(SHARD_QUEUE * count);
+                let tail_wal = wal.clone();
+                let tail_thread = std::thread::Builder::new()
+                    .name("plume-tail".into())
+                    .spawn(move || {
+                        Tail {
+                            engine: tail,
+                            wal: tail_wal,
+                            shards: count,
+                            rounds: BTreeMap::new(),
+                            last_keep_from: 0,
+                            retired: Vec::new(),
+                        }
+                        .run(tail_rx)
+                    })?;
+                let mut threads = Vec::new();
+                for (i, mut engine) in shards.into_iter().enumerate() {
+                    let (tx, rx) = sync_channel(SHARD_QUEUE);
+                    engine.set_forward(Some(Forward::Tail(tail_tx.clone())));
+                    let thread = std::thread::Builder::new()
+                        .name(format!("plume-shard-{i}"))
+                        .spawn(move || run_shard(engine, rx))?;
+                    threads.push((tx, thread));
+                }
+                head.set_forward(Some(Forward::Shards {
+                    to: threads.iter().map(|(tx, _)| tx.clone()).collect(),
+                    pending: vec![Vec::new(); count],
+                    max_spans: head.batch_max_spans,
+                }));
+                Ok(Runner::Sharded(Sharded {
+                    head,
+                    shards: threads,
+                    tail: (tail_tx, tail_thread),
+                    wal,
+                    round: 0,
+                    released_at: Instant::now(),
+                }))
+            }
+        }
+    }
+
+    /// Runs spans (an empty batch releases held traces that are due), and
+    /// now and then releases the log records no longer needed.
+    pub fn process(&mut self, batch: Batch) {
+        match self {
+            Runner::Single {
+                engine,
+                wal,
+                retired,
+                released_at,
+            } => {
+                engine.process(batch);
+                if let Some(wal) = wal
+                    && released_at.elapsed() >= RELEASE_EVERY
+                {
+                    let keep_from = engine.wal_keep_from();
+                    release(engine, wal, keep_from, retired);
+                    *released_at = Instant::now();
+                }
+            }
+            Runner::Sharded(s) => {
+                s.head.process(batch);
+                if s.wal.is_some() && s.released_at.elapsed() >= RELEASE_EVERY {
+                    s.mark();
+                    s.released_at = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Every entry's counters.
+    pub fn stats(&mut self) -> PipelineStats {
+        match self {
+            Runner::Single { engine, .. } => engine.stats(),
+            Runner::Sharded(s) => s.stats(),
+        }
+    }
+
+    /// The report, as [`Engine::report`] makes it.
+    pub fn report(&mut self) -> Json {
+        match self {
+            Runner::Single { engine, .. } => engine.report(),
+            Runner::Sharded(s) => s.report(),
+        }
+    }
+
+    /// Replaces the pipeline between two batches (a reload); returns the
+    /// evaluators whose state carried over. `next` must have been built for
+    /// the same number of shards.
+    pub fn swap(&mut self, next: Plan) -> Vec<String> {
+        match (self, next) {
+            (
+                Runner::Single {
+                    engine, retired, ..
+                },
+                Plan::Single(mut next),
+            ) => {
+                let carried = next.take_over(engine);
+                let old = std::mem::replace(engine, next);
+                let floors = old.floors();
+                retired.push((old.retire(), floors));
+                carried
+            }
+            (Runner::Sharded(s), Plan::Sharded { head, shards, tail })
+                if shards.len() == s.shards.len() =>
+            {
+                s.swap(head, shards, tail)
+            }
+            _ => {
+                tracing::error!(
+                    "reload built for another number of shards; the running pipeline stays"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs what is held, drains the sinks, releases what was delivered,
+    /// stops the threads; returns the final counters.
+    pub fn finish(self) -> PipelineStats {
+        match self {
+            Runner::Single {
+                mut engine,
+                wal,
+                mut retired,
+                ..
+            } => {
+                engine.flush();
+                join_retired(&mut retired);
+                if let Some(wal) = &wal {
+                    // What a sink could not take before the drain timeout
+                    // stays in the log, for the next start.
+                    let keep_from = engine.wal_keep_from();
+                    release(&mut engine, wal, keep_from, &retired);
+                }
+                engine.stats()
+            }
+            Runner::Sharded(s) => s.finish(),
+        }
+    }
+}
+
+impl Sharded {
+    fn mark(&mut self) {
+        let Some(wal) = &self.wal else { return };
+        let keep_from = self.head.wal_keep_from();
+        if keep_from <= wal.keep_from() {
+            return;
+        }
+        self.round += 1;
+        let mark = Mark {
+            round: self.round,
+            keep_from,
+            sync_files: wal.syncs_files(),
+        };
+        if let Some(forward) = self.head.take_forward() {
+            forward.mark(mark);
+            self.head.set_forward(Some(forward));
+        }
+    }
+
+    /// Asks every shard, then waits for all the answers.
+    fn ask_shards<T>(&self, msg: impl Fn(SyncSender<T>) -> WorkerMsg) -> Vec<T> {
+        let waiting: Vec<Receiver<T>> = self
+            .shards
+            .iter()
+            .map(|(tx, _)| {
+                let (reply, answer) = sync_channel(1);
+                send(tx, msg(reply));
+                answer
+            })
+            .collect();
+        waiting.into_iter().filter_map(|a| a.recv().ok()).collect()
+    }
+
+    fn ask_tail<T>(&self, msg: impl FnOnce(SyncSender<T>) -> WorkerMsg) -> Option<T> {
+        let (reply, answer) = sync_channel(1);
+        send(&self.tail.0, msg(reply));
+        answer.recv().ok()
+    }
+
+    fn stats(&mut self) -> PipelineStats {
+        let shards = self.ask_shards(WorkerMsg::Stats);
+        let tail = self.ask_tail(WorkerMsg::Stats).unwrap_or_default();
+        combine_stats(self.head.stats(), &shards, tail)
+    }
+
+    fn report(&mut self) -> Json {
+        let shards = self.ask_shards(WorkerMsg::Report);
+        let tail = self.ask_tail(WorkerMsg::Report);
+        let mut sections = combine_shard_sections(shards);
+        let mut unrouted_alerts = None;
+        if let Some(tail) = tail {
+            sections.extend(tail.sections);
+            unrouted_alerts = tail.unrouted_alerts;
+        }
+        assemble_report(ReportParts {
+            sections,
+            unrouted_alerts,
+        })
+    }
+
+    fn swap(
+        &mut self,
+        mut head: Box<Engine>,
+        shards: Vec<Engine>,
+        tail: Box<Engine>,
+    ) -> Vec<String> {
+        // The head first: it takes the trace hold (and, when the new one
+        // holds nothing, sends what was held on through the shards).
+        head.set_forward(self.head.take_forward());
+        head.take_over(&mut self.head);
+        let old = std::mem::replace(&mut self.head, head);
+        drop(old.retire()); // no exporters: nothing to drain
+        for ((tx, _), engine) in self.shards.iter().zip(shards) {
+            let (reply, answer) = sync_channel(1);
+            send(tx, WorkerMsg::Swap(Box::new(engine), reply));
+            let _ = answer.recv();
+        }
+        self.ask_tail(|reply| WorkerMsg::Swap(tail, reply))
+            .unwrap_or_default()
+    }
+
+    fn finish(mut self) -> PipelineStats {
+        self.head.flush();
+        self.round += 1;
+        if let Some(wal) = &self.wal
+            && let Some(forward) = self.head.take_forward()
+        {
+            forward.mark(Mark {
+                round: self.round,
+                keep_from: self.head.wal_keep_from(),
+                sync_files: wal.syncs_files(),
+            });
+        }
+        let mut shards = Vec::new();
+        for (tx, thread) in std::mem::take(&mut self.shards) {
+            send(&tx, WorkerMsg::Finish);
+            drop(tx);
+            match thread.join() {
+                Ok(engine) => shards.push(engine.stats()),
+                Err(_) => tracing::error!("a processor shard panicked"),
+            }
+        }
+        let (tx, thread) = self.tail;
+        drop(tx);
+        let tail = match thread.join() {
+            Ok(engine) => engine.stats(),
+            Err(_) => {
+                tracing::error!("the pipeline's tail thread panicked");
+                PipelineStats::default()
+            }
+        };
+        combine_stats(self.head.stats(), &shards, tail)
+    }
+}
+
+/// A processor shard's thread.
+fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>) -> Engine {
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            WorkerMsg::Spans(batch, _) => engine.process(batch),
+            WorkerMsg::Mark(mark) => {
+                if mark.sync_files {
+                    engine.sync_files(); // its dead letters
+                }
+                if let Some(forward) = engine.take_forward() {
+                    forward.mark(mark);
+                    engine.set_forward(Some(forward));
+                }
+            }
+            WorkerMsg::Stats(reply) => {
+                let _ = reply.send(engine.stats());
+            }
+            WorkerMsg::Report(reply) => {
+                let _ = reply.send(engine.report_parts());
+            }
+            WorkerMsg::Swap(mut next, reply) => {
+                next.set_forward(engine.take_forward());
+                next.take_over(&mut engine);
+                let old = std::mem::replace(&mut engine, *next);
+                drop(old.retire());
+                let _ = reply.send(Vec::new());
+            }
+            WorkerMsg::Finish => {
+                engine.flush();
+                if let Some(Forward::Tail(tail)) = engine.take_forward() {
+                    send(&tail, WorkerMsg::Finish);
+                }
+                break;
+            }
+        }
+    }
+    engine
+}
+
+/// The tail's thread: evaluators, router, exporters, and the log's release.
+struct Tail {
+    engine: Box<Engine>,
+    wal: Option<Wal>,
+    shards: usize,
+    /// Release rounds under way: marks received, by round.
+    rounds: BTreeMap<u64, usize>,
+    /// The head's `keep_from` of the last round completed.
+    last_keep_from: u64,
+    retired: Vec<Retired>,
+}
+
+impl Tail {
+    fn run(mut self, rx: Receiver<WorkerMsg>) -> Engine {
+        let mut finished = 0;
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                WorkerMsg::Spans(batch, alerts) => {
+                    self.engine.push_alerts(alerts);
+                    self.engine.process(batch);
+                }
+                WorkerMsg::Mark(mark) => self.mark(mark),
+                WorkerMsg::Stats(reply) => {
+                    let _ = reply.send(self.engine.stats());
+                }
+                WorkerMsg::Report(reply) => {
+                    let _ = reply.send(self.engine.report_parts());
+                }
+                WorkerMsg::Swap(mut next, reply) => {
+                    let carried = next.take_over(&mut self.engine);
+                    let old = std::mem::replace(&mut self.engine, next);
+                    let floors = old.floors();
+                    self.retired.push((old.retire(), floors));
+                    let _ = reply.send(carried);
+                }
+                WorkerMsg::Finish => {
+                    finished += 1;
+                    if finished == self.shards {
+                        break;
+                    }
+                }
+            }
+        }
+        self.engine.flush();
+        join_retired(&mut self.retired);
+        if let Some(wal) = &self.wal {
+            // What a sink could not take before the drain timeout stays in
+            // the log, for the next start.
+            release(&mut self.engine, wal, self.last_keep_from, &self.retired);
+        }
+        *self.engine
+    }
+
+    fn mark(&mut self, mark: Mark) {
+        let seen = self.rounds.entry(mark.round).or_default();
+        *seen += 1;
+        if *seen < self.shards {
+            return;
+        }
+        self.rounds.remove(&mark.round);
+        self.last_keep_from = mark.keep_from;
+        if let Some(wal) = &self.wal {
+            release(&mut self.engine, wal, mark.keep_from, &self.retired);
+        }
+    }
+}
+
+fn join_retired(retired: &mut [Retired]) {
+    for (thread, _) in retired {
+        if let Some(t) = thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Releases the log records below `keep_from` that no remote sink still
+/// queues (of `engine`, or of a replaced one still draining). File sinks
+/// are synced first, so a released span is on disk somewhere.
+fn release(engine: &mut Engine, wal: &Wal, keep_from: u64, retired: &[Retired]) {
+    let draining = retired
+        .iter()
+        .filter(|(thread, _)| thread.as_ref().is_some_and(|t| !t.is_finished()))
+        .flat_map(|(_, floors)| floors.iter().filter_map(Floor::min_seq));
+    let keep_from = draining.fold(keep_from.min(engine.queued_from()), u64::min);
+    if keep_from <= wal.keep_from() {
+        return;
+    }
+    if wal.syncs_files() {
+        engine.sync_files();
+    }
+    if let Err(e) = wal.release(keep_from) {
+        tracing::error!("cannot write the log's checkpoint: {e}");
+    }
+}
+
+/// The whole pipeline's counters from its parts: spans in and the hold from
+/// the head, processors summed over the shards, the rest from the tail.
+fn combine_stats(
+    head: PipelineStats,
+    shards: &[PipelineStats],
+    tail: PipelineStats,
+) -> PipelineStats {
+    let mut stages = shards.first().map(|s| s.stages.clone()).unwrap_or_default();
+    for other in shards.iter().skip(1) {
+        for (into, from) in stages.iter_mut().zip(&other.stages) {
+            into.absorb(from);
+        }
+    }
+    PipelineStats {
+        stages,
+        spans_out: tail.spans_out,
+        evaluators: tail.evaluators,
+        router: tail.router,
+        exports: tail.exports,
+        ..head
+    }
+}
+
+/// The processors' report sections, one per processor: each shard's
+/// instance counts its own spans, so numbers are added (see
+/// [`add_section`]).
+fn combine_shard_sections(shards: Vec<ReportParts>) -> Vec<(String, Map<String, Json>)> {
+    let mut shards = shards.into_iter();
+    let mut sections = shards.next().map(|p| p.sections).unwrap_or_default();
+    for other in shards {
+        for ((_, into), (_, from)) in sections.iter_mut().zip(other.sections) {
+            add_section(into, from);
+        }
+    }
+    sections
+}
+
+/// Merges one shard's report section into another's: numbers are added,
+/// objects merged key by key, arrays concatenated; other values (strings,
+/// booleans) are the same in every shard and kept.
+fn add_section(into: &mut Map<String, Json>, from: Map<String, Json>) {
+    for (key, value) in from {
+        match into.get_mut(&key) {
+            None => {
+                into.insert(key, value);
+            }
+            Some(existing) => add_value(existing, value),
+        }
+    }
+}
+
+fn add_value(into: &mut Json, from: Json) {
+    match (into, from) {
+        (Json::Number(a), Json::Number(b)) => {
+            let sum = match (a.as_u64(), b.as_u64(), a.as_i64(), b.as_i64()) {
+                (Some(x), Some(y), _, _) => x.checked_add(y).map(Json::from),
+                (_, _, Some(x), Some(y)) => x.checked_add(y).map(Json::from),
+                _ => None,
+            };
+            let sum = sum.unwrap_or_else(|| {
+                Json::from(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0))
+            });
+            *a = match sum {
+                Json::Number(n) => n,
+                _ => a.clone(),
+            };
+        }
+        (Json::Object(a), Json::Object(b)) => add_section(a, b),
+        (Json::Array(a), Json::Array(mut b)) => a.append(&mut b),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shard_sections_add_counts_and_keep_the_rest() {
+        let section = |v: Json| match v {
+            Json::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let mut a = section(json!({"pricing": {"table": "builtin", "priced_spans": 3,
+            "cost": 0.5, "missing_models": {"m1": 1}, "seen": ["a"], "delta": -2}}));
+        let b = section(json!({"pricing": {"table": "builtin", "priced_spans": 4,
+            "cost": 0.25, "missing_models": {"m1": 2, "m2": 5}, "seen": ["b"], "delta": -3}}));
+        add_section(&mut a, b);
+        assert_eq!(
+            Json::Object(a),
+            json!({"pricing": {"table": "builtin", "priced_spans": 7, "cost": 0.75,
+                "missing_models": {"m1": 3, "m2": 5}, "seen": ["a", "b"], "delta": -5}})
+        );
+    }
+
+    #[test]
+    fn a_trace_always_goes_to_the_same_shard_and_traces_spread() {
+        let mut counts = [0usize; 4];
+        for i in 0..4000u64 {
+            let mut id = [0u8; 16];
+            id[8..].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            let shard = Forward::shard_of(&TraceId(id), 4);
+            assert_eq!(shard, Forward::shard_of(&TraceId(id), 4));
+            counts[shard] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    #[test]
+    fn shard_counters_are_summed() {
+        let entry = |spans: u64, nanos: u64| super::super::stats::EntryStats {
+            name: "price".into(),
+            spans_in: spans,
+            spans_out: spans,
+            nanos,
+            ..Default::default()
+        };
+        let shard = |spans, nanos| PipelineStats {
+            stages: vec![entry(spans, nanos)],
+            ..Default::default()
+        };
+        let head = PipelineStats {
+            spans_in: 30,
+            ..Default::default()
+        };
+        let tail = PipelineStats {
+            spans_out: 29,
+            ..Default::default()
+        };
+        let all = combine_stats(head, &[shard(10, 100), shard(20, 50)], tail);
+        assert_eq!((all.spans_in, all.spans_out), (30, 29));
+        assert_eq!(all.stages, vec![entry(30, 150)]);
+    }
+}
