@@ -150,6 +150,17 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
 }
 
 /// Peak resident memory of process `pid` so far (VmHWM), MiB; Linux only.
+/// CPU time this process has used (user and system, all threads), seconds;
+/// Linux only, in clock ticks (1/100 s: enough for phases of seconds).
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = status

@@ -79,6 +79,8 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut pass_rates = Vec::new();
     let mut pipe_rates = Vec::new();
+    // CPU time over wall time of each pipeline round: the cores it kept busy.
+    let mut cores_used = Vec::new();
     let mut stage_ns: Vec<(String, Vec<f64>)> = Vec::new();
     let mut stage_memory: Vec<u64> = Vec::new();
     // Host work within each entry (last round): projection, applying edits.
@@ -116,6 +118,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let mut runner = Runner::start(plan, None)?;
+        let cpu_before = crate::bench::cpu_seconds();
         let started = Instant::now();
         let mut batcher = Batcher::new(pipeline.batch_max_spans);
         read_to_end("bench", &input[..], |s| {
@@ -126,7 +129,11 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
         // What the trace hold still holds, through every thread.
         let stats = runner.finish();
-        pipe_rates.push(spans.len() as f64 / started.elapsed().as_secs_f64());
+        let wall = started.elapsed().as_secs_f64();
+        pipe_rates.push(spans.len() as f64 / wall);
+        if let (Some(a), Some(b)) = (cpu_before, crate::bench::cpu_seconds()) {
+            cores_used.push((b - a) / wall);
+        }
         if stage_ns.is_empty() {
             stage_ns.push(("(trace hold)".into(), Vec::new()));
         }
@@ -183,6 +190,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "passthrough_spans_per_s": passthrough.round(),
         "pipeline_spans_per_s": piped.round(),
         "pipeline_over_passthrough": (piped / passthrough * 1000.0).round() / 1000.0,
+        "pipeline_cores_used": (median(cores_used.clone()) * 100.0).round() / 100.0,
         "stages": stages,
         "boundary": boundary,
         "hold": hold,
@@ -200,9 +208,10 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         );
         println!("  passthrough  {:>12.0} spans/s", passthrough);
         println!(
-            "  pipeline     {:>12.0} spans/s  ({:.0}% of passthrough)",
+            "  pipeline     {:>12.0} spans/s  ({:.0}% of passthrough, {:.2} cores busy)",
             piped,
-            piped / passthrough * 100.0
+            piped / passthrough * 100.0,
+            median(cores_used.clone())
         );
         for s in &stages {
             let memory = s["memory_bytes"]

@@ -40,8 +40,14 @@ use std::time::{Duration, Instant};
 const RELEASE_EVERY: Duration = Duration::from_millis(100);
 
 /// Batches waiting for one shard: enough to keep it busy while the head
-/// works, few enough that the hold, not a queue, is where spans wait.
-const SHARD_QUEUE: usize = 16;
+/// works, few enough that the hold, not a queue, is where spans wait (at
+/// 90% of the maximum rate a full queue is the added latency). On two cores
+/// 4, 8 and 16 measured within the noise of each other (BENCHMARKS.md).
+const SHARD_QUEUE: usize = 8;
+
+/// Batches waiting for the tail, from all shards: every span passes it, so
+/// while it has work queued the shards need not wait for it.
+const TAIL_QUEUE: usize = 32;
 
 /// A replaced engine whose remote sinks still drain, with the log records
 /// they still need.
@@ -288,7 +294,7 @@ impl Runner {
                     tail.attach_wal(w.counters());
                 }
                 let count = shards.len();
-                let (tail_tx, tail_rx) = sync_channel(SHARD_QUEUE * count);
+                let (tail_tx, tail_rx) = sync_channel(TAIL_QUEUE);
                 let tail_wal = wal.clone();
                 let tail_thread = std::thread::Builder::new()
                     .name("plume-tail".into())
