@@ -138,6 +138,12 @@ otlp_http = "127.0.0.1:{ingest}"
 [api]
 listen = "127.0.0.1:{api}"
 
+# Processor shards whatever the machine: log records are released by marks
+# that follow the spans through every thread. (Pipelines without processors,
+# as in the other tests here, run on one thread.)
+[engine]
+shards = 2
+
 [traces]
 wait = "0s"
 
@@ -286,6 +292,11 @@ fn a_backend_down_for_a_while_under_load_loses_nothing_acknowledged() {
     wait_until(60, "every acknowledged span at the backend", || {
         let seen = backend.seen.lock().unwrap();
         expected.iter().all(|id| seen.contains_key(id))
+    });
+    // Delivered, so released: the marks went through every shard and the tail.
+    wait_until(30, "every record released", || {
+        let (_, metrics) = get(api, "/metrics");
+        metric(&metrics, "plume_wal_unreleased_records") == 0.0
     });
     let rss = plume.peak_rss_mib().unwrap_or(0.0);
     plume.stop();

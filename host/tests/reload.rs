@@ -30,6 +30,10 @@ otlp_http = "127.0.0.1:{ingest}"
 listen = "127.0.0.1:{api}"
 admin_token = "{ADMIN}"
 
+# Processor shards whatever the machine: reloads swap every thread's engine.
+[engine]
+shards = 2
+
 [traces]
 after_root = "20ms"
 

@@ -4,9 +4,9 @@
 
 use crate::bench::synthetic_spans;
 use crate::config::{Limits, PluginSpec};
+use crate::engine::EngineOptions;
 use crate::engine::batcher::Batcher;
 use crate::engine::hold::{Hold, HoldSettings};
-use crate::engine::EngineOptions;
 use crate::engine::shards::{Plan, Runner};
 use crate::ingest::jsonl::read_to_end;
 use crate::plugin::PluginKind;
