@@ -823,6 +823,10 @@ impl Engine {
         self.forward.take()
     }
 
+    pub(crate) fn forward(&self) -> Option<&shards::Forward> {
+        self.forward.as_ref()
+    }
+
     /// Alerts raised outside this engine (a shard's breakers), routed with
     /// the next batch.
     pub(crate) fn push_alerts(&mut self, mut alerts: Vec<Alert>) {

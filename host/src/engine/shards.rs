@@ -449,9 +449,8 @@ impl Sharded {
             keep_from,
             sync_files: wal.syncs_files(),
         };
-        if let Some(forward) = self.head.take_forward() {
+        if let Some(forward) = self.head.forward() {
             forward.mark(mark);
-            self.head.set_forward(Some(forward));
         }
     }
 
@@ -521,7 +520,7 @@ impl Sharded {
         self.head.flush();
         self.round += 1;
         if let Some(wal) = &self.wal
-            && let Some(forward) = self.head.take_forward()
+            && let Some(forward) = self.head.forward()
         {
             forward.mark(Mark {
                 round: self.round,
@@ -560,9 +559,8 @@ fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>) -> Engine {
                 if mark.sync_files {
                     engine.sync_files(); // its dead letters
                 }
-                if let Some(forward) = engine.take_forward() {
+                if let Some(forward) = engine.forward() {
                     forward.mark(mark);
-                    engine.set_forward(Some(forward));
                 }
             }
             WorkerMsg::Stats(reply) => {
