@@ -23,7 +23,7 @@
 //! [engine]
 //! shards = "auto"                  # copies of the processors, each on its own thread, spans
 //!                                  # assigned by trace (after the trace hold); "auto": one per
-//!                                  # core the process may use; 1: the whole pipeline on one thread
+//!                                  # core the process may use, at most 4; 1: all on one thread
 //!
 //! [dead_letter]
 //! path = "dead-letter.jsonl"       # where `on_error = "dead-letter"` writes
@@ -243,6 +243,13 @@ pub enum ShardCount {
 
 /// Most processor shards: each holds its own instances of every processor.
 pub const MAX_SHARDS: usize = 64;
+
+/// Most shards "auto" picks. Every span also passes the one tail thread
+/// (evaluators, exporters): with the default pipeline the tail spends about
+/// 6 µs per span and the processors about 8 (BENCHMARKS.md), so past two or
+/// three shards the tail is the limit, and each shard holds its own plugin
+/// instances (~20 MiB).
+pub const AUTO_MAX_SHARDS: usize = 4;
 
 /// `[wal]`: spans are logged on disk before they are acknowledged (see `wal`).
 #[derive(Debug, Deserialize, Clone, Default)]
@@ -603,12 +610,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Processor shards to run: `[engine] shards`, or for "auto" one per
-    /// core this process may run on (its CPU affinity included).
+    /// core this process may run on (its CPU affinity and quota included), at
+    /// most [`AUTO_MAX_SHARDS`].
     pub fn shard_count(&self) -> usize {
         self.shards.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .min(MAX_SHARDS)
+                .min(AUTO_MAX_SHARDS)
         })
     }
 }
@@ -1221,7 +1229,7 @@ mod tests {
         assert_eq!(shards("3").unwrap().shards, Some(3));
         let auto = shards("\"auto\"").unwrap();
         assert_eq!(auto.shards, None);
-        assert!((1..=MAX_SHARDS).contains(&auto.shard_count()));
+        assert!((1..=AUTO_MAX_SHARDS).contains(&auto.shard_count()));
         assert_eq!(parse("p.toml", "", no_env).unwrap().shards, None);
         for bad in ["0", "65", "-1", "\"many\""] {
             let e = shards(bad).unwrap_err().to_string();
