@@ -1,6 +1,8 @@
-//! `plume run`: the service. Sources feed a batcher (by size and time); one
-//! engine thread processes batches in order; SIGINT/SIGTERM stop the sources,
-//! the last partial batch is flushed, and the engine drains before exit.
+//! `plume run`: the service. Sources feed a batcher (by size and time); the
+//! engine thread takes batches in order and runs the pipeline, itself or
+//! with processor shards and a tail on threads of their own
+//! (`engine::shards`); SIGINT/SIGTERM stop the sources, the last partial
+//! batch is flushed, and the pipeline drains before exit.
 
 use crate::api::{self, Api, EngineMsg};
 use crate::config::IngestConfig;
