@@ -389,12 +389,10 @@ impl Runner {
                 Runner::Single {
                     engine, retired, ..
                 },
-                Plan::Single(mut next),
+                Plan::Single(next),
             ) => {
-                let carried = next.take_over(engine);
-                let old = std::mem::replace(engine, next);
-                let floors = old.floors();
-                retired.push((old.retire(), floors));
+                let (carried, old) = replace_engine(engine, next);
+                retired.push(old);
                 carried
             }
             (Runner::Sharded(s), Plan::Sharded { head, shards, tail })
@@ -437,12 +435,16 @@ impl Runner {
 }
 
 impl Sharded {
+    /// Starts a release round when the head has something new to release.
     fn mark(&mut self) {
-        let Some(wal) = &self.wal else { return };
         let keep_from = self.head.wal_keep_from();
-        if keep_from <= wal.keep_from() {
-            return;
+        if self.wal.as_ref().is_some_and(|w| keep_from > w.keep_from()) {
+            self.send_mark(keep_from);
         }
+    }
+
+    fn send_mark(&mut self, keep_from: u64) {
+        let Some(wal) = &self.wal else { return };
         self.round += 1;
         let mark = Mark {
             round: self.round,
@@ -495,18 +497,11 @@ impl Sharded {
         })
     }
 
-    fn swap(
-        &mut self,
-        mut head: Box<Engine>,
-        shards: Vec<Engine>,
-        tail: Box<Engine>,
-    ) -> Vec<String> {
+    fn swap(&mut self, head: Box<Engine>, shards: Vec<Engine>, tail: Box<Engine>) -> Vec<String> {
         // The head first: it takes the trace hold (and, when the new one
         // holds nothing, sends what was held on through the shards).
-        head.set_forward(self.head.take_forward());
-        head.take_over(&mut self.head);
-        let old = std::mem::replace(&mut self.head, head);
-        drop(old.retire()); // no exporters: nothing to drain
+        // No exporters: the old head has nothing to drain.
+        replace_engine(&mut self.head, head);
         for ((tx, _), engine) in self.shards.iter().zip(shards) {
             let (reply, answer) = sync_channel(1);
             send(tx, WorkerMsg::Swap(Box::new(engine), reply));
@@ -518,16 +513,8 @@ impl Sharded {
 
     fn finish(mut self) -> PipelineStats {
         self.head.flush();
-        self.round += 1;
-        if let Some(wal) = &self.wal
-            && let Some(forward) = self.head.forward()
-        {
-            forward.mark(Mark {
-                round: self.round,
-                keep_from: self.head.wal_keep_from(),
-                sync_files: wal.syncs_files(),
-            });
-        }
+        // The last round, always: the tail releases after draining by it.
+        self.send_mark(self.head.wal_keep_from());
         let mut shards = Vec::new();
         for (tx, thread) in std::mem::take(&mut self.shards) {
             send(&tx, WorkerMsg::Finish);
@@ -569,11 +556,9 @@ fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>) -> Engine {
             WorkerMsg::Report(reply) => {
                 let _ = reply.send(engine.report_parts());
             }
-            WorkerMsg::Swap(mut next, reply) => {
-                next.set_forward(engine.take_forward());
-                next.take_over(&mut engine);
-                let old = std::mem::replace(&mut engine, *next);
-                drop(old.retire());
+            WorkerMsg::Swap(next, reply) => {
+                // No exporters: the old shard has nothing to drain.
+                replace_engine(&mut engine, next);
                 let _ = reply.send(Vec::new());
             }
             WorkerMsg::Finish => {
@@ -616,11 +601,9 @@ impl Tail {
                 WorkerMsg::Report(reply) => {
                     let _ = reply.send(self.engine.report_parts());
                 }
-                WorkerMsg::Swap(mut next, reply) => {
-                    let carried = next.take_over(&mut self.engine);
-                    let old = std::mem::replace(&mut self.engine, next);
-                    let floors = old.floors();
-                    self.retired.push((old.retire(), floors));
+                WorkerMsg::Swap(next, reply) => {
+                    let (carried, old) = replace_engine(&mut self.engine, next);
+                    self.retired.push(old);
                     let _ = reply.send(carried);
                 }
                 WorkerMsg::Finish => {
@@ -653,6 +636,18 @@ impl Tail {
             release(&mut self.engine, wal, mark.keep_from, &self.retired);
         }
     }
+}
+
+/// A reload on one thread: `next` takes over from `engine` between two
+/// batches (where spans go, held spans, counters, evaluator state) and
+/// replaces it. Returns the evaluators whose state carried over, and the old
+/// engine retired (its remote sinks draining, with the records they need).
+fn replace_engine(engine: &mut Engine, mut next: Box<Engine>) -> (Vec<String>, Retired) {
+    next.set_forward(engine.take_forward());
+    let carried = next.take_over(engine);
+    let old = std::mem::replace(engine, *next);
+    let floors = old.floors();
+    (carried, (old.retire(), floors))
 }
 
 fn join_retired(retired: &mut [Retired]) {
