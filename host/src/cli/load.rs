@@ -365,7 +365,11 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     let mut child = cmd
         .arg("run")
         .arg(&file)
-        .env("PLUME_LOG", "warn")
+        // The service logs warnings only, unless PLUME_LOG asks for more.
+        .env(
+            "PLUME_LOG",
+            std::env::var("PLUME_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .spawn()
         .context("cannot start plume run")?;

@@ -117,16 +117,18 @@ impl EvaluatorStage {
         f(&mut self.sandbox)
     }
 
-    /// Takes a snapshot every `SNAPSHOT_EVERY` batches (and `SNAPSHOT_INTERVAL`).
-    fn maybe_snapshot(&mut self) {
-        self.batches_since_snapshot += 1;
-        if self.batches_since_snapshot < SNAPSHOT_EVERY
-            || self
+    /// Counts a batch; true when a snapshot is due: every `SNAPSHOT_EVERY`
+    /// batches and `snapshot_interval` at least.
+    fn snapshot_due(&mut self) -> bool {
+        self.batches_since_snapshot = self.batches_since_snapshot.saturating_add(1);
+        self.batches_since_snapshot >= SNAPSHOT_EVERY
+            && self
                 .last_snapshot
-                .is_some_and(|t| t.elapsed() < self.snapshot_interval)
-        {
-            return;
-        }
+                .is_none_or(|t| t.elapsed() >= self.snapshot_interval)
+    }
+
+    /// Takes a snapshot to restore after a trap.
+    fn take_snapshot(&mut self) {
         self.batches_since_snapshot = 0;
         self.last_snapshot = Some(Instant::now());
         // Counted in the evaluator's time, so `plume bench` shows its cost.
@@ -464,11 +466,18 @@ impl Engine {
         } else if !self.pending_alerts.is_empty() {
             notifications = self.tick(false);
         }
-        for ev in &mut self.evaluators {
-            ev.maybe_snapshot();
-        }
         self.export(&batch, &notifications);
         self.spans_out += batch.len() as u64;
+        // After the export, so this batch does not wait for it; one snapshot
+        // per batch at most, so the stalls of several evaluators (tens of ms
+        // for a large ledger) do not add up into one.
+        let mut taken = false;
+        for ev in &mut self.evaluators {
+            if ev.snapshot_due() && !taken {
+                ev.take_snapshot();
+                taken = true;
+            }
+        }
     }
 
     /// Alerts for plugins whose crash-loop breaker opened or closed.

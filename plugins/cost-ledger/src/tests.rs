@@ -202,9 +202,31 @@ fn a_snapshot_restores_the_whole_ledger() {
     let bytes = s.snapshot();
     assert!(!bytes.is_empty());
     let mut fresh = state(r#"{"hard_limit_usd": {"chat": 1.0}, "daily_budget_usd": 10}"#);
-    fresh.ledger = serde_json::from_slice(&bytes).unwrap();
+    fresh.ledger = plume_sdk::state::load(&bytes).unwrap();
     assert_eq!(fresh.report(), s.report());
     assert_eq!(fresh.features_today()["chat"]["disabled"], true);
+}
+
+/// The revision window survives a snapshot: a more complete record of a call
+/// counted before the snapshot revises it after the restore, as it would have
+/// without one.
+#[test]
+fn a_snapshot_keeps_calls_revisable() {
+    let mut s = state("{}");
+    s.record(entry("b2", 900, 0.009, "claude", "t2"), Some("msg_1"));
+    s.record(entry("c3", 50, 0.002, "gpt-4o", "t3"), Some("msg_2"));
+    let bytes = s.snapshot();
+    let mut fresh = state("{}");
+    fresh.ledger = plume_sdk::state::load(&bytes).unwrap();
+    assert_eq!(fresh.ledger.calls, s.ledger.calls);
+    assert_eq!(fresh.ledger.call_order, s.ledger.call_order);
+    for l in [&mut s, &mut fresh] {
+        l.record(entry("a1", 1000, 0.010, "claude", "t1"), Some("msg_1"));
+    }
+    assert_eq!(fresh.report(), s.report());
+    let r = fresh.report()["cost"].clone();
+    assert_eq!(r["revised_calls"], 1);
+    assert_eq!((r["total_usd"].as_f64().unwrap() * 1e6).round() as i64, 12_000);
 }
 
 /// The projection window's memory does not grow with traffic: an hour of
@@ -221,4 +243,21 @@ fn the_window_is_bounded_whatever_the_traffic() {
     assert!(s.ledger.recent.len() <= 61, "{}", s.ledger.recent.len());
     let in_window: f64 = s.in_window().map(|b| b.total).sum();
     assert!((in_window - 1000.0).abs() < 1e-6, "{in_window}");
+}
+
+/// The per-trace map stays bounded and keeps the most expensive traces:
+/// 50,000 traces, each costing its number in micro-dollars; the top ten are
+/// the last ten, and the total still counts every one.
+#[test]
+fn per_trace_spend_is_bounded_and_keeps_the_most_expensive() {
+    let mut s = state(r#"{"top_traces": 10}"#);
+    for i in 0..50_000u64 {
+        s.add(i as f64 * 1e-6, Some("m"), Some("chat"), None, &format!("t{i:05}"), DAY0 + i);
+    }
+    assert!(s.ledger.by_trace.len() <= MAX_TRACES, "{}", s.ledger.by_trace.len());
+    let r = s.report()["cost"].clone();
+    let top: Vec<&str> = r["top_traces"].as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap()).collect();
+    assert_eq!(top, (49_990..50_000u64).rev().map(|i| format!("t{i:05}")).collect::<Vec<_>>());
+    let expected: f64 = (0..50_000u64).map(|i| i as f64 * 1e-6).sum();
+    assert!((r["total_usd"].as_f64().unwrap() - expected).abs() < 1e-6);
 }

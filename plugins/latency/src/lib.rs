@@ -222,13 +222,13 @@ impl Guest for Latency {
                 return Vec::new();
             };
             let groups: Vec<(&Vec<Option<String>>, &Rolling)> = st.groups.iter().collect();
-            serde_json::to_vec(&(st.now, groups)).unwrap_or_default()
+            plume_sdk::state::save(&(st.now, groups))
         })
     }
 
     fn restore(state: Vec<u8>) -> Result<(), String> {
         type Saved = (u64, Vec<(Vec<Option<String>>, Rolling)>);
-        let (now, groups): Saved = serde_json::from_slice(&state).map_err(|e| e.to_string())?;
+        let (now, groups): Saved = plume_sdk::state::load(&state)?;
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             let st = s.as_mut().ok_or("restore before init")?;

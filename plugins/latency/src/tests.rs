@@ -106,7 +106,7 @@ fn memory_is_bounded_at_ten_million_spans() {
         s.observe(g("m"), i * 8_640_000, ns); // 10M spans over one day
         if i % 2_500_000 == 2_499_999 {
             let r = s.groups.values().next().unwrap();
-            sizes.push(serde_json::to_vec(r).unwrap().len());
+            sizes.push(plume_sdk::state::save(r).len());
         }
     }
     println!("serialised window size after 2.5M, 5M, 7.5M, 10M spans: {sizes:?} bytes");

@@ -332,13 +332,13 @@ impl Guest for Slo {
         STATE.with(|s| {
             s.borrow()
                 .as_ref()
-                .and_then(|st| serde_json::to_vec(&st.counts).ok())
+                .map(|st| plume_sdk::state::save(&st.counts))
                 .unwrap_or_default()
         })
     }
 
     fn restore(state: Vec<u8>) -> Result<(), String> {
-        let counts: Counts = serde_json::from_slice(&state).map_err(|e| e.to_string())?;
+        let counts: Counts = plume_sdk::state::load(&state)?;
         STATE.with(|s| {
             s.borrow_mut().as_mut().ok_or("restore before init")?.counts = counts;
             Ok(())

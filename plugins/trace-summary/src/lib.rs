@@ -210,32 +210,15 @@ impl State {
     }
 
     /// Forgets the least recently active traces beyond `max_traces`, a tenth
-    /// at a time so the sort is rare.
+    /// at a time (`plume_sdk::bound`: short pauses, constant work per span).
     fn bound(&mut self) {
         let max = self.config.max_traces;
         if self.kept.traces.len() <= max {
             return;
         }
-        let keep = max - max / 10;
-        let drop = self.kept.traces.len() - keep;
-        // The end time of the `drop`-th least recently active trace: older
-        // ones go, and ones at exactly that time until `drop` are gone (no
-        // sort, no copies of the ids).
-        let mut ends: Vec<u64> = self.kept.traces.values().map(|t| t.end).collect();
-        let cutoff = *ends.select_nth_unstable(drop - 1).1;
-        let mut at_cutoff = drop - ends.iter().filter(|&&e| e < cutoff).count();
-        let before = self.kept.traces.len();
-        self.kept.traces.retain(|_, t| {
-            if t.end < cutoff {
-                return false;
-            }
-            if t.end == cutoff && at_cutoff > 0 {
-                at_cutoff -= 1;
-                return false;
-            }
-            true
-        });
-        self.kept.forgotten += (before - self.kept.traces.len()) as u64;
+        let drop = self.kept.traces.len() - (max - max / 10);
+        let forgotten = plume_sdk::bound::forget_lowest(&mut self.kept.traces, drop, |t| t.end);
+        self.kept.forgotten += forgotten as u64;
     }
 
     pub fn report(&self) -> serde_json::Value {
@@ -338,13 +321,13 @@ impl Guest for Traces {
         STATE.with(|s| {
             s.borrow()
                 .as_ref()
-                .map(|st| serde_json::to_vec(&st.kept).expect("the summaries serialise"))
+                .map(|st| plume_sdk::state::save(&st.kept))
                 .unwrap_or_default()
         })
     }
 
     fn restore(state: Vec<u8>) -> Result<(), String> {
-        let kept: Kept = serde_json::from_slice(&state).map_err(|e| e.to_string())?;
+        let kept: Kept = plume_sdk::state::load(&state)?;
         STATE.with(|s| {
             s.borrow_mut().as_mut().ok_or("restore before init")?.kept = kept;
             Ok(())
