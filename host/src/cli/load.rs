@@ -16,7 +16,7 @@
 //! (`--stages none`, the passthrough to compare with), with `[traces] wait`
 //! as given (`--hold`, default the default hold; `0s` turns it off).
 
-use crate::bench::{peak_rss_mib, synthetic_spans};
+use crate::bench::{peak_rss_mib, rss_mib, synthetic_spans};
 use crate::config::DEFAULT_PIPELINE;
 use crate::span::otlp_proto::to_proto;
 use crate::span::{AttrValue, Key, Span};
@@ -404,7 +404,7 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
         },
     };
     let idle_rss = peak_rss_mib(child.id());
-    let result = drive(args, &client, &received).map(|mut report| {
+    let result = drive(args, &client, &received, child.id()).map(|mut report| {
         // taskset execs plume: the child's pid is plume's.
         report["rss_mib"] = serde_json::json!({
             "at_start": idle_rss,
@@ -441,6 +441,7 @@ fn drive(
     args: &LoadArgs,
     client: &Client,
     received: &Received,
+    plume_pid: u32,
 ) -> anyhow::Result<serde_json::Value> {
     let batch = args.batch.max(4) / 4 * 4;
     let spans = synthetic_spans(args.spans, 7, now_ns());
@@ -509,6 +510,8 @@ fn drive(
             sent += chunk.len() as u64;
         }
         let behind = begin.elapsed().as_secs_f64() - args.seconds as f64;
+        // Resident memory after `seconds` at this rate: the steady state.
+        let rss = rss_mib(plume_pid);
         wait_for(received, sent, Duration::from_secs(60))?;
         let mut lat =
             std::mem::take(&mut *received.latencies.lock().unwrap_or_else(|e| e.into_inner()));
@@ -522,6 +525,7 @@ fn drive(
             "p50_ms": percentile(&lat, 0.50),
             "p99_ms": percentile(&lat, 0.99),
             "max_ms": percentile(&lat, 1.0),
+            "rss_mib": rss,
         }));
     }
     Ok(serde_json::json!({
