@@ -4,8 +4,11 @@
 
 use super::bindings::types::{Batch as WitBatch, Cell, Field, Value};
 use crate::span::{AttrValue, Key, Span, flat, hex_string, otlp_json};
+// foldhash: the wide lookup runs once per attribute of every span for each
+// stage that reads many attributes; std's SipHash showed in the profile.
+// The map is built at init from the manifest, never from span data.
+use foldhash::{HashMap, HashMapExt};
 use serde_json::value::RawValue;
-use std::collections::HashMap;
 
 /// A field a plugin reads, resolved once at init.
 #[derive(Debug, Clone)]
