@@ -286,7 +286,7 @@ impl Guest for Classifier {
             let mut s = s.borrow_mut();
             let state = s.as_mut().ok_or("process before init")?;
             let width = read::FIXED + state.retry_keys;
-            let rows = Rows::new(&batch, width);
+            let rows = Rows::from_batch(batch, width);
             // Repeats are ranked in start-time order, whatever the arrival order.
             let mut order: Vec<(u32, &[Value])> = rows.iter().collect();
             order.sort_by_key(|(_, v)| v[read::START].as_i64().unwrap_or(0));
