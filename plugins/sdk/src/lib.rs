@@ -137,10 +137,8 @@ pub mod state {
     /// Encodes `value` for `snapshot`. Failing to encode is a bug, not a
     /// state to hide: it panics, which the host reports as a trap.
     pub fn save<T: serde::Serialize>(value: &T) -> Vec<u8> {
-        let mut out = postcard::to_extend(value, vec![VERSION])
-            .expect("plugin state encodes (postcard)");
-        out.shrink_to_fit();
-        out
+        // No shrink_to_fit: the host copies the bytes out anyway.
+        postcard::to_extend(value, vec![VERSION]).expect("plugin state encodes (postcard)")
     }
 
     /// Decodes bytes written by [`save`] of the same plugin.
@@ -274,27 +272,15 @@ impl<'a> Rows<'a> {
     /// A sparse batch is laid out densely here, in the guest, where it is cheap.
     pub fn new(batch: &'a Batch, width: usize) -> Self {
         let rows = batch.rows as usize;
-        if batch.cells.is_empty() && !(batch.values.is_empty() && rows > 0 && width > 0) {
-            debug_assert_eq!(batch.values.len(), rows * width);
-            return Rows {
-                width,
-                values: std::borrow::Cow::Borrowed(&batch.values),
-                rows,
-            };
-        }
-        let mut dense = Vec::with_capacity(rows * width);
-        // Built in place: `vec![Value::Absent; n]` clones the element n times,
-        // a call per value when not inlined (75 per span for genai-normalize).
-        dense.resize_with(rows * width, || Value::Absent);
-        for c in &batch.cells {
-            let (r, f) = (c.row as usize, c.field as usize);
-            if r < rows && f < width {
-                dense[r * width + f] = c.value.clone();
-            }
-        }
+        let values = if is_dense(batch, width) {
+            std::borrow::Cow::Borrowed(batch.values.as_slice())
+        } else {
+            let cells = batch.cells.iter().map(|c| (c.row, c.field, c.value.clone()));
+            std::borrow::Cow::Owned(lay_out(rows, width, cells))
+        };
         Rows {
             width,
-            values: std::borrow::Cow::Owned(dense),
+            values,
             rows,
         }
     }
@@ -304,27 +290,15 @@ impl<'a> Rows<'a> {
     /// allocation and a free in the guest, per present field of every span).
     pub fn from_batch(batch: Batch, width: usize) -> Rows<'static> {
         let rows = batch.rows as usize;
-        if batch.cells.is_empty() && !(batch.values.is_empty() && rows > 0 && width > 0) {
-            debug_assert_eq!(batch.values.len(), rows * width);
-            return Rows {
-                width,
-                values: std::borrow::Cow::Owned(batch.values),
-                rows,
-            };
-        }
-        let mut dense = Vec::with_capacity(rows * width);
-        // Built in place: `vec![Value::Absent; n]` clones the element n times,
-        // a call per value when not inlined (75 per span for genai-normalize).
-        dense.resize_with(rows * width, || Value::Absent);
-        for c in batch.cells {
-            let (r, f) = (c.row as usize, c.field as usize);
-            if r < rows && f < width {
-                dense[r * width + f] = c.value;
-            }
-        }
+        let values = if is_dense(&batch, width) {
+            batch.values
+        } else {
+            let cells = batch.cells.into_iter().map(|c| (c.row, c.field, c.value));
+            lay_out(rows, width, cells)
+        };
         Rows {
             width,
-            values: std::borrow::Cow::Owned(dense),
+            values: std::borrow::Cow::Owned(values),
             rows,
         }
     }
@@ -348,6 +322,28 @@ impl<'a> Rows<'a> {
     pub fn iter(&self) -> impl Iterator<Item = (u32, &[Value])> + '_ {
         (0..self.rows).map(move |r| (r as u32, self.row(r)))
     }
+}
+
+/// True when `batch` came dense (`values`), false when sparse (`cells`).
+fn is_dense(batch: &Batch, width: usize) -> bool {
+    let dense = batch.cells.is_empty() && !(batch.values.is_empty() && batch.rows > 0 && width > 0);
+    debug_assert!(!dense || batch.values.len() == batch.rows as usize * width);
+    dense
+}
+
+/// A sparse batch's `(row, field, value)` cells as `rows * width` values.
+fn lay_out(rows: usize, width: usize, cells: impl Iterator<Item = (u32, u32, Value)>) -> Vec<Value> {
+    let mut dense = Vec::with_capacity(rows * width);
+    // Built in place: `vec![Value::Absent; n]` clones the element n times,
+    // a call per value when not inlined (75 per span for genai-normalize).
+    dense.resize_with(rows * width, || Value::Absent);
+    for (r, f, value) in cells {
+        let (r, f) = (r as usize, f as usize);
+        if r < rows && f < width {
+            dense[r * width + f] = value;
+        }
+    }
+    dense
 }
 
 impl Value {
@@ -417,6 +413,32 @@ mod tests {
         assert_eq!(bound::forget_lowest(&mut same, 500, |v| *v), 45);
         assert!(same.is_empty());
         assert_eq!(bound::forget_lowest(&mut same, 1, |v| *v), 0);
+    }
+
+    /// Dense and sparse batches read the same, borrowed or taken; cells out
+    /// of range are ignored.
+    #[test]
+    fn rows_read_dense_and_sparse_batches_alike() {
+        use super::Rows;
+        use super::types::{Batch, Cell, Value};
+        let s = |t: &str| Value::Str(t.to_string());
+        let dense = Batch {
+            rows: 2,
+            values: vec![s("a"), Value::Absent, Value::Absent, Value::Int(7)],
+            cells: vec![],
+        };
+        let cell = |row, field, value| Cell { row, field, value };
+        let sparse = Batch {
+            rows: 2,
+            values: vec![],
+            cells: vec![cell(0, 0, s("a")), cell(1, 1, Value::Int(7)), cell(5, 0, s("x"))],
+        };
+        let read = |r: &Rows<'_>| r.iter().map(|(i, v)| (i, v.to_vec())).collect::<Vec<_>>();
+        let expected = read(&Rows::new(&dense, 2));
+        assert_eq!(expected[1].1, [Value::Absent, Value::Int(7)]);
+        assert_eq!(read(&Rows::new(&sparse, 2)), expected);
+        assert_eq!(read(&Rows::from_batch(sparse, 2)), expected);
+        assert_eq!(read(&Rows::from_batch(dense, 2)), expected);
     }
 
     #[test]
