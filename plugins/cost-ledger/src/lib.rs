@@ -243,7 +243,9 @@ mod packed {
         }
         Ok(bytes
             .chunks_exact(8 * N)
-            .map(|c| std::array::from_fn(|i| u64::from_le_bytes(std::array::from_fn(|j| c[8 * i + j]))))
+            .map(|c| {
+                std::array::from_fn(|i| u64::from_le_bytes(std::array::from_fn(|j| c[8 * i + j])))
+            })
             .collect())
     }
 
@@ -252,18 +254,30 @@ mod packed {
         use super::super::{Counted, HashMap};
         use serde::{Deserializer, Serializer};
 
-        pub fn serialize<S: Serializer>(m: &HashMap<u64, Counted>, s: S) -> Result<S::Ok, S::Error> {
+        pub fn serialize<S: Serializer>(
+            m: &HashMap<u64, Counted>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
             let records = m
                 .iter()
                 .map(|(id, c)| [*id, c.span, c.tokens as u64, c.cost.to_bits()]);
             super::write(records, s)
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<u64, Counted>, D::Error> {
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<HashMap<u64, Counted>, D::Error> {
             Ok(super::read::<4, D>(d)?
                 .into_iter()
                 .map(|[id, span, tokens, cost]| {
-                    (id, Counted { span, tokens: tokens as i64, cost: f64::from_bits(cost) })
+                    (
+                        id,
+                        Counted {
+                            span,
+                            tokens: tokens as i64,
+                            cost: f64::from_bits(cost),
+                        },
+                    )
                 })
                 .collect())
         }
@@ -278,8 +292,13 @@ mod packed {
             super::write(q.iter().map(|(at, id)| [*at, *id]), s)
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VecDeque<(u64, u64)>, D::Error> {
-            Ok(super::read::<2, D>(d)?.into_iter().map(|[at, id]| (at, id)).collect())
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<VecDeque<(u64, u64)>, D::Error> {
+            Ok(super::read::<2, D>(d)?
+                .into_iter()
+                .map(|[at, id]| (at, id))
+                .collect())
         }
     }
 }

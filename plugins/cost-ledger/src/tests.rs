@@ -226,7 +226,10 @@ fn a_snapshot_keeps_calls_revisable() {
     assert_eq!(fresh.report(), s.report());
     let r = fresh.report()["cost"].clone();
     assert_eq!(r["revised_calls"], 1);
-    assert_eq!((r["total_usd"].as_f64().unwrap() * 1e6).round() as i64, 12_000);
+    assert_eq!(
+        (r["total_usd"].as_f64().unwrap() * 1e6).round() as i64,
+        12_000
+    );
 }
 
 /// The projection window's memory does not grow with traffic: an hour of
@@ -252,12 +255,34 @@ fn the_window_is_bounded_whatever_the_traffic() {
 fn per_trace_spend_is_bounded_and_keeps_the_most_expensive() {
     let mut s = state(r#"{"top_traces": 10}"#);
     for i in 0..50_000u64 {
-        s.add(i as f64 * 1e-6, Some("m"), Some("chat"), None, &format!("t{i:05}"), DAY0 + i);
+        s.add(
+            i as f64 * 1e-6,
+            Some("m"),
+            Some("chat"),
+            None,
+            &format!("t{i:05}"),
+            DAY0 + i,
+        );
     }
-    assert!(s.ledger.by_trace.len() <= MAX_TRACES, "{}", s.ledger.by_trace.len());
+    assert!(
+        s.ledger.by_trace.len() <= MAX_TRACES,
+        "{}",
+        s.ledger.by_trace.len()
+    );
     let r = s.report()["cost"].clone();
-    let top: Vec<&str> = r["top_traces"].as_array().unwrap().iter().map(|t| t["trace_id"].as_str().unwrap()).collect();
-    assert_eq!(top, (49_990..50_000u64).rev().map(|i| format!("t{i:05}")).collect::<Vec<_>>());
+    let top: Vec<&str> = r["top_traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        top,
+        (49_990..50_000u64)
+            .rev()
+            .map(|i| format!("t{i:05}"))
+            .collect::<Vec<_>>()
+    );
     let expected: f64 = (0..50_000u64).map(|i| i as f64 * 1e-6).sum();
     assert!((r["total_usd"].as_f64().unwrap() - expected).abs() < 1e-6);
 }

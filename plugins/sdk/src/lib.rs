@@ -144,9 +144,7 @@ pub mod state {
     /// Decodes bytes written by [`save`] of the same plugin.
     pub fn load<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         match bytes.split_first() {
-            Some((&VERSION, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| format!("state: {e}"))
-            }
+            Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| format!("state: {e}")),
             Some((v, _)) => Err(format!("state: format {v} is not {VERSION}")),
             None => Err("state: empty".into()),
         }
@@ -275,7 +273,10 @@ impl<'a> Rows<'a> {
         let values = if is_dense(batch, width) {
             std::borrow::Cow::Borrowed(batch.values.as_slice())
         } else {
-            let cells = batch.cells.iter().map(|c| (c.row, c.field, c.value.clone()));
+            let cells = batch
+                .cells
+                .iter()
+                .map(|c| (c.row, c.field, c.value.clone()));
             std::borrow::Cow::Owned(lay_out(rows, width, cells))
         };
         Rows {
@@ -332,7 +333,11 @@ fn is_dense(batch: &Batch, width: usize) -> bool {
 }
 
 /// A sparse batch's `(row, field, value)` cells as `rows * width` values.
-fn lay_out(rows: usize, width: usize, cells: impl Iterator<Item = (u32, u32, Value)>) -> Vec<Value> {
+fn lay_out(
+    rows: usize,
+    width: usize,
+    cells: impl Iterator<Item = (u32, u32, Value)>,
+) -> Vec<Value> {
     let mut dense = Vec::with_capacity(rows * width);
     // Built in place: `vec![Value::Absent; n]` clones the element n times,
     // a call per value when not inlined (75 per span for genai-normalize).
@@ -431,7 +436,11 @@ mod tests {
         let sparse = Batch {
             rows: 2,
             values: vec![],
-            cells: vec![cell(0, 0, s("a")), cell(1, 1, Value::Int(7)), cell(5, 0, s("x"))],
+            cells: vec![
+                cell(0, 0, s("a")),
+                cell(1, 1, Value::Int(7)),
+                cell(5, 0, s("x")),
+            ],
         };
         let read = |r: &Rows<'_>| r.iter().map(|(i, v)| (i, v.to_vec())).collect::<Vec<_>>();
         let expected = read(&Rows::new(&dense, 2));
@@ -443,8 +452,11 @@ mod tests {
 
     #[test]
     fn state_round_trips_and_refuses_other_formats() {
-        let ledger: BTreeMap<String, (u64, f64)> =
-            [("chat".to_string(), (3, 0.25)), ("search".to_string(), (1, 1e-9))].into();
+        let ledger: BTreeMap<String, (u64, f64)> = [
+            ("chat".to_string(), (3, 0.25)),
+            ("search".to_string(), (1, 1e-9)),
+        ]
+        .into();
         let bytes = state::save(&ledger);
         assert_eq!(bytes[0], 1);
         let back: BTreeMap<String, (u64, f64)> = state::load(&bytes).unwrap();
