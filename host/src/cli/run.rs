@@ -55,13 +55,8 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let rt = Arc::new(Runtime::new()?);
-    // Without processors there is nothing to share out: extra threads would
-    // only pass spans along. Fixed for the life of the process (reloads too).
-    let shards = if pipeline.stages.is_empty() {
-        1
-    } else {
-        pipeline.shard_count()
-    };
+    // Fixed for the life of the process (reloads too).
+    let shards = pipeline.shard_count();
     let plan = match Plan::build(&pipeline, &rt, &EngineOptions::default(), shards) {
         Ok(p) => p,
         Err(errors) => {

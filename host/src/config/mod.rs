@@ -611,8 +611,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// Processor shards to run: `[engine] shards`, or for "auto" one per
     /// core this process may run on (its CPU affinity and quota included), at
-    /// most [`AUTO_MAX_SHARDS`].
+    /// most [`AUTO_MAX_SHARDS`]. One without processors: there is nothing to
+    /// share out, and extra threads would only pass spans along.
     pub fn shard_count(&self) -> usize {
+        if self.stages.is_empty() {
+            return 1;
+        }
         self.shards.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
@@ -1227,6 +1231,8 @@ mod tests {
     fn shards_are_auto_or_a_count() {
         let shards = |v: &str| parse("p.toml", &format!("[engine]\nshards = {v}\n"), no_env);
         assert_eq!(shards("3").unwrap().shards, Some(3));
+        // No processors (none in this file): one thread, whatever was asked.
+        assert_eq!(shards("3").unwrap().shard_count(), 1);
         let auto = shards("\"auto\"").unwrap();
         assert_eq!(auto.shards, None);
         assert!((1..=AUTO_MAX_SHARDS).contains(&auto.shard_count()));
