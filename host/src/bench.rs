@@ -51,7 +51,7 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
             span_id,
             parent_span_id: parent,
             trace_state: String::new(),
-            name,
+            name: name.into(),
             kind,
             start_time_unix_nano: t0,
             end_time_unix_nano: t0 + dur_ms * 1_000_000,
@@ -70,7 +70,7 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
             scope: None,
             seq: 0,
         };
-        let s = |v: &str| AttrValue::Str(v.to_string());
+        let s = |v: &str| AttrValue::Str(v.into());
         out.push(span(
             root,
             "invoke_agent support".into(),

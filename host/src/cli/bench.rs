@@ -15,7 +15,9 @@ use crate::plugin::bindings::types::Batch as WitBatch;
 use crate::plugin::instance::Sandbox;
 use crate::plugin::projection::Projection;
 use crate::plugin::runtime::Runtime;
-use crate::span::{AttrValue, Key, Span, flat};
+use crate::span::{AttrValue, Key, Span, flat, otlp_proto};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -261,7 +263,8 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// Memory held by the trace hold when spans arrive at `rate` per second for
 /// `seconds` (a virtual clock, so the machine's speed does not matter): spans
-/// are made as they arrive and dropped when released, so the growth of the
+/// are made as they arrive, decoded from OTLP protobuf as the service's
+/// receivers decode them, and dropped when released, so the growth of the
 /// resident set at the end is what the hold keeps.
 fn hold_memory(settings: &HoldSettings, rate: u64, seconds: u64) -> serde_json::Value {
     let mut hold = Hold::new(settings.clone());
@@ -272,7 +275,11 @@ fn hold_memory(settings: &HoldSettings, rate: u64, seconds: u64) -> serde_json::
     let mut sent = 0u64;
     while sent < total {
         let now = sent * 1_000_000_000 / rate;
-        let spans = synthetic_spans(chunk as usize, sent, 1_764_000_000_000_000_000 + now);
+        let made = synthetic_spans(chunk as usize, sent, 1_764_000_000_000_000_000 + now);
+        let wire = otlp_proto::to_proto(&made).encode_to_vec();
+        drop(made);
+        let request = ExportTraceServiceRequest::decode(&wire[..]).expect("own encoding decodes");
+        let spans = otlp_proto::from_proto(request).spans;
         sent += spans.len() as u64;
         hold.push(spans, now);
         hold.release_due(now, |g| released += g.len() as u64);

@@ -228,7 +228,7 @@ fn run_case(
     for (k, l) in lines.iter().enumerate() {
         spans.extend(parse_line(l).map_err(|e| anyhow::anyhow!("input span {k}: {e}"))?);
     }
-    let input_names: Vec<String> = spans.iter().map(|s| s.name.clone()).collect();
+    let input_names: Vec<String> = spans.iter().map(|s| s.name.to_string()).collect();
     let out = dir.join(format!("test-{n}.jsonl"));
     for o in &case.expect_output {
         let _ = std::fs::remove_file(&o.path);

@@ -331,7 +331,7 @@ impl Hold {
             if s.parent_span_id.is_none() {
                 s.parent_span_id = Some(at);
                 s.attributes
-                    .set(key.clone(), AttrValue::Str(s.trace_id.to_string()));
+                    .set(key.clone(), AttrValue::Str(s.trace_id.to_string().into()));
             }
             s.trace_id = top;
         }
@@ -571,9 +571,10 @@ mod tests {
     fn a_sub_agent_trace_is_stitched_under_its_caller() {
         let mut h = Hold::new(stitching());
         let mut sub_root = span(2, 20, None, None);
-        sub_root
-            .attributes
-            .set("traceparent".into(), AttrValue::Str(traceparent(1, 1)));
+        sub_root.attributes.set(
+            "traceparent".into(),
+            AttrValue::Str(traceparent(1, 1).into()),
+        );
         h.push(vec![span(2, 21, Some(20), None), sub_root], 0);
         h.push(
             vec![span(1, 2, Some(1), None), span(1, 1, None, None)],
@@ -610,9 +611,10 @@ mod tests {
             attributes: Attributes::default(),
         });
         let mut subsub = span(3, 30, None, None);
-        subsub
-            .attributes
-            .set("traceparent".into(), AttrValue::Str(traceparent(2, 20)));
+        subsub.attributes.set(
+            "traceparent".into(),
+            AttrValue::Str(traceparent(2, 20).into()),
+        );
         h.push(vec![span(1, 1, None, None), sub, subsub], 0);
         let mut out = Vec::new();
         h.release_all(|g| out.push(g));
@@ -631,7 +633,7 @@ mod tests {
         let mut bad = span(2, 20, None, None);
         bad.attributes.set(
             "traceparent".into(),
-            AttrValue::Str(traceparent(1, 1).replacen("00-", "ff-", 1)),
+            AttrValue::Str(traceparent(1, 1).replacen("00-", "ff-", 1).into()),
         );
         h.push(vec![span(1, 1, None, None), bad], 0);
         let mut out = Vec::new();
@@ -650,8 +652,10 @@ mod tests {
     fn stitching_is_off_by_default() {
         let mut h = Hold::new(settings());
         let mut sub = span(2, 20, None, None);
-        sub.attributes
-            .set("traceparent".into(), AttrValue::Str(traceparent(1, 1)));
+        sub.attributes.set(
+            "traceparent".into(),
+            AttrValue::Str(traceparent(1, 1).into()),
+        );
         h.push(vec![span(1, 1, None, None), sub], 0);
         let mut out = Vec::new();
         h.release_all(|g| out.push(g));

@@ -73,7 +73,7 @@ impl From<Field> for FieldSpec {
 fn attr_to_value(v: Option<&AttrValue>) -> Value {
     match v {
         None => Value::Absent,
-        Some(AttrValue::Str(s)) => Value::Str(s.clone()),
+        Some(AttrValue::Str(s)) => Value::Str(s.as_str().to_owned()),
         Some(AttrValue::Int(i)) => Value::Int(*i),
         Some(AttrValue::Float(f)) => Value::Float(*f),
         Some(AttrValue::Bool(b)) => Value::Boolean(*b),
@@ -98,7 +98,7 @@ pub fn read(span: &Span, field: &FieldSpec) -> Value {
         FieldSpec::ParentSpanId => span
             .parent_span_id
             .map_or(Value::Absent, |p| Value::Str(hex_string(&p.0))),
-        FieldSpec::Name => Value::Str(span.name.clone()),
+        FieldSpec::Name => Value::Str(span.name.to_string()),
         FieldSpec::Kind => Value::Str(span.kind.as_str().to_string()),
         FieldSpec::StartTime => int(span.start_time_unix_nano),
         FieldSpec::EndTime => int(span.end_time_unix_nano),
@@ -343,7 +343,7 @@ impl Projection {
 pub fn attr_value(value: Value, key: &str) -> Result<Option<AttrValue>, String> {
     Ok(Some(match value {
         Value::Absent => return Ok(None),
-        Value::Str(s) => AttrValue::Str(s),
+        Value::Str(s) => AttrValue::Str(s.into()),
         Value::Int(i) => AttrValue::Int(i),
         Value::Float(f) => AttrValue::Float(f),
         Value::Boolean(b) => AttrValue::Bool(b),

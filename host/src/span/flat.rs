@@ -5,13 +5,14 @@
 //! numbers) and strict where a guess would corrupt data (bad ids, bad times).
 
 use super::{
-    AttrValue, Attributes, Event, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
-    intern, parse_hex_id, push_hex,
+    AttrValue, Attributes, Event, Key, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode,
+    TraceId, parse_hex_id, push_hex,
 };
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -140,7 +141,7 @@ pub fn parse(line: &str) -> Result<Span, String> {
         span_id: SpanId(parse_hex_id(&f.span_id, "span_id")?),
         parent_span_id,
         trace_state: super::trace_context::cleaned(f.trace_state.unwrap_or_default()),
-        name: f.name,
+        name: f.name.into(),
         kind,
         start_time_unix_nano: f.start_time_unix_nano,
         end_time_unix_nano: f.end_time_unix_nano,
@@ -197,9 +198,13 @@ pub(crate) fn attr_value_from_raw(raw: &RawValue) -> Result<Option<AttrValue>, S
     Ok(Some(match text.as_bytes().first() {
         // Most strings have no escapes: their text is the value.
         Some(b'"') if text.len() >= 2 && !text.contains('\\') => {
-            AttrValue::Str(text[1..text.len() - 1].to_string())
+            AttrValue::Str(text[1..text.len() - 1].into())
         }
-        Some(b'"') => AttrValue::Str(serde_json::from_str(text).map_err(|e| e.to_string())?),
+        Some(b'"') => AttrValue::Str(
+            serde_json::from_str::<String>(text)
+                .map_err(|e| e.to_string())?
+                .into(),
+        ),
         Some(b't') => AttrValue::Bool(true),
         Some(b'f') => AttrValue::Bool(false),
         Some(b'n') => return Ok(None),
@@ -233,14 +238,28 @@ impl<'de> Deserialize<'de> for Attributes {
                 Ok(Attributes::default())
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(16));
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let raw: &'de RawValue = map.next_value()?;
-                    if let Some(v) = attr_value_from_raw(raw).map_err(de::Error::custom)? {
-                        out.push((intern(&key), v));
-                    }
+                // Gathered in a reused buffer, then moved into a vector of
+                // the exact size: a span may wait in the trace hold for
+                // seconds, and growing by doubling leaves a third unused.
+                thread_local! {
+                    static SCRATCH: Cell<Vec<(Key, AttrValue)>> = const { Cell::new(Vec::new()) };
                 }
-                Ok(Attributes(out))
+                let mut scratch = SCRATCH.take();
+                scratch.clear();
+                let mut gather = || {
+                    while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                        let raw: &'de RawValue = map.next_value()?;
+                        if let Some(v) = attr_value_from_raw(raw).map_err(de::Error::custom)? {
+                            scratch.push((Key::new(&key), v));
+                        }
+                    }
+                    Ok(())
+                };
+                let gathered = gather();
+                let mut out = Vec::with_capacity(scratch.len());
+                out.extend(scratch.drain(..));
+                SCRATCH.set(scratch);
+                gathered.map(|()| Attributes(out))
             }
         }
         d.deserialize_any(V)

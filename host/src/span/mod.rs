@@ -5,54 +5,24 @@
 
 pub mod flat;
 pub mod jsonl;
+mod key;
 pub mod otlp_json;
 pub mod otlp_proto;
 pub mod trace_context;
 
+use compact_str::CompactString;
 use serde_json::value::RawValue;
 use std::fmt;
 use std::sync::Arc;
 
-/// An attribute key. Shared, because the same keys repeat on every span and
-/// plugin writes reuse the key declared in their manifest.
-pub type Key = Arc<str>;
-
-/// The shared [`Key`] for `key`. Parsers call this for every attribute:
-/// keys repeat on every span, so each thread keeps one `Key` per distinct key
-/// (up to [`MAX_INTERNED`], short keys only) instead of allocating it again;
-/// equal keys then also compare by pointer first.
-pub fn intern(key: &str) -> Key {
-    use foldhash::{HashSet, HashSetExt};
-    use std::cell::RefCell;
-    thread_local! {
-        static KEYS: RefCell<HashSet<Key>> = RefCell::new(HashSet::new());
-    }
-    if key.len() > MAX_INTERNED_LEN {
-        return Key::from(key);
-    }
-    KEYS.with(|keys| {
-        let mut keys = keys.borrow_mut();
-        if let Some(k) = keys.get(key) {
-            return k.clone();
-        }
-        let k = Key::from(key);
-        if keys.len() < MAX_INTERNED {
-            keys.insert(k.clone());
-        }
-        k
-    })
-}
-
-/// Distinct keys kept per thread by [`intern`]; beyond, keys are allocated
-/// per span (a bound against clients that send ever-new keys).
-pub const MAX_INTERNED: usize = 4096;
-const MAX_INTERNED_LEN: usize = 128;
+pub use key::Key;
 
 /// An attribute value. Arrays and maps keep their JSON text, as they came.
 #[derive(Debug, Clone)]
 pub enum AttrValue {
-    /// A string.
-    Str(String),
+    /// A string. Most attribute values are short (model names, ids of a
+    /// few words, statuses): up to 24 bytes live inline, without allocating.
+    Str(CompactString),
     /// A signed integer.
     Int(i64),
     /// A float.
@@ -366,7 +336,7 @@ pub struct Span {
     /// W3C tracestate, if any.
     pub trace_state: String,
     /// Span name.
-    pub name: String,
+    pub name: CompactString,
     /// Span kind.
     pub kind: SpanKind,
     /// Start, ns since the Unix epoch.
@@ -424,16 +394,6 @@ pub fn format_unix_nanos(nanos: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interned_keys_are_shared_and_long_keys_are_not_kept() {
-        let a = intern("gen_ai.request.model");
-        let b = intern(&String::from("gen_ai.request.model"));
-        assert!(Arc::ptr_eq(&a, &b));
-        let long = "k".repeat(MAX_INTERNED_LEN + 1);
-        assert!(!Arc::ptr_eq(&intern(&long), &intern(&long)));
-        assert_eq!(&*intern(&long), long.as_str());
-    }
 
     #[test]
     fn hex_is_lowercase_and_complete() {

@@ -128,9 +128,7 @@ fn any_value(v: &Json) -> Result<Option<AttrValue>, String> {
         return Ok(None);
     };
     Ok(Some(match kind.as_str() {
-        "stringValue" | "string_value" => {
-            AttrValue::Str(inner.as_str().unwrap_or_default().to_string())
-        }
+        "stringValue" | "string_value" => AttrValue::Str(inner.as_str().unwrap_or_default().into()),
         "boolValue" | "bool_value" => AttrValue::Bool(inner.as_bool().unwrap_or(false)),
         "intValue" | "int_value" => AttrValue::Int(match inner {
             Json::String(s) => s
@@ -148,9 +146,7 @@ fn any_value(v: &Json) -> Result<Option<AttrValue>, String> {
                 .map_err(|_| format!("doubleValue is not a number: {s:?}"))?,
             other => return Err(format!("doubleValue must be a number, got {other}")),
         }),
-        "bytesValue" | "bytes_value" => {
-            AttrValue::Str(inner.as_str().unwrap_or_default().to_string())
-        }
+        "bytesValue" | "bytes_value" => AttrValue::Str(inner.as_str().unwrap_or_default().into()),
         "arrayValue" | "array_value" | "kvlistValue" | "kvlist_value" => {
             let json = any_to_plain_json(v)?;
             AttrValue::Json(serde_json::value::to_raw_value(&json).map_err(|e| e.to_string())?)
@@ -200,7 +196,7 @@ fn any_to_plain_json(v: &Json) -> Result<Json, String> {
             Json::Object(map)
         }
         _ => match any_value(v)? {
-            Some(AttrValue::Str(s)) => Json::String(s),
+            Some(AttrValue::Str(s)) => Json::String(s.into()),
             Some(AttrValue::Int(i)) => Json::from(i),
             Some(AttrValue::Float(f)) => Json::from(f),
             Some(AttrValue::Bool(b)) => Json::Bool(b),
@@ -216,7 +212,7 @@ fn attributes(kvs: Vec<KeyValue>) -> Result<Attributes, String> {
     let mut out = Vec::with_capacity(kvs.len());
     for kv in kvs {
         if let Some(v) = kv.value.as_ref().map(any_value).transpose()?.flatten() {
-            out.push((super::intern(&kv.key), v));
+            out.push((super::Key::new(&kv.key), v));
         }
     }
     Ok(Attributes(out))
@@ -293,7 +289,7 @@ fn span(s: SpanIn, resource: &Arc<Attributes>, scope: &Option<Arc<Scope>>) -> Re
         span_id: SpanId(parse_hex_id(&s.span_id, "spanId")?),
         parent_span_id: optional_span_id(&s.parent_span_id, "parentSpanId")?,
         trace_state: super::trace_context::cleaned(s.trace_state),
-        name: s.name,
+        name: s.name.into(),
         kind,
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,

@@ -75,7 +75,7 @@ fn span(
         span_id,
         parent_span_id,
         trace_state: super::trace_context::cleaned(s.trace_state),
-        name: s.name,
+        name: s.name.into(),
         kind: SpanKind::from_otlp_number(s.kind as i64).unwrap_or_default(),
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,
@@ -145,20 +145,24 @@ fn span_id_or_none(b: &[u8]) -> Result<Option<SpanId>, String> {
 }
 
 fn attributes(kvs: Vec<KeyValue>) -> Attributes {
-    Attributes(
-        kvs.into_iter()
-            .filter_map(|kv| Some((super::intern(&kv.key), value(kv.value?)?)))
-            .collect(),
-    )
+    // Sized to fit: a span may wait in the trace hold for seconds, and
+    // `collect` here would keep the decoder's larger allocation.
+    let mut out = Vec::with_capacity(kvs.len());
+    for kv in kvs {
+        if let Some(v) = kv.value.and_then(value) {
+            out.push((super::Key::new(&kv.key), v));
+        }
+    }
+    Attributes(out)
 }
 
 fn value(v: AnyValue) -> Option<AttrValue> {
     Some(match v.value? {
-        any_value::Value::StringValue(s) => AttrValue::Str(s),
+        any_value::Value::StringValue(s) => AttrValue::Str(s.into()),
         any_value::Value::BoolValue(b) => AttrValue::Bool(b),
         any_value::Value::IntValue(i) => AttrValue::Int(i),
         any_value::Value::DoubleValue(f) => AttrValue::Float(f),
-        any_value::Value::BytesValue(b) => AttrValue::Str(hex::encode(b)),
+        any_value::Value::BytesValue(b) => AttrValue::Str(hex::encode(b).into()),
         other => {
             let json = plain_json(AnyValue { value: Some(other) });
             AttrValue::Json(serde_json::value::to_raw_value(&json).ok()?)
@@ -241,7 +245,7 @@ fn encode_span(s: &Span) -> pb::Span {
         trace_state: s.trace_state.clone(),
         parent_span_id: s.parent_span_id.map(|p| p.0.to_vec()).unwrap_or_default(),
         flags: 0,
-        name: s.name.clone(),
+        name: s.name.to_string(),
         kind: s.kind.otlp_number(),
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,
@@ -297,7 +301,7 @@ fn key_values(attrs: &Attributes) -> Vec<KeyValue> {
 
 fn encode_value(v: &AttrValue) -> AnyValue {
     let value = match v {
-        AttrValue::Str(s) => any_value::Value::StringValue(s.clone()),
+        AttrValue::Str(s) => any_value::Value::StringValue(s.to_string()),
         AttrValue::Int(i) => any_value::Value::IntValue(*i),
         AttrValue::Float(f) => any_value::Value::DoubleValue(*f),
         AttrValue::Bool(b) => any_value::Value::BoolValue(*b),
@@ -359,7 +363,7 @@ mod tests {
             span_id: SpanId([n; 8]),
             parent_span_id: (n > 1).then_some(SpanId([1; 8])),
             trace_state: "k=v".into(),
-            name: format!("s{n}"),
+            name: format!("s{n}").into(),
             kind: SpanKind::Client,
             start_time_unix_nano: 10,
             end_time_unix_nano: 20 + n as u64,

@@ -1,0 +1,175 @@
+//! Attribute keys, interned process-wide.
+//!
+//! The same few dozen keys repeat on every span. A key that is interned is a
+//! `&'static str`: cloning and dropping it cost nothing, and no counter is
+//! shared between threads. (Keys used to be `Arc<str>`: the reference count's
+//! `lock dec` was ~85% of dropping a span, and with shards the parsing thread
+//! and the exporting thread fought over the same counters.) Interned keys are
+//! never freed; at most [`MAX_INTERNED`] keys of at most [`MAX_INTERNED_LEN`]
+//! bytes are (512 KiB at worst), after which keys are owned by their span.
+
+use std::borrow::Borrow;
+use std::cell::RefCell;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ops::Deref;
+use std::sync::Mutex;
+
+use foldhash::{HashSet, HashSetExt};
+
+/// Distinct keys interned per process; beyond, keys are allocated per span
+/// (a bound against clients that send ever-new keys).
+pub const MAX_INTERNED: usize = 4096;
+/// Longer keys are not interned.
+pub const MAX_INTERNED_LEN: usize = 128;
+
+/// An attribute key.
+#[derive(Clone)]
+pub struct Key(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Interned(&'static str),
+    Owned(Box<str>),
+}
+
+impl Key {
+    /// The key for `key`, interned when it is short and the table has room.
+    /// Parsers call this for every attribute: a thread-local cache answers
+    /// repeats without taking the process-wide lock.
+    pub fn new(key: &str) -> Key {
+        thread_local! {
+            static SEEN: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+        }
+        if key.len() > MAX_INTERNED_LEN {
+            return Key(Repr::Owned(key.into()));
+        }
+        if let Some(k) = SEEN.with(|seen| seen.borrow().get(key).copied()) {
+            return Key(Repr::Interned(k));
+        }
+        match intern_globally(key) {
+            Some(k) => {
+                SEEN.with(|seen| seen.borrow_mut().insert(k));
+                Key(Repr::Interned(k))
+            }
+            None => Key(Repr::Owned(key.into())),
+        }
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Interned(s) => s,
+            Repr::Owned(s) => s,
+        }
+    }
+
+    /// True when this key lives in the process-wide table.
+    pub fn is_interned(&self) -> bool {
+        matches!(self.0, Repr::Interned(_))
+    }
+}
+
+/// The process-wide copy of `key`, leaked once; `None` when the table is full.
+fn intern_globally(key: &str) -> Option<&'static str> {
+    static TABLE: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
+    let table = table.get_or_insert_with(HashSet::new);
+    if let Some(k) = table.get(key) {
+        return Some(k);
+    }
+    if table.len() >= MAX_INTERNED {
+        return None;
+    }
+    let k: &'static str = Box::leak(key.into());
+    table.insert(k);
+    Some(k)
+}
+
+impl From<&str> for Key {
+    fn from(key: &str) -> Key {
+        Key::new(key)
+    }
+}
+
+impl From<String> for Key {
+    fn from(key: String) -> Key {
+        Key::new(&key)
+    }
+}
+
+impl Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Key {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        let (a, b) = (self.as_str(), other.as_str());
+        std::ptr::eq(a, b) || a == b
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialEq<str> for Key {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_keys_are_interned_once_and_long_keys_are_owned() {
+        let a = Key::new("gen_ai.request.model");
+        let b = Key::from(String::from("gen_ai.request.model"));
+        assert!(a.is_interned() && b.is_interned());
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        // Another thread finds the same copy.
+        let c = std::thread::spawn(|| Key::new("gen_ai.request.model").as_str().as_ptr() as usize)
+            .join()
+            .unwrap();
+        assert_eq!(c, a.as_str().as_ptr() as usize);
+
+        let long = "k".repeat(MAX_INTERNED_LEN + 1);
+        let l = Key::new(&long);
+        assert!(!l.is_interned());
+        assert_eq!(&*l, long.as_str());
+        assert_eq!(l, Key::new(&long));
+    }
+}
