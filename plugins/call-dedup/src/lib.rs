@@ -23,7 +23,7 @@
 //! | `wrapper_operations` | `["invoke_agent", "invoke_workflow", "agent_step", "handle_conversation_turn", "create_agent", "plan", "workflow", "chain", "task"]` | `gen_ai.operation.name` values whose usage restates the calls below |
 //! | `join_response_id` | `true` | spans with the same `gen_ai.response.id` are one call |
 //! | `join_contained_siblings` | `true` | siblings with equal token counts, one inside the other in time, are one call |
-//! | `remember` | `100000` | response ids of counted calls remembered for late spans |
+//! | `remember` | `100000` | response ids of counted calls remembered for late spans (the most recent, at least this many and at most twice; 0: none) |
 //!
 //! Spans marked as wrappers also by their framework's own attributes:
 //! OpenInference `CHAIN`/`AGENT`, OpenLLMetry `workflow`/`task`/`agent`, and
@@ -33,12 +33,12 @@ mod calls;
 
 use calls::{CallSpan, Joins, Role, Verdict};
 use plume_sdk::Rows;
+use plume_sdk::bound::Recent;
 use plume_sdk::hash::HashMap;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
 use serde::Deserialize;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,10 +154,8 @@ struct State {
     joins: Joins,
     /// Response id (hashed) -> the span id counted for it (its 8 bytes), for
     /// spans arriving late: 16 bytes a call instead of two strings, so
-    /// remembering 100,000 calls takes a few MiB.
-    counted_ids: HashMap<u64, u64>,
-    order: VecDeque<u64>,
-    remember: usize,
+    /// remembering 100,000 calls takes a few MiB (see `Recent`).
+    counted_ids: Recent<u64, u64>,
 }
 
 impl State {
@@ -221,15 +219,8 @@ impl State {
         let (id, Some(span)) = (hash(response_id), pack_span_id(span)) else {
             return;
         };
-        if self.remember == 0 || self.counted_ids.contains_key(&id) {
-            return;
-        }
-        self.counted_ids.insert(id, span);
-        self.order.push_back(id);
-        while self.order.len() > self.remember {
-            if let Some(old) = self.order.pop_front() {
-                self.counted_ids.remove(&old);
-            }
+        if !self.counted_ids.contains_key(&id) {
+            self.counted_ids.insert(id, span);
         }
     }
 
@@ -342,9 +333,7 @@ impl Guest for CallDedup {
                     response_id: c.join_response_id,
                     contained_siblings: c.join_contained_siblings,
                 },
-                counted_ids: HashMap::default(),
-                order: VecDeque::new(),
-                remember: c.remember,
+                counted_ids: Recent::new(c.remember),
             })
         });
         Ok(Manifest {

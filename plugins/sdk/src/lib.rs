@@ -197,6 +197,81 @@ pub mod bound {
         });
         before - map.len()
     }
+
+    /// Values for the most recent keys (calls, tool invocations), at least
+    /// `at_least` of them and at most twice that, in two generations: new
+    /// keys go into the current one, and when it holds `at_least` it becomes
+    /// the previous one, whose keys are forgotten together. A key found in
+    /// the previous generation moves to the current one, so keys in use stay.
+    ///
+    /// Why not one map and a queue of keys, oldest forgotten first: every
+    /// forgotten key leaves a tombstone in the map, tombstones make it grow
+    /// to twice the size it needs (and a plugin's memory never shrinks), and
+    /// the queue costs 8 bytes per key more. Two maps of `at_least` keys stay
+    /// the size they first grew to, cleared in place.
+    #[derive(Debug, Clone)]
+    pub struct Recent<K, V> {
+        current: crate::hash::HashMap<K, V>,
+        previous: crate::hash::HashMap<K, V>,
+        at_least: usize,
+    }
+
+    impl<K: Hash + Eq, V> Recent<K, V> {
+        /// Remembers at least the last `at_least` keys; 0 remembers none.
+        pub fn new(at_least: usize) -> Self {
+            Recent {
+                current: Default::default(),
+                previous: Default::default(),
+                at_least,
+            }
+        }
+
+        /// The value of `key`, if it is remembered.
+        pub fn get(&self, key: &K) -> Option<&V> {
+            self.current.get(key).or_else(|| self.previous.get(key))
+        }
+
+        /// The value of `key` to change, if it is remembered; the key then
+        /// counts as recent again.
+        pub fn get_mut(&mut self, key: K) -> Option<&mut V>
+        where
+            K: Clone,
+        {
+            if !self.current.contains_key(&key) {
+                let value = self.previous.remove(&key)?;
+                self.insert(key.clone(), value);
+            }
+            self.current.get_mut(&key)
+        }
+
+        /// True when `key` is remembered.
+        pub fn contains_key(&self, key: &K) -> bool {
+            self.get(key).is_some()
+        }
+
+        /// Remembers `key` with `value` (replacing a value it had).
+        pub fn insert(&mut self, key: K, value: V) {
+            if self.at_least == 0 {
+                return;
+            }
+            self.previous.remove(&key);
+            if self.current.len() >= self.at_least && !self.current.contains_key(&key) {
+                std::mem::swap(&mut self.current, &mut self.previous);
+                self.current.clear();
+            }
+            self.current.insert(key, value);
+        }
+
+        /// How many keys are remembered now.
+        pub fn len(&self) -> usize {
+            self.current.len() + self.previous.len()
+        }
+
+        /// True when no key is remembered.
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+    }
 }
 
 use processor::plume::pipeline::host;
@@ -401,6 +476,30 @@ impl Value {
 mod tests {
     use super::{bound, state};
     use std::collections::{BTreeMap, HashMap};
+
+    #[test]
+    fn recent_keeps_at_least_the_bound_and_keys_in_use() {
+        let mut r: bound::Recent<u64, u32> = bound::Recent::new(100);
+        r.insert(7, 0);
+        for k in 1000..2000u64 {
+            r.insert(k, 0);
+            // Key 7 is in use throughout: it is never forgotten.
+            *r.get_mut(7).expect("key 7 stays while in use") += 1;
+            assert!(r.len() <= 200, "at most twice the bound: {}", r.len());
+        }
+        assert_eq!(r.get(&7), Some(&1000));
+        // The last 100 keys are all remembered; the first ones are not.
+        assert!((1900..2000).all(|k| r.contains_key(&k)));
+        assert!(!r.contains_key(&1000) && !r.contains_key(&1500));
+        // Inserting a key again replaces its value, without a second entry.
+        let before = r.len();
+        r.insert(1999, 5);
+        assert_eq!((r.get(&1999), r.len()), (Some(&5), before));
+
+        let mut none: bound::Recent<u64, ()> = bound::Recent::new(0);
+        none.insert(1, ());
+        assert!(none.is_empty() && none.get_mut(1).is_none());
+    }
 
     #[test]
     fn forget_lowest_drops_exactly_the_lowest_even_with_ties() {

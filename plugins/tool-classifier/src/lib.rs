@@ -8,7 +8,7 @@
 //! | `rules` | `[]` | extra rules, tried before the built-in ones (see below) |
 //! | `builtin_rules` | `true` | false to use only `rules` |
 //! | `retry_keys` | `["plume.retry.count", "http.request.resend_count", "retry.count", "gen_ai.tool.retry.count"]` | attributes that already hold a retry count |
-//! | `retry_memory` | `100000` | tool calls remembered to count repeats across batches |
+//! | `retry_memory` | `100000` | tool calls remembered to count repeats across batches (the most recent, at least this many and at most twice) |
 //!
 //! A rule: `{ category = "quota", pattern = "(?i)insufficient_quota", http_status = [402], tool_status = "rate_limited" }`.
 //! It matches when any of its conditions holds: `pattern` (a regular
@@ -28,13 +28,12 @@
 mod rules;
 
 use plume_sdk::Rows;
-use plume_sdk::hash::HashMap;
+use plume_sdk::bound::Recent;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, EventAttribute, Field, Manifest, Value};
 use rules::{Rule, RuleConfig};
 use serde::Deserialize;
 use std::cell::RefCell;
-use std::collections::VecDeque;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,10 +103,8 @@ struct State {
     rules: Vec<Rule>,
     retry_keys: usize,
     /// Calls seen per (trace, parent, tool, arguments), hashed (arguments can
-    /// be kilobytes), bounded FIFO.
-    seen: HashMap<u64, u32>,
-    order: VecDeque<u64>,
-    capacity: usize,
+    /// be kilobytes): the last `retry_memory` at least.
+    seen: Recent<u64, u32>,
 }
 
 thread_local! {
@@ -202,16 +199,10 @@ impl State {
             }
             h.finish()
         };
-        if let Some(n) = self.seen.get_mut(&key) {
+        if let Some(n) = self.seen.get_mut(key) {
             *n += 1;
             return *n;
         }
-        if self.order.len() >= self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.seen.remove(&old);
-        }
-        self.order.push_back(key);
         self.seen.insert(key, 0);
         0
     }
@@ -259,9 +250,7 @@ impl Guest for Classifier {
             *s.borrow_mut() = Some(State {
                 rules,
                 retry_keys,
-                seen: HashMap::default(),
-                order: VecDeque::new(),
-                capacity: config.retry_memory.max(1),
+                seen: Recent::new(config.retry_memory.max(1)),
             })
         });
         Ok(Manifest {

@@ -266,9 +266,7 @@ fn repeated_identical_calls_count_as_retries() {
     let mut state = State {
         rules: rules::builtin(),
         retry_keys: default_retry_keys().len(),
-        seen: HashMap::default(),
-        order: VecDeque::new(),
-        capacity: 2,
+        seen: plume_sdk::bound::Recent::new(2),
     };
     let call = |parent: &str, args: &str| {
         tool(&[
