@@ -161,13 +161,20 @@ struct Flavor {
     linker: Linker<HostState>,
 }
 
+type CompileKey = (PluginSource, u64, bool);
+type CompileSlot = Arc<Mutex<Option<Component>>>;
+
 /// The engines, linkers and compiled-component cache.
 pub struct Runtime {
     plain: Flavor,
     fueled: Flavor,
     /// Compiled components by source, content hash and flavor: a plugin file
     /// replaced on disk is compiled again (on reload), an unchanged one is not.
-    compiled: Mutex<HashMap<(PluginSource, u64, bool), Component>>,
+    /// One slot per key, so that threads building engines at once (shards)
+    /// wait for one compilation instead of each making its own: each copy
+    /// would hold its own code, and loading one from the disk cache briefly
+    /// takes a buffer of the whole artifact (~7 MiB more RSS per shard).
+    compiled: Mutex<HashMap<CompileKey, CompileSlot>>,
 }
 
 impl Runtime {
@@ -213,25 +220,30 @@ impl Runtime {
             bytes.hash(&mut h);
             h.finish()
         };
-        let key = (source.clone(), hash, fuel);
-        let cache = || {
-            self.compiled
-                .lock()
-                .map_err(|_| anyhow::anyhow!("compile cache poisoned"))
+        fn poisoned<T>(_: T) -> anyhow::Error {
+            anyhow::anyhow!("compile cache poisoned")
+        }
+        let slot = {
+            let mut cache = self.compiled.lock().map_err(poisoned)?;
+            // A replaced file's old compilation is not needed again.
+            cache.retain(|(s, h, _), _| s != source || *h == hash);
+            cache
+                .entry((source.clone(), hash, fuel))
+                .or_default()
+                .clone()
         };
-        if let Some(c) = cache()?.get(&key) {
+        let mut slot = slot.lock().map_err(poisoned)?;
+        if let Some(c) = slot.as_ref() {
             return Ok((c.clone(), hash));
         }
+        // A failure leaves the slot empty: the next caller tries again.
         let component = Component::new(self.engine(fuel), &bytes).map_err(|e| match source {
             PluginSource::Path(path) => {
                 anyhow::anyhow!("{} is not a valid component: {e}", path.display())
             }
             PluginSource::Builtin(_) => anyhow::Error::from(e),
         })?;
-        let mut cache = cache()?;
-        // A replaced file's old compilation is not needed again.
-        cache.retain(|(s, h, _), _| s != source || *h == hash);
-        cache.insert(key, component.clone());
+        *slot = Some(component.clone());
         Ok((component, hash))
     }
 }
@@ -372,6 +384,31 @@ mod tests {
             rt.compiled.lock().unwrap().len(),
             1,
             "the old compilation is dropped"
+        );
+    }
+
+    /// Engines built at once on several threads (shards) share one
+    /// compilation of each plugin.
+    #[test]
+    fn threads_asking_at_once_share_one_compilation() {
+        let rt = Runtime::new().unwrap();
+        let source = PluginSource::Builtin("attributes".into());
+        let start = std::sync::Barrier::new(3);
+        let images: Vec<usize> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        let (c, _) = rt.component(&source, false).unwrap();
+                        c.image_range().start as usize
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(
+            images.iter().all(|&i| i == images[0]),
+            "one compiled image, not one per thread: {images:?}"
         );
     }
 }
