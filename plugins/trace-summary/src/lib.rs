@@ -22,7 +22,6 @@ use plume_sdk::hash::HashMap;
 use plume_sdk::types::{Alert, Batch, Field, Manifest, Value};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,9 +66,12 @@ pub struct Trace {
     end: u64,
     errors: u32,
     cost: f64,
-    agents: BTreeSet<String>,
-    /// Trace ids of sub-agent traces stitched into this one.
-    stitched: BTreeSet<String>,
+    /// Sorted, distinct: a vector rather than a `BTreeSet`, whose first node
+    /// alone takes ~300 bytes for the one agent most traces have (and 10,000
+    /// traces are kept). Snapshots and reports read the same either way.
+    agents: Vec<String>,
+    /// Trace ids of sub-agent traces stitched into this one (sorted, distinct).
+    stitched: Vec<String>,
     /// Span -> parent (0: root), first 8 bytes of the ids: enough for depth.
     parents: HashMap<u64, u64>,
 }
@@ -121,6 +123,15 @@ impl Trace {
             "start_unix_nano": self.start,
             "stitched_traces": self.stitched,
         })
+    }
+}
+
+/// Adds `item` to a sorted set of at most `MAX_AGENTS` names.
+fn insert_sorted(set: &mut Vec<String>, item: &str) {
+    if set.len() < MAX_AGENTS
+        && let Err(at) = set.binary_search_by(|s| s.as_str().cmp(item))
+    {
+        set.insert(at, item.to_string());
     }
 }
 
@@ -193,17 +204,11 @@ impl State {
                 .then(|| v[read::SERVICE].as_str())
                 .flatten()
         });
-        if let Some(a) = agent
-            && t.agents.len() < MAX_AGENTS
-            && !t.agents.contains(a)
-        {
-            t.agents.insert(a.to_string());
+        if let Some(a) = agent {
+            insert_sorted(&mut t.agents, a);
         }
-        if let Some(from) = v[read::STITCHED_FROM].as_str()
-            && t.stitched.len() < MAX_AGENTS
-            && !t.stitched.contains(from)
-        {
-            t.stitched.insert(from.to_string());
+        if let Some(from) = v[read::STITCHED_FROM].as_str() {
+            insert_sorted(&mut t.stitched, from);
         }
         t.parents
             .insert(id64(&v[read::SPAN]), id64(&v[read::PARENT]));
@@ -436,6 +441,26 @@ mod tests {
         assert_eq!(
             tr.agents.iter().collect::<Vec<_>>(),
             ["planner", "researcher"]
+        );
+    }
+
+    #[test]
+    fn agent_names_stay_sorted_distinct_and_bounded() {
+        let mut agents = Vec::new();
+        for a in ["writer", "planner", "writer", "critic", "planner"] {
+            insert_sorted(&mut agents, a);
+        }
+        assert_eq!(agents, ["critic", "planner", "writer"]);
+        for i in 0..100 {
+            insert_sorted(&mut agents, &format!("agent-{i:03}"));
+        }
+        assert_eq!(agents.len(), MAX_AGENTS);
+        assert!(agents.windows(2).all(|w| w[0] < w[1]));
+        // Written as the BTreeSet it replaces was, so older snapshots load.
+        let set: std::collections::BTreeSet<String> = agents.iter().cloned().collect();
+        assert_eq!(
+            plume_sdk::state::save(&set),
+            plume_sdk::state::save(&agents)
         );
     }
 
