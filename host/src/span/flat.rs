@@ -257,7 +257,7 @@ impl<'de> Deserialize<'de> for Attributes {
                 };
                 let gathered = gather();
                 let mut out = Vec::with_capacity(scratch.len());
-                out.extend(scratch.drain(..));
+                out.append(&mut scratch);
                 SCRATCH.set(scratch);
                 gathered.map(|()| Attributes(out))
             }
