@@ -240,7 +240,8 @@ impl<'de> Deserialize<'de> for Attributes {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Attributes, A::Error> {
                 // Gathered in a reused buffer, then moved into a vector of
                 // the exact size: a span may wait in the trace hold for
-                // seconds, and growing by doubling leaves a third unused.
+                // seconds, and a vector grown by doubling has up to half of
+                // its room unused (16 slots for the usual 13 attributes).
                 thread_local! {
                     static SCRATCH: Cell<Vec<(Key, AttrValue)>> = const { Cell::new(Vec::new()) };
                 }

@@ -20,8 +20,8 @@ pub use key::Key;
 /// An attribute value. Arrays and maps keep their JSON text, as they came.
 #[derive(Debug, Clone)]
 pub enum AttrValue {
-    /// A string. Most attribute values are short (model names, ids of a
-    /// few words, statuses): up to 24 bytes live inline, without allocating.
+    /// A string. Most attribute values are short (model names, operations,
+    /// statuses): up to 24 bytes live inline, without allocating.
     Str(CompactString),
     /// A signed integer.
     Int(i64),
