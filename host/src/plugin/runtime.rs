@@ -220,11 +220,11 @@ impl Runtime {
             bytes.hash(&mut h);
             h.finish()
         };
-        fn poisoned<T>(_: T) -> anyhow::Error {
-            anyhow::anyhow!("compile cache poisoned")
-        }
         let slot = {
-            let mut cache = self.compiled.lock().map_err(poisoned)?;
+            let mut cache = self
+                .compiled
+                .lock()
+                .map_err(|_| anyhow::anyhow!("compile cache poisoned"))?;
             // A replaced file's old compilation is not needed again.
             cache.retain(|(s, h, _), _| s != source || *h == hash);
             cache
@@ -232,7 +232,8 @@ impl Runtime {
                 .or_default()
                 .clone()
         };
-        let mut slot = slot.lock().map_err(poisoned)?;
+        // A compilation that panicked leaves the slot empty, not broken.
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = slot.as_ref() {
             return Ok((c.clone(), hash));
         }
