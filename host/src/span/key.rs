@@ -28,10 +28,13 @@ pub const MAX_INTERNED_LEN: usize = 128;
 #[derive(Clone)]
 pub struct Key(Repr);
 
+/// 16 bytes: the owned form is boxed twice (rare keys pay an indirection) so
+/// that it fits beside the interned form's non-null pointer, and an attribute
+/// (key and value) takes 40 bytes, as it did with `Arc<str>` keys.
 #[derive(Clone)]
 enum Repr {
     Interned(&'static str),
-    Owned(Box<str>),
+    Owned(Box<Box<str>>),
 }
 
 impl Key {
@@ -43,7 +46,7 @@ impl Key {
             static SEEN: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
         }
         if key.len() > MAX_INTERNED_LEN {
-            return Key(Repr::Owned(key.into()));
+            return Key(Repr::Owned(Box::new(key.into())));
         }
         if let Some(k) = SEEN.with(|seen| seen.borrow().get(key).copied()) {
             return Key(Repr::Interned(k));
@@ -53,7 +56,7 @@ impl Key {
                 SEEN.with(|seen| seen.borrow_mut().insert(k));
                 Key(Repr::Interned(k))
             }
-            None => Key(Repr::Owned(key.into())),
+            None => Key(Repr::Owned(Box::new(key.into()))),
         }
     }
 
@@ -172,5 +175,11 @@ mod tests {
         assert!(!l.is_interned());
         assert_eq!(&*l, long.as_str());
         assert_eq!(l, Key::new(&long));
+    }
+
+    #[test]
+    fn a_key_and_an_attribute_stay_small() {
+        assert_eq!(std::mem::size_of::<Key>(), 16);
+        assert_eq!(std::mem::size_of::<(Key, crate::span::AttrValue)>(), 40);
     }
 }
