@@ -15,6 +15,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use foldhash::{HashSet, HashSetExt};
 
@@ -75,14 +76,23 @@ impl Key {
 }
 
 /// The process-wide copy of `key`, leaked once; `None` when the table is full.
+/// Once it is full the lock is no longer taken: a client that sends ever-new
+/// keys would otherwise take it for every attribute, on every thread. (A key
+/// interned earlier that a thread had not cached yet is then owned there:
+/// keys compare by their text, so only sharing is lost.)
 fn intern_globally(key: &str) -> Option<&'static str> {
     static TABLE: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    static FULL: AtomicBool = AtomicBool::new(false);
+    if FULL.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
     let table = table.get_or_insert_with(HashSet::new);
     if let Some(k) = table.get(key) {
         return Some(k);
     }
     if table.len() >= MAX_INTERNED {
+        FULL.store(true, Ordering::Relaxed);
         return None;
     }
     let k: &'static str = Box::leak(key.into());
