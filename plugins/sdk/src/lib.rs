@@ -239,7 +239,7 @@ pub mod bound {
         {
             if !self.current.contains_key(&key) {
                 let value = self.previous.remove(&key)?;
-                self.insert(key.clone(), value);
+                self.put_current(key.clone(), value);
             }
             self.current.get_mut(&key)
         }
@@ -255,6 +255,12 @@ pub mod bound {
                 return;
             }
             self.previous.remove(&key);
+            self.put_current(key, value);
+        }
+
+        /// Puts a key that is not in `previous` into the current generation,
+        /// first starting a new one when the current one is full.
+        fn put_current(&mut self, key: K, value: V) {
             if self.current.len() >= self.at_least && !self.current.contains_key(&key) {
                 std::mem::swap(&mut self.current, &mut self.previous);
                 self.current.clear();
