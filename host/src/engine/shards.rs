@@ -39,15 +39,21 @@ use std::time::{Duration, Instant};
 /// How often, at most, log records are released.
 const RELEASE_EVERY: Duration = Duration::from_millis(100);
 
-/// Batches waiting for one shard: enough to keep it busy while the head
-/// works, few enough that the hold, not a queue, is where spans wait (at
-/// 90% of the maximum rate a full queue is the added latency). On two cores
-/// 4, 8 and 16 measured within the noise of each other (BENCHMARKS.md).
-const SHARD_QUEUE: usize = 8;
+/// Spans waiting, at most, in each queue between threads (one shard's, the
+/// tail's), counted in batches of the pipeline's size (see `queue_batches`).
+/// A pipeline on N cores runs N + 2 threads, so a thread waits a scheduler
+/// slice now and then; a queue must hold more work than that wait or the
+/// thread after it idles. Measured on two cores (`plume bench --shards 2`,
+/// BENCHMARKS.md): queues of 8 and 32 batches kept 1.68 cores busy, 64 and
+/// 64 kept 1.86-1.89. They are full only under overload, where the hold and
+/// the receivers' backpressure bound what waits before them.
+const QUEUE_SPANS: usize = 16_384;
 
-/// Batches waiting for the tail, from all shards: every span passes it, so
-/// while it has work queued the shards need not wait for it.
-const TAIL_QUEUE: usize = 32;
+/// A queue's length in batches: `QUEUE_SPANS` in batches of
+/// `batch_max_spans`, and at least a few, so large batches still overlap.
+fn queue_batches(batch_max_spans: usize) -> usize {
+    (QUEUE_SPANS / batch_max_spans.max(1)).clamp(4, 64)
+}
 
 /// A replaced engine whose remote sinks still drain, with the log records
 /// they still need.
@@ -294,7 +300,8 @@ impl Runner {
                     tail.attach_wal(w.counters());
                 }
                 let count = shards.len();
-                let (tail_tx, tail_rx) = sync_channel(TAIL_QUEUE);
+                let queue = queue_batches(head.batch_max_spans);
+                let (tail_tx, tail_rx) = sync_channel(queue);
                 let tail_wal = wal.clone();
                 let tail_thread = std::thread::Builder::new()
                     .name("plume-tail".into())
@@ -311,7 +318,7 @@ impl Runner {
                     })?;
                 let mut threads = Vec::new();
                 for (i, mut engine) in shards.into_iter().enumerate() {
-                    let (tx, rx) = sync_channel(SHARD_QUEUE);
+                    let (tx, rx) = sync_channel(queue);
                     engine.set_forward(Some(Forward::Tail(tail_tx.clone())));
                     let thread = std::thread::Builder::new()
                         .name(format!("plume-shard-{i}"))
@@ -772,6 +779,15 @@ mod tests {
             json!({"pricing": {"table": "builtin", "priced_spans": 7, "cost": 0.75,
                 "missing_models": {"m1": 3, "m2": 5}, "seen": ["a", "b"], "delta": -5}})
         );
+    }
+
+    #[test]
+    fn queues_hold_about_the_same_spans_whatever_the_batch_size() {
+        assert_eq!(queue_batches(256), 64);
+        assert_eq!(queue_batches(1024), 16);
+        // Small batches: no more batches than the cap; large: still a few.
+        assert_eq!(queue_batches(1), 64);
+        assert_eq!(queue_batches(65_536), 4);
     }
 
     #[test]
