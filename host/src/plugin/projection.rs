@@ -85,13 +85,13 @@ fn attr_to_value(v: Option<&AttrValue>) -> Value {
 pub fn read(span: &Span, field: &FieldSpec) -> Value {
     let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
     match field {
-        FieldSpec::Attribute(k) => attr_to_value(span.attributes.get(k)),
-        FieldSpec::Resource(k) => attr_to_value(span.resource.get(k)),
+        FieldSpec::Attribute(k) => attr_to_value(span.attributes.get_key(k)),
+        FieldSpec::Resource(k) => attr_to_value(span.resource.get_key(k)),
         FieldSpec::EventAttribute(name, k) => attr_to_value(
             span.events
                 .iter()
                 .find(|e| &e.name == name)
-                .and_then(|e| e.attributes.get(k)),
+                .and_then(|e| e.attributes.get_key(k)),
         ),
         FieldSpec::TraceId => Value::Str(hex_string(&span.trace_id.0)),
         FieldSpec::SpanId => Value::Str(hex_string(&span.span_id.0)),
@@ -127,13 +127,13 @@ pub fn read(span: &Span, field: &FieldSpec) -> Value {
 /// Whether a span has a field, without copying its value.
 fn is_present(span: &Span, field: &FieldSpec) -> bool {
     match field {
-        FieldSpec::Attribute(k) => span.attributes.get(k).is_some(),
-        FieldSpec::Resource(k) => span.resource.get(k).is_some(),
+        FieldSpec::Attribute(k) => span.attributes.get_key(k).is_some(),
+        FieldSpec::Resource(k) => span.resource.get_key(k).is_some(),
         FieldSpec::EventAttribute(name, k) => span
             .events
             .iter()
             .find(|e| &e.name == name)
-            .is_some_and(|e| e.attributes.get(k).is_some()),
+            .is_some_and(|e| e.attributes.get_key(k).is_some()),
         other => !matches!(read(span, other), Value::Absent),
     }
 }
@@ -149,9 +149,40 @@ pub struct Projection {
     pub require_any: Vec<usize>,
     /// For manifests that read many attributes: key -> read indexes, so a
     /// span's attributes are scanned once instead of once per read.
-    wide: Option<HashMap<Key, Vec<usize>>>,
+    wide: Option<WideReads>,
     /// Send present fields only, as cells.
     sparse: bool,
+}
+
+/// The attribute reads of a wide projection, by key.
+#[derive(Debug, Clone)]
+struct WideReads {
+    by_text: HashMap<Key, Vec<usize>>,
+    /// The same by interned address, when every key read is interned: a
+    /// span's interned key is then found without hashing its text, and one
+    /// not found here is not read (the table holds one copy per text).
+    by_address: Option<HashMap<usize, Vec<usize>>>,
+}
+
+impl WideReads {
+    fn new(by_text: HashMap<Key, Vec<usize>>) -> WideReads {
+        let by_address = by_text
+            .iter()
+            .map(|(k, reads)| Some((k.interned_address()?, reads.clone())))
+            .collect();
+        WideReads {
+            by_text,
+            by_address,
+        }
+    }
+
+    /// The indexes of the reads of `key`.
+    fn get(&self, key: &Key) -> Option<&Vec<usize>> {
+        match (&self.by_address, key.interned_address()) {
+            (Some(by_address), Some(address)) => by_address.get(&address),
+            _ => self.by_text.get(&**key),
+        }
+    }
 }
 
 /// Above this many attribute reads, one pass over the span's attributes with a
@@ -194,7 +225,7 @@ impl Projection {
             }
         }
         let attribute_reads: usize = by_key.values().map(Vec::len).sum();
-        let wide = (attribute_reads > WIDE_READS).then_some(by_key);
+        let wide = (attribute_reads > WIDE_READS).then(|| WideReads::new(by_key));
         Ok(Projection {
             reads,
             writes: writes.into_iter().map(Key::from).collect(),
@@ -233,7 +264,7 @@ impl Projection {
             }
             match &self.wide {
                 // Straight to cells: one pass over the span's attributes.
-                Some(by_key) => {
+                Some(wide) => {
                     for (field, f) in self.reads.iter().enumerate() {
                         if !matches!(f, FieldSpec::Attribute(_)) {
                             let value = read(span, f);
@@ -248,7 +279,7 @@ impl Projection {
                     }
                     let first_attribute_cell = out.cells.len();
                     for (k, v) in &span.attributes.0 {
-                        for &field in by_key.get(&**k).into_iter().flatten() {
+                        for &field in wide.get(k).into_iter().flatten() {
                             // The first of duplicate keys wins, as `get` does.
                             let field = field as u32;
                             if !out.cells[first_attribute_cell..]
@@ -286,14 +317,14 @@ impl Projection {
     fn read_row(&self, span: &Span, out: &mut Vec<Value>) {
         match &self.wide {
             None => out.extend(self.reads.iter().map(|f| read(span, f))),
-            Some(by_key) => {
+            Some(wide) => {
                 let start = out.len();
                 out.extend(self.reads.iter().map(|f| match f {
                     FieldSpec::Attribute(_) => Value::Absent,
                     other => read(span, other),
                 }));
                 for (k, v) in &span.attributes.0 {
-                    if let Some(indexes) = by_key.get(&**k) {
+                    if let Some(indexes) = wide.get(k) {
                         for &r in indexes {
                             // The first of duplicate keys wins, as `get` does.
                             if matches!(out[start + r], Value::Absent) {
@@ -432,5 +463,45 @@ mod tests {
             .map(|(r, f, v)| format!("{r} {f} {v}"))
             .collect();
         assert_eq!(cells, present);
+    }
+
+    /// Interned keys are found by address; an owned key (too long to
+    /// intern, or made once the table was full) still by its text, on
+    /// either side.
+    #[test]
+    fn wide_reads_find_owned_and_interned_keys() {
+        let long = "k".repeat(200); // longer than keys are interned
+        let mut span = crate::bench::synthetic_spans(1, 3, 1_000).remove(0);
+        span.attributes.0.clear();
+        span.attributes
+            .0
+            .push((Key::owned("w.a"), AttrValue::Int(1)));
+        span.attributes.0.push((Key::new("w.b"), AttrValue::Int(2)));
+        span.attributes.0.push((Key::new(&long), AttrValue::Int(3)));
+        let keys = |extra: &[&str]| -> Vec<Field> {
+            (0..8)
+                .map(|i| format!("w.unread{i}"))
+                .chain(["w.a".into(), "w.b".into()])
+                .chain(extra.iter().map(|k| k.to_string()))
+                .map(Field::Attribute)
+                .collect()
+        };
+        for (fields, expected) in [
+            // Every key read interned: looked up by address, or by text for
+            // the span's owned ones.
+            (keys(&[]), vec![Value::Int(1), Value::Int(2)]),
+            // One key read is owned: every lookup by text.
+            (
+                keys(&[&long]),
+                vec![Value::Int(1), Value::Int(2), Value::Int(3)],
+            ),
+        ] {
+            let p = Projection::new(fields, vec![], vec![], false).unwrap();
+            let wide = p.wide.as_ref().unwrap();
+            assert_eq!(wide.by_address.is_some(), expected.len() == 2);
+            let mut values = Vec::new();
+            p.read_row(&span, &mut values);
+            assert_eq!(format!("{:?}", &values[8..]), format!("{expected:?}"));
+        }
     }
 }

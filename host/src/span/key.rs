@@ -73,6 +73,23 @@ impl Key {
     pub fn is_interned(&self) -> bool {
         matches!(self.0, Repr::Interned(_))
     }
+
+    /// An owned key even when the text could be interned, as a thread gets
+    /// once the table is full: for tests of the lookups that must still
+    /// find it.
+    #[cfg(test)]
+    pub(crate) fn owned(key: &str) -> Key {
+        Key(Repr::Owned(Box::new(key.into())))
+    }
+
+    /// The address of an interned key's one copy: an identity for lookups
+    /// that need not read the text (`None` for an owned key).
+    pub fn interned_address(&self) -> Option<usize> {
+        match self.0 {
+            Repr::Interned(s) => Some(s.as_ptr() as usize),
+            Repr::Owned(_) => None,
+        }
+    }
 }
 
 /// The process-wide copy of `key`, leaked once; `None` when the table is full.
@@ -132,9 +149,13 @@ impl AsRef<str> for Key {
 }
 
 impl PartialEq for Key {
+    /// Two interned keys are equal exactly when they are the same copy (the
+    /// table holds one per text), so the common case reads no key text.
     fn eq(&self, other: &Key) -> bool {
-        let (a, b) = (self.as_str(), other.as_str());
-        std::ptr::eq(a, b) || a == b
+        match (&self.0, &other.0) {
+            (Repr::Interned(a), Repr::Interned(b)) => std::ptr::eq(*a, *b),
+            _ => self.as_str() == other.as_str(),
+        }
     }
 }
 
@@ -185,6 +206,18 @@ mod tests {
         assert!(!l.is_interned());
         assert_eq!(&*l, long.as_str());
         assert_eq!(l, Key::new(&long));
+    }
+
+    #[test]
+    fn interned_keys_compare_by_address_and_owned_keys_by_text() {
+        let a = Key::new("x.compare");
+        assert_eq!(a, Key::new("x.compare"));
+        assert_ne!(a, Key::new("x.compare2"));
+        let owned = Key::owned("x.compare");
+        assert!(a.interned_address().is_some() && owned.interned_address().is_none());
+        assert_eq!(a, owned);
+        assert_eq!(owned, a);
+        assert_ne!(Key::owned("x.other"), a);
     }
 
     #[test]

@@ -76,6 +76,12 @@ impl Attributes {
         self.0.iter().find(|(k, _)| &**k == key).map(|(_, v)| v)
     }
 
+    /// The value of `key`, comparing interned keys by address (see `Key`'s
+    /// `PartialEq`): what projections use, once per read of every span.
+    pub fn get_key(&self, key: &Key) -> Option<&AttrValue> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
     /// Sets `key`, replacing an existing value in place.
     pub fn set(&mut self, key: Key, value: AttrValue) {
         match self.0.iter_mut().find(|(k, _)| *k == key) {
