@@ -3,12 +3,13 @@
 //! Measured against whole-span and per-field designs in BENCHMARKS.md.
 
 use super::bindings::types::{Batch as WitBatch, Cell, Field, Value};
-use crate::span::{AttrValue, Key, Span, flat, hex_string, otlp_json};
+use crate::span::{AttrValue, Key, Span, flat, otlp_json, push_hex};
 // foldhash: the wide lookup runs once per attribute of every span for each
 // stage that reads many attributes; std's SipHash showed in the profile.
 // The map is built at init from the manifest, never from span data.
 use foldhash::{HashMap, HashMapExt};
 use serde_json::value::RawValue;
+use std::cell::RefCell;
 
 /// A field a plugin reads, resolved once at init.
 #[derive(Debug, Clone)]
@@ -70,51 +71,114 @@ impl From<Field> for FieldSpec {
     }
 }
 
-fn attr_to_value(v: Option<&AttrValue>) -> Value {
+/// Buffers of the strings sent in earlier batches, reused for the next ones:
+/// the bindings lower owned strings, so a projection copies every string it
+/// sends, and a reused buffer saves an allocation and a free per value. One
+/// per thread: an engine projects one batch at a time, and the batch it
+/// projected last is dropped into here by the next projection.
+#[derive(Default)]
+pub struct Buffers(Vec<String>);
+
+/// Buffers kept at most, and the largest kept: a batch of a wide projection,
+/// without holding on to large values (span JSON, prompts).
+const KEEP_BUFFERS: usize = 16_384;
+const KEEP_CAPACITY: usize = 256;
+/// New buffers hold at least this much, so that a reused one usually fits
+/// the next value without growing (ids are 32 hex digits).
+const MIN_CAPACITY: usize = 32;
+
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+impl Buffers {
+    fn buffer(&mut self, len: usize) -> String {
+        match self.0.pop() {
+            Some(mut b) => {
+                b.clear();
+                b
+            }
+            None => String::with_capacity(len.max(MIN_CAPACITY)),
+        }
+    }
+
+    fn string(&mut self, s: &str) -> String {
+        let mut b = self.buffer(s.len());
+        b.push_str(s);
+        b
+    }
+
+    fn hex(&mut self, bytes: &[u8]) -> String {
+        let mut b = self.buffer(bytes.len() * 2).into_bytes();
+        push_hex(&mut b, bytes);
+        // Hex digits are ASCII.
+        String::from_utf8(b).unwrap_or_default()
+    }
+
+    /// Takes back the buffers of values already sent.
+    fn recycle(&mut self, values: impl Iterator<Item = Value>) {
+        for v in values {
+            if let Value::Str(s) | Value::Json(s) = v
+                && s.capacity() <= KEEP_CAPACITY
+                && self.0.len() < KEEP_BUFFERS
+            {
+                self.0.push(s);
+            }
+        }
+    }
+}
+
+fn attr_to_value(v: Option<&AttrValue>, buffers: &mut Buffers) -> Value {
     match v {
         None => Value::Absent,
-        Some(AttrValue::Str(s)) => Value::Str(s.as_str().to_owned()),
+        Some(AttrValue::Str(s)) => Value::Str(buffers.string(s)),
         Some(AttrValue::Int(i)) => Value::Int(*i),
         Some(AttrValue::Float(f)) => Value::Float(*f),
         Some(AttrValue::Bool(b)) => Value::Boolean(*b),
-        Some(AttrValue::Json(raw)) => Value::Json(raw.get().to_string()),
+        Some(AttrValue::Json(raw)) => Value::Json(buffers.string(raw.get())),
     }
 }
 
 /// The value of one field of a span.
 pub fn read(span: &Span, field: &FieldSpec) -> Value {
+    read_with(span, field, &mut Buffers::default())
+}
+
+/// The value of one field of a span, its strings in reused buffers.
+fn read_with(span: &Span, field: &FieldSpec, buffers: &mut Buffers) -> Value {
     let int = |n: u64| Value::Int(i64::try_from(n).unwrap_or(i64::MAX));
     match field {
-        FieldSpec::Attribute(k) => attr_to_value(span.attributes.get_key(k)),
-        FieldSpec::Resource(k) => attr_to_value(span.resource.get_key(k)),
+        FieldSpec::Attribute(k) => attr_to_value(span.attributes.get_key(k), buffers),
+        FieldSpec::Resource(k) => attr_to_value(span.resource.get_key(k), buffers),
         FieldSpec::EventAttribute(name, k) => attr_to_value(
             span.events
                 .iter()
                 .find(|e| &e.name == name)
                 .and_then(|e| e.attributes.get_key(k)),
+            buffers,
         ),
-        FieldSpec::TraceId => Value::Str(hex_string(&span.trace_id.0)),
-        FieldSpec::SpanId => Value::Str(hex_string(&span.span_id.0)),
+        FieldSpec::TraceId => Value::Str(buffers.hex(&span.trace_id.0)),
+        FieldSpec::SpanId => Value::Str(buffers.hex(&span.span_id.0)),
         FieldSpec::ParentSpanId => span
             .parent_span_id
-            .map_or(Value::Absent, |p| Value::Str(hex_string(&p.0))),
-        FieldSpec::Name => Value::Str(span.name.to_string()),
-        FieldSpec::Kind => Value::Str(span.kind.as_str().to_string()),
+            .map_or(Value::Absent, |p| Value::Str(buffers.hex(&p.0))),
+        FieldSpec::Name => Value::Str(buffers.string(&span.name)),
+        FieldSpec::Kind => Value::Str(buffers.string(span.kind.as_str())),
         FieldSpec::StartTime => int(span.start_time_unix_nano),
         FieldSpec::EndTime => int(span.end_time_unix_nano),
         FieldSpec::Duration => int(span.duration_nanos()),
-        FieldSpec::StatusCode => Value::Str(span.status.code.as_str().to_string()),
+        FieldSpec::StatusCode => Value::Str(buffers.string(span.status.code.as_str())),
         FieldSpec::StatusMessage => {
             if span.status.message.is_empty() {
                 Value::Absent
             } else {
-                Value::Str(span.status.message.clone())
+                Value::Str(buffers.string(&span.status.message))
             }
         }
         FieldSpec::ScopeName => span
             .scope
             .as_ref()
-            .map_or(Value::Absent, |s| Value::Str(s.name.clone())),
+            .map_or(Value::Absent, |s| Value::Str(buffers.string(&s.name))),
         FieldSpec::EventCount => Value::Int(span.events.len() as i64),
         FieldSpec::SpanJson => {
             let mut out = Vec::with_capacity(512);
@@ -134,7 +198,19 @@ fn is_present(span: &Span, field: &FieldSpec) -> bool {
             .iter()
             .find(|e| &e.name == name)
             .is_some_and(|e| e.attributes.get_key(k).is_some()),
-        other => !matches!(read(span, other), Value::Absent),
+        FieldSpec::ParentSpanId => span.parent_span_id.is_some(),
+        FieldSpec::StatusMessage => !span.status.message.is_empty(),
+        FieldSpec::ScopeName => span.scope.is_some(),
+        FieldSpec::TraceId
+        | FieldSpec::SpanId
+        | FieldSpec::Name
+        | FieldSpec::Kind
+        | FieldSpec::StartTime
+        | FieldSpec::EndTime
+        | FieldSpec::Duration
+        | FieldSpec::StatusCode
+        | FieldSpec::EventCount
+        | FieldSpec::SpanJson => true,
     }
 }
 
@@ -238,8 +314,18 @@ impl Projection {
     /// Projects `spans` into `out` (reused across calls) and returns the
     /// indexes of the spans sent, in row order.
     pub fn project(&self, spans: &[Span], out: &mut WitBatch, rows: &mut Vec<u32>) {
-        out.values.clear();
-        out.cells.clear();
+        BUFFERS.with_borrow_mut(|buffers| self.project_with(spans, out, rows, buffers));
+    }
+
+    fn project_with(
+        &self,
+        spans: &[Span],
+        out: &mut WitBatch,
+        rows: &mut Vec<u32>,
+        buffers: &mut Buffers,
+    ) {
+        buffers.recycle(out.values.drain(..));
+        buffers.recycle(out.cells.drain(..).map(|c| c.value));
         rows.clear();
         if !self.sparse {
             out.values.reserve(spans.len() * self.reads.len());
@@ -259,7 +345,7 @@ impl Projection {
             let row = rows.len() as u32;
             rows.push(i as u32);
             if !self.sparse {
-                self.read_row(span, &mut out.values);
+                self.read_row(span, &mut out.values, buffers);
                 continue;
             }
             match &self.wide {
@@ -267,7 +353,7 @@ impl Projection {
                 Some(wide) => {
                     for (field, f) in self.reads.iter().enumerate() {
                         if !matches!(f, FieldSpec::Attribute(_)) {
-                            let value = read(span, f);
+                            let value = read_with(span, f, buffers);
                             if !matches!(value, Value::Absent) {
                                 out.cells.push(Cell {
                                     row,
@@ -289,7 +375,7 @@ impl Projection {
                                 out.cells.push(Cell {
                                     row,
                                     field,
-                                    value: attr_to_value(Some(v)),
+                                    value: attr_to_value(Some(v), buffers),
                                 });
                             }
                         }
@@ -297,7 +383,7 @@ impl Projection {
                 }
                 None => {
                     row_values.clear();
-                    self.read_row(span, &mut row_values);
+                    self.read_row(span, &mut row_values, buffers);
                     for (field, value) in row_values.drain(..).enumerate() {
                         if !matches!(value, Value::Absent) {
                             out.cells.push(Cell {
@@ -314,21 +400,21 @@ impl Projection {
     }
 
     /// Appends one span's values, in manifest order.
-    fn read_row(&self, span: &Span, out: &mut Vec<Value>) {
+    fn read_row(&self, span: &Span, out: &mut Vec<Value>, buffers: &mut Buffers) {
         match &self.wide {
-            None => out.extend(self.reads.iter().map(|f| read(span, f))),
+            None => out.extend(self.reads.iter().map(|f| read_with(span, f, buffers))),
             Some(wide) => {
                 let start = out.len();
                 out.extend(self.reads.iter().map(|f| match f {
                     FieldSpec::Attribute(_) => Value::Absent,
-                    other => read(span, other),
+                    other => read_with(span, other, buffers),
                 }));
                 for (k, v) in &span.attributes.0 {
                     if let Some(indexes) = wide.get(k) {
                         for &r in indexes {
                             // The first of duplicate keys wins, as `get` does.
                             if matches!(out[start + r], Value::Absent) {
-                                out[start + r] = attr_to_value(Some(v));
+                                out[start + r] = attr_to_value(Some(v), buffers);
                             }
                         }
                     }
@@ -465,6 +551,50 @@ mod tests {
         assert_eq!(cells, present);
     }
 
+    /// A projection reuses the string buffers of the batch it projected
+    /// before: what it sends is still exactly the spans' values.
+    #[test]
+    fn reused_buffers_hold_exactly_the_new_values() {
+        let fields = vec![
+            Field::TraceId,
+            Field::Name,
+            Field::Attribute("gen_ai.request.model".into()),
+            Field::Attribute("gen_ai.tool.name".into()),
+            Field::StatusMessage,
+        ];
+        let p = Projection::new(fields, vec![], vec![], false).unwrap();
+        let mut out = WitBatch {
+            rows: 0,
+            values: vec![],
+            cells: vec![],
+        };
+        let mut rows = vec![];
+        let addresses = |out: &WitBatch| -> std::collections::HashSet<usize> {
+            out.values
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Str(s) => Some(s.as_ptr() as usize),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut before = std::collections::HashSet::new();
+        for seed in [1, 2, 3] {
+            let spans = crate::bench::synthetic_spans(50, seed, 1_000);
+            p.project(&spans, &mut out, &mut rows);
+            let expected: Vec<Value> = spans
+                .iter()
+                .flat_map(|s| p.reads.iter().map(move |f| read(s, f)))
+                .collect();
+            assert_eq!(format!("{:?}", out.values), format!("{expected:?}"));
+            let now = addresses(&out);
+            if seed > 1 {
+                assert!(now.intersection(&before).count() > 0, "no buffer reused");
+            }
+            before = now;
+        }
+    }
+
     /// Interned keys are found by address; an owned key (too long to
     /// intern, or made once the table was full) still by its text, on
     /// either side.
@@ -500,7 +630,7 @@ mod tests {
             let wide = p.wide.as_ref().unwrap();
             assert_eq!(wide.by_address.is_some(), expected.len() == 2);
             let mut values = Vec::new();
-            p.read_row(&span, &mut values);
+            p.read_row(&span, &mut values, &mut Buffers::default());
             assert_eq!(format!("{:?}", &values[8..]), format!("{expected:?}"));
         }
     }
