@@ -43,11 +43,13 @@ const RELEASE_EVERY: Duration = Duration::from_millis(100);
 /// tail's), counted in batches of the pipeline's size (see `queue_batches`).
 /// A pipeline on N cores runs N + 2 threads, so a thread waits a scheduler
 /// slice now and then; a queue must hold more work than that wait or the
-/// thread after it idles. Measured on two cores (`plume bench --shards 2`,
-/// BENCHMARKS.md): queues of 8 and 32 batches kept 1.68 cores busy, 64 and
-/// 64 kept 1.86-1.89. They are full only under overload, where the hold and
-/// the receivers' backpressure bound what waits before them.
-const QUEUE_SPANS: usize = 16_384;
+/// thread after it idles. Measured on two cores (BENCHMARKS.md): queues of 8
+/// and 32 batches of 256 kept 1.68 cores busy (`plume bench --shards 2`),
+/// 32 and 32 kept 1.77, 64 and 64 kept 1.88 but held a span up to ~0.4 s
+/// when the service ran near its limit (p99 at 90% of the maximum rate:
+/// 25-140 ms, 93-97 ms and 320-390 ms). Queues are full only then; the
+/// hold and the receivers' backpressure bound what waits before them.
+const QUEUE_SPANS: usize = 8_192;
 
 /// A queue's length in batches: `QUEUE_SPANS` in batches of
 /// `batch_max_spans`, and at least a few, so large batches still overlap.
@@ -783,8 +785,8 @@ mod tests {
 
     #[test]
     fn queues_hold_about_the_same_spans_whatever_the_batch_size() {
-        assert_eq!(queue_batches(256), 64);
-        assert_eq!(queue_batches(1024), 16);
+        assert_eq!(queue_batches(256), 32);
+        assert_eq!(queue_batches(1024), 8);
         // Small batches: no more batches than the cap; large: still a few.
         assert_eq!(queue_batches(1), 64);
         assert_eq!(queue_batches(65_536), 4);
