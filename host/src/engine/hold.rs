@@ -100,9 +100,17 @@ struct Group {
     pushed_in: u64,
 }
 
+fn keys(names: &[String]) -> Vec<Key> {
+    names.iter().map(|n| Key::from(n.as_str())).collect()
+}
+
 /// Spans waiting for their trace; see the module documentation.
 pub struct Hold {
     settings: HoldSettings,
+    /// `join_on` and `stitch_attributes` as keys, looked up in every span
+    /// (interned keys compare by address).
+    join_keys: Vec<Key>,
+    stitch_keys: Vec<Key>,
     groups: HashMap<u64, Group>,
     by_trace: HashMap<TraceId, u64>,
     by_key: HashMap<String, u64>,
@@ -139,12 +147,16 @@ impl Hold {
     /// Takes new settings (a reload); held spans stay, with the deadlines
     /// they already have.
     pub fn set_settings(&mut self, settings: HoldSettings) {
+        self.join_keys = keys(&settings.join_on);
+        self.stitch_keys = keys(&settings.stitch_attributes);
         self.settings = settings;
     }
 
     /// An empty hold.
     pub fn new(settings: HoldSettings) -> Hold {
         Hold {
+            join_keys: keys(&settings.join_on),
+            stitch_keys: keys(&settings.stitch_attributes),
             settings,
             groups: HashMap::new(),
             by_trace: HashMap::new(),
@@ -194,9 +206,12 @@ impl Hold {
         }
         // The span's group: its trace's, merged with those of its join keys.
         let mut id = self.by_trace.get(&span.trace_id).copied();
-        for k in 0..self.settings.join_on.len() {
-            let key = &self.settings.join_on[k];
-            let Some(value) = span.attributes.get(key).and_then(|v| v.as_str()) else {
+        for k in 0..self.join_keys.len() {
+            let Some(value) = span
+                .attributes
+                .get_key(&self.join_keys[k])
+                .and_then(|v| v.as_str())
+            else {
                 continue;
             };
             if value.is_empty() {
@@ -257,8 +272,8 @@ impl Hold {
             return None;
         }
         let mut caller = None;
-        for key in &self.settings.stitch_attributes {
-            let Some(value) = span.attributes.get(key).and_then(AttrValue::as_str) else {
+        for key in &self.stitch_keys {
+            let Some(value) = span.attributes.get_key(key).and_then(AttrValue::as_str) else {
                 continue;
             };
             match parse_traceparent(value) {

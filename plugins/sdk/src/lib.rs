@@ -21,6 +21,15 @@
 
 #![allow(unsafe_code)] // generated bindings
 
+/// The plugin's heap (feature `talc`, on by default): see `Cargo.toml`.
+#[cfg(all(
+    feature = "talc",
+    target_family = "wasm",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static HEAP: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// Bindings of the `processor` world.
 #[allow(missing_docs)]
 pub mod processor {
