@@ -77,7 +77,7 @@ impl From<Field> for FieldSpec {
 /// per thread: an engine projects one batch at a time, and the batch it
 /// projected last is dropped into here by the next projection.
 #[derive(Default)]
-pub struct Buffers(Vec<String>);
+struct Buffers(Vec<String>);
 
 /// Buffers kept at most, and the largest kept: a batch of a wide projection,
 /// without holding on to large values (span JSON, prompts).
