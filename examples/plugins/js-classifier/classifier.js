@@ -70,15 +70,39 @@ function classify(v) {
   return out;
 }
 
-// Rows of values in manifest order, dense or sparse.
+// Rows of WIT values in manifest order. The batch comes packed in columns
+// (`record batch` in wit/pipeline.wit): a kind per value sent, the payloads in
+// `ints`, `floats` and `text`; sparse batches place each value with `positions`.
+const utf8 = new TextDecoder();
 function* rows(batch) {
-  let values = batch.values;
-  if (batch.cells.length > 0 || (values.length === 0 && batch.rows > 0)) {
-    values = Array.from({ length: batch.rows * WIDTH }, () => ({ tag: 'absent' }));
-    for (const c of batch.cells) {
-      if (c.row < batch.rows && c.field < WIDTH) values[c.row * WIDTH + c.field] = c.value;
+  const values = Array.from({ length: batch.rows * WIDTH }, () => ({ tag: 'absent' }));
+  let [ints, floats, texts, start] = [0, 0, 0, 0];
+  batch.kinds.forEach((kind, i) => {
+    let value;
+    switch (kind) {
+      case 1: // str
+      case 5: {
+        // json
+        const end = batch.textEnds[texts++];
+        const val = utf8.decode(batch.text.subarray(start, end));
+        value = { tag: kind === 1 ? 'str' : 'json', val };
+        start = end;
+        break;
+      }
+      case 2:
+        value = { tag: 'int', val: batch.ints[ints++] };
+        break;
+      case 3:
+        value = { tag: 'float', val: batch.floats[floats++] };
+        break;
+      case 4:
+        value = { tag: 'boolean', val: batch.ints[ints++] !== 0n };
+        break;
+      default: // absent
+        return;
     }
-  }
+    values[batch.positions.length > 0 ? batch.positions[i] : i] = value;
+  });
   for (let r = 0; r < batch.rows; r++) yield [r, values.slice(r * WIDTH, (r + 1) * WIDTH)];
 }
 

@@ -79,15 +79,28 @@ def classify(v):
 
 
 def rows(batch):
-    """Rows of values in manifest order, dense or sparse."""
-    if batch.cells or (not batch.values and batch.rows and WIDTH):
-        dense = [t.Value_Absent() for _ in range(batch.rows * WIDTH)]
-        for c in batch.cells:
-            if c.row < batch.rows and c.field < WIDTH:
-                dense[c.row * WIDTH + c.field] = c.value
-        values = dense
-    else:
-        values = batch.values
+    """Rows of WIT values in manifest order. The batch comes packed in
+    columns (`record batch` in wit/pipeline.wit): a kind per value sent, the
+    payloads in `ints`, `floats` and `text`; sparse batches place each value
+    with `positions`."""
+    values = [t.Value_Absent()] * (batch.rows * WIDTH)
+    ints, floats, ends = iter(batch.ints), iter(batch.floats), iter(batch.text_ends)
+    start = 0
+    for i, kind in enumerate(batch.kinds):
+        if kind == 1 or kind == 5:  # str, json
+            end = next(ends)
+            text = bytes(batch.text[start:end]).decode()
+            start = end
+            value = t.Value_Str(text) if kind == 1 else t.Value_Json(text)
+        elif kind == 2:
+            value = t.Value_Int(next(ints))
+        elif kind == 3:
+            value = t.Value_Float(next(floats))
+        elif kind == 4:
+            value = t.Value_Boolean(next(ints) != 0)
+        else:  # absent
+            continue
+        values[batch.positions[i] if batch.positions else i] = value
     for r in range(batch.rows):
         yield r, values[r * WIDTH:(r + 1) * WIDTH]
 

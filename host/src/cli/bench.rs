@@ -369,11 +369,7 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
     let mut results = Vec::new();
     for &size in &[1usize, 64, 256, 1024] {
         let mut batches: Vec<Vec<Span>> = spans[..n].chunks(size).map(|c| c.to_vec()).collect();
-        let mut scratch = WitBatch {
-            rows: 0,
-            values: Vec::new(),
-            cells: Vec::new(),
-        };
+        let mut scratch = WitBatch::default();
         let mut rows = Vec::new();
         let (mut wasm, mut native) = (Vec::new(), Vec::new());
         // Where the wasm path's time goes: projecting, the call (lowering,

@@ -6,6 +6,7 @@ pub mod bindings;
 pub mod breaker;
 pub mod builtins;
 pub mod instance;
+pub mod packed;
 pub mod projection;
 pub mod runtime;
 

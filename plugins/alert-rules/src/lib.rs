@@ -65,7 +65,7 @@ impl Guest for AlertRules {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             let rules = s.as_mut().ok_or("observe before init")?;
-            for (_, v) in Rows::new(&batch, 13).iter() {
+            for (_, v) in Rows::new(&batch, 13)?.iter() {
                 let text = |i: usize| {
                     v[i].as_str()
                         .map(str::to_string)

@@ -18,9 +18,9 @@
 //! ] }
 //! ```
 
-use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
 
@@ -134,10 +134,10 @@ fn plan(config: Config) -> Result<Plan, String> {
 
 /// Applies the plan to one row. `current` tracks writes made by earlier actions
 /// so that actions see each other's effects, as they would applied one by one.
-fn apply_row(plan: &Plan, row: u32, values: &[Value], edits: &mut Vec<Edit>) {
-    let mut current: Vec<Value> = values.to_vec();
+fn apply_row(plan: &Plan, row: u32, values: &[ValueRef<'_>], edits: &mut Vec<Edit>) {
+    let mut current: Vec<Value> = values.iter().map(ValueRef::to_value).collect();
     for a in &plan.actions {
-        let present = current[a.target_read].is_present();
+        let present = current[a.target_read] != Value::Absent;
         let new = match (&a.source, a.kind) {
             (_, Kind::Insert) if present => continue,
             (_, Kind::Update) if !present => continue,
@@ -181,7 +181,7 @@ impl Guest for Attributes {
         PLAN.with(|cell| {
             let plan = cell.borrow();
             let mut edits = Vec::new();
-            for (row, values) in Rows::new(&batch, plan.reads.len()).iter() {
+            for (row, values) in Rows::new(&batch, plan.reads.len())?.iter() {
                 apply_row(&plan, row, values, &mut edits);
             }
             Ok(BatchResult {
@@ -217,16 +217,16 @@ mod tests {
         apply_row(
             &p,
             0,
-            &[Value::Str("chat".into()), Value::Absent],
+            &[ValueRef::Str("chat"), ValueRef::Absent],
             &mut edits,
         );
         apply_row(
             &p,
             1,
-            &[Value::Str("chat".into()), Value::Str("kept".into())],
+            &[ValueRef::Str("chat"), ValueRef::Str("kept")],
             &mut edits,
         );
-        apply_row(&p, 2, &[Value::Absent, Value::Absent], &mut edits);
+        apply_row(&p, 2, &[ValueRef::Absent, ValueRef::Absent], &mut edits);
         assert_eq!(edits.len(), 1);
         assert_eq!(edits[0].row, 0);
         assert!(matches!(&edits[0].value, Value::Str(s) if s == "chat"));
@@ -241,7 +241,7 @@ mod tests {
         )
         .unwrap();
         let mut edits = vec![];
-        apply_row(&p, 0, &[Value::Absent, Value::Absent], &mut edits);
+        apply_row(&p, 0, &[ValueRef::Absent, ValueRef::Absent], &mut edits);
         let got: Vec<_> = edits
             .iter()
             .map(|e| (p.writes[e.slot as usize].as_str(), e.value.clone()))

@@ -35,7 +35,7 @@ impl Guest for Probe {
     }
 
     fn process(batch: Batch) -> Result<BatchResult, String> {
-        let rows = Rows::new(&batch, 3);
+        let rows = Rows::new(&batch, 3)?;
         let mut edits = Vec::with_capacity(rows.len());
         for (row, v) in rows.iter() {
             let Some(model) = v[0].as_str() else { continue };

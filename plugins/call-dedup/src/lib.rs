@@ -32,11 +32,11 @@
 mod calls;
 
 use calls::{CallSpan, Joins, Role, Verdict};
-use plume_sdk::Rows;
 use plume_sdk::bound::Recent;
 use plume_sdk::hash::HashMap;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
 
@@ -159,7 +159,7 @@ struct State {
 }
 
 impl State {
-    fn role(&self, v: &[Value]) -> Option<Role> {
+    fn role(&self, v: &[ValueRef<'_>]) -> Option<Role> {
         let lower = |i: usize| v[i].as_str().map(str::to_ascii_lowercase);
         if let Some(op) = v[read::OPERATION].as_str() {
             return Some(if self.wrappers.iter().any(|w| w == op) {
@@ -192,7 +192,7 @@ impl State {
         None
     }
 
-    fn call_span<'a>(&self, v: &'a [Value]) -> CallSpan<'a> {
+    fn call_span<'a>(&self, v: &[ValueRef<'a>]) -> CallSpan<'a> {
         let tokens = |i: usize| v[i].as_i64();
         let (input, output) = (tokens(read::INPUT), tokens(read::OUTPUT));
         let cost = v[read::COST].as_f64();
@@ -224,15 +224,15 @@ impl State {
         }
     }
 
-    fn process(&mut self, batch: &Batch) -> Vec<Edit> {
-        let rows = Rows::new(batch, read::WIDTH);
-        let has_usage = |v: &[Value]| {
+    fn process(&mut self, batch: &Batch) -> Result<Vec<Edit>, String> {
+        let rows = Rows::new(batch, read::WIDTH)?;
+        let has_usage = |v: &[ValueRef<'_>]| {
             [read::INPUT, read::OUTPUT, read::COST]
                 .iter()
                 .any(|&i| v[i].is_present())
         };
         if !rows.iter().any(|(_, v)| has_usage(v)) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let spans: Vec<CallSpan> = rows.iter().map(|(_, v)| self.call_span(v)).collect();
         let mut verdicts = calls::decide(&spans, self.joins);
@@ -300,7 +300,7 @@ impl State {
                 }
             }
         }
-        edits
+        Ok(edits)
     }
 }
 
@@ -349,7 +349,7 @@ impl Guest for CallDedup {
             let mut s = s.borrow_mut();
             let state = s.as_mut().ok_or("process before init")?;
             Ok(BatchResult {
-                edits: state.process(&batch),
+                edits: state.process(&batch)?,
                 drops: vec![],
             })
         })

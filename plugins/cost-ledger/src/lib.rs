@@ -30,10 +30,10 @@
 //! order the spans arrived in. A span resent with the same span id is
 //! counted once.
 
-use plume_sdk::Rows;
 use plume_sdk::evaluator::{Guest, export_evaluator};
 use plume_sdk::hash::HashMap;
-use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity, Value};
+use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity};
+use plume_sdk::{Rows, ValueRef};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -632,7 +632,7 @@ thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
 
-fn first_str(v: &[Value], from: usize, n: usize) -> Option<&str> {
+fn first_str<'a>(v: &[ValueRef<'a>], from: usize, n: usize) -> Option<&'a str> {
     v[from..from + n].iter().find_map(|x| x.as_str())
 }
 
@@ -671,7 +671,7 @@ impl Guest for CostLedger {
             let mut s = s.borrow_mut();
             let st = s.as_mut().ok_or("observe before init")?;
             let (nf, nu) = (st.config.feature_keys.len(), st.config.user_keys.len());
-            for (_, v) in Rows::new(&batch, read::FIXED + nf + nu).iter() {
+            for (_, v) in Rows::new(&batch, read::FIXED + nf + nu)?.iter() {
                 if v[read::MISSING].as_bool() == Some(true) {
                     st.ledger.missing_price_spans += 1;
                 }

@@ -2,17 +2,17 @@
 //! form (`stop`, `length`, `tool_use`, `content_filter`, `error`, `other`),
 //! per section 3 of `shared/reference/genai-attributes.md`.
 
-use plume_sdk::types::Value;
+use plume_sdk::ValueRef;
 
 /// The raw reasons from the first key that has any (arrays or single values).
-pub fn raw_reasons<'a>(values: impl Iterator<Item = &'a Value>) -> Vec<String> {
+pub fn raw_reasons<'a>(values: impl Iterator<Item = ValueRef<'a>>) -> Vec<String> {
     for v in values {
         let reasons: Vec<String> = match v {
-            Value::Str(s) if s.trim_start().starts_with('[') => {
+            ValueRef::Str(s) if s.trim_start().starts_with('[') => {
                 serde_json::from_str(s).unwrap_or_default()
             }
-            Value::Str(s) if !s.is_empty() => vec![s.clone()],
-            Value::Json(j) => serde_json::from_str::<Vec<serde_json::Value>>(j)
+            ValueRef::Str(s) if !s.is_empty() => vec![s.to_string()],
+            ValueRef::Json(j) => serde_json::from_str::<Vec<serde_json::Value>>(j)
                 .unwrap_or_default()
                 .into_iter()
                 .filter_map(|x| x.as_str().map(str::to_string))

@@ -19,9 +19,9 @@
 mod finish;
 mod tables;
 
-use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
 use tables::{ALIASES, Canonical};
@@ -147,8 +147,8 @@ fn build(config: Config) -> (Manifest, State) {
 }
 
 /// The first present value among `indexes`.
-fn first<'a>(row: &'a [Value], indexes: &[usize]) -> Option<&'a Value> {
-    indexes.iter().map(|&i| &row[i]).find(|v| v.is_present())
+fn first<'a>(row: &[ValueRef<'a>], indexes: &[usize]) -> Option<ValueRef<'a>> {
+    indexes.iter().map(|&i| row[i]).find(ValueRef::is_present)
 }
 
 fn canonical_index(c: Canonical) -> usize {
@@ -159,7 +159,7 @@ fn canonical_index(c: Canonical) -> usize {
 }
 
 /// Normalises one span's row into edits.
-fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit>) {
+fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut Vec<Edit>) {
     let l = &state.layout;
     let set = |edits: &mut Vec<Edit>, slot: u32, value: Value| {
         edits.push(Edit {
@@ -176,32 +176,31 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
             .as_str()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
             .and_then(|p| p.get("model").and_then(|m| m.as_str()).map(str::to_string))
-            .map(Value::Str)
     } else {
         None
     };
     // Plain renames: copy the first alias found to the canonical name. The
     // values are borrowed from the row: only what is written is copied.
-    let mut canonical_values: Vec<Option<&Value>> = Vec::with_capacity(ALIASES.len());
+    let mut canonical_values: Vec<Option<ValueRef<'_>>> = Vec::with_capacity(ALIASES.len());
     for (i, idx) in l.aliases.iter().enumerate() {
-        let current = &row[idx[0]];
+        let current = row[idx[0]];
         let found = first(row, idx);
         if let Some(v) = found
             && (!current.is_present() || (state.config.overwrite && current != v))
         {
-            set(edits, slot::CANONICAL + i as u32, v.clone());
+            set(edits, slot::CANONICAL + i as u32, v.to_value());
         }
         canonical_values.push(found);
     }
     if let Some(m) = &params_model {
-        set(edits, slot::CANONICAL + model_slot as u32, m.clone());
-        canonical_values[model_slot] = Some(m);
+        set(
+            edits,
+            slot::CANONICAL + model_slot as u32,
+            Value::Str(m.clone()),
+        );
+        canonical_values[model_slot] = Some(ValueRef::Str(m));
     }
-    let get_num = |c: Canonical| {
-        canonical_values[canonical_index(c)]
-            .as_ref()
-            .and_then(|v| v.as_f64())
-    };
+    let get_num = |c: Canonical| canonical_values[canonical_index(c)].and_then(|v| v.as_f64());
 
     // Tokens: Langfuse usage_details (exclusive buckets) fill gaps, and
     // exclusive input counts become inclusive.
@@ -314,7 +313,7 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
         let op = l
             .operation_hints
             .iter()
-            .find_map(|(i, hint)| tables::operation(*hint, &row[*i]));
+            .find_map(|(i, hint)| tables::operation(*hint, row[*i]));
         let op = op.or_else(|| {
             // A model with token usage and nothing else saying what it is: an
             // inference call.
@@ -332,7 +331,7 @@ fn normalize_row(state: &State, row_no: u32, row: &[Value], edits: &mut Vec<Edit
     }
 
     // Finish reasons.
-    let raw = finish::raw_reasons(l.finish.iter().map(|&i| &row[i]));
+    let raw = finish::raw_reasons(l.finish.iter().map(|&i| row[i]));
     if let Some(first_reason) = raw.first() {
         if !row[l.finish[0]].is_present() {
             edits.push(Edit {
@@ -381,7 +380,7 @@ impl Guest for Normalize {
             let s = s.borrow();
             let state = s.as_ref().ok_or("process before init")?;
             let mut edits = Vec::new();
-            for (row, values) in Rows::new(&batch, state.layout.width).iter() {
+            for (row, values) in Rows::new(&batch, state.layout.width)?.iter() {
                 normalize_row(state, row, values, &mut edits);
             }
             Ok(BatchResult {

@@ -1,7 +1,7 @@
 //! The spellings plume recognises, from `shared/reference/genai-attributes.md`.
 //! The first name of each list is the current OpenTelemetry name.
 
-use plume_sdk::types::Value;
+use plume_sdk::ValueRef;
 
 /// Attributes copied under their current name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,7 +205,7 @@ pub const OPERATION_HINTS: &[(&str, OperationHint)] = &[
 ];
 
 /// The operation a hint implies, if any.
-pub fn operation(hint: OperationHint, v: &Value) -> Option<&'static str> {
+pub fn operation(hint: OperationHint, v: ValueRef<'_>) -> Option<&'static str> {
     if matches!(hint, OperationHint::ToolName) {
         return v.is_present().then_some("execute_tool");
     }

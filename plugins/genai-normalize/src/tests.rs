@@ -9,18 +9,18 @@ use std::collections::BTreeMap;
 /// a duration, and returns the attributes it writes.
 fn normalize(attrs: &[(&str, Value)], duration_ns: i64, config: Config) -> BTreeMap<String, Value> {
     let (manifest, state) = build(config);
-    let row: Vec<Value> = manifest
+    let row: Vec<ValueRef<'_>> = manifest
         .reads
         .iter()
         .map(|f| match f {
             Field::Attribute(k) => attrs
                 .iter()
                 .find(|(a, _)| a == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or(Value::Absent),
-            Field::Duration => Value::Int(duration_ns),
-            Field::ScopeName => Value::Str("test.scope".into()),
-            _ => Value::Absent,
+                .map(|(_, v)| v.as_ref())
+                .unwrap_or(ValueRef::Absent),
+            Field::Duration => ValueRef::Int(duration_ns),
+            Field::ScopeName => ValueRef::Str("test.scope"),
+            _ => ValueRef::Absent,
         })
         .collect();
     let mut edits = Vec::new();

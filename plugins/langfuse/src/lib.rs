@@ -20,11 +20,11 @@
 //! exporters send are not changed.
 
 use base64::Engine as _;
-use plume_sdk::Rows;
 use plume_sdk::exporter::{Guest, export_exporter};
 use plume_sdk::types::{
     Batch, ExporterManifest, Field, HttpSink, Notification, OtlpSpans, Part, Sink, Value,
 };
+use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -89,7 +89,7 @@ fn sink(c: &Config) -> Result<Sink, String> {
 }
 
 /// The payload-only edits for one span.
-fn edits(row: u32, values: &[Value], out: &mut Vec<(u32, String, Value)>) {
+fn edits(row: u32, values: &[ValueRef<'_>], out: &mut Vec<(u32, String, Value)>) {
     if values[0].as_bool() == Some(false) {
         for key in USAGE_PREFIXES {
             out.push((row, key.to_string(), Value::Absent));
@@ -134,7 +134,7 @@ impl Guest for Langfuse {
         if batch.rows == 0 {
             return Ok(vec![]);
         }
-        let rows = Rows::new(&batch, READS.len());
+        let rows = Rows::new(&batch, READS.len())?;
         let mut out = Vec::new();
         for (row, values) in rows.iter() {
             edits(row, values, &mut out);
@@ -181,26 +181,26 @@ mod tests {
     fn duplicates_lose_their_usage_and_counted_calls_carry_plume_cost() {
         let mut out = Vec::new();
         let dup = [
-            Value::Boolean(false),
-            Value::Float(0.01),
-            Value::Absent,
-            Value::Absent,
-            Value::Absent,
-            Value::Absent,
-            Value::Absent,
+            ValueRef::Boolean(false),
+            ValueRef::Float(0.01),
+            ValueRef::Absent,
+            ValueRef::Absent,
+            ValueRef::Absent,
+            ValueRef::Absent,
+            ValueRef::Absent,
         ];
         edits(3, &dup, &mut out);
         assert_eq!(out.len(), USAGE_PREFIXES.len());
         assert!(out.iter().all(|(r, _, v)| *r == 3 && *v == Value::Absent));
         out.clear();
         let counted = [
-            Value::Boolean(true),
-            Value::Float(0.5),
-            Value::Float(0.2),
-            Value::Float(0.3),
-            Value::Absent,
-            Value::Absent,
-            Value::Absent,
+            ValueRef::Boolean(true),
+            ValueRef::Float(0.5),
+            ValueRef::Float(0.2),
+            ValueRef::Float(0.3),
+            ValueRef::Absent,
+            ValueRef::Absent,
+            ValueRef::Absent,
         ];
         edits(1, &counted, &mut out);
         assert_eq!(out.len(), 1);
@@ -213,7 +213,7 @@ mod tests {
             serde_json::json!({"input": 0.2, "output": 0.3, "total": 0.5})
         );
         out.clear();
-        edits(2, &vec![Value::Absent; 7], &mut out);
+        edits(2, &[ValueRef::Absent; 7], &mut out);
         assert!(out.is_empty(), "a span without cost is sent as it is");
     }
 }

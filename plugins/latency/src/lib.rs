@@ -15,9 +15,9 @@
 
 mod window;
 
-use plume_sdk::Rows;
 use plume_sdk::evaluator::{Guest, export_evaluator};
-use plume_sdk::types::{Alert, Batch, Field, Manifest, Value};
+use plume_sdk::types::{Alert, Batch, Field, Manifest};
+use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -180,12 +180,12 @@ impl Guest for Latency {
             let mut s = s.borrow_mut();
             let state = s.as_mut().ok_or("observe before init")?;
             let n = state.keys.len();
-            for (_, v) in Rows::new(&batch, n + 2).iter() {
+            for (_, v) in Rows::new(&batch, n + 2)?.iter() {
                 let group = v[..n]
                     .iter()
                     .map(|x| match x {
-                        Value::Str(s) => Some(s.clone()),
-                        Value::Absent => None,
+                        ValueRef::Str(s) => Some(s.to_string()),
+                        ValueRef::Absent => None,
                         other => other.as_f64().map(|f| f.to_string()),
                     })
                     .collect();

@@ -17,9 +17,9 @@ pub mod cost;
 pub mod table;
 
 use cost::{Usage, price};
-use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -108,7 +108,7 @@ impl State {
 fn price_row(
     state: &mut State,
     row: u32,
-    v: &[Value],
+    v: &[ValueRef<'_>],
     edits: &mut Vec<Edit>,
 ) -> Option<Result<(), String>> {
     if v[8].is_present() && !state.overwrite {
@@ -200,7 +200,7 @@ impl Guest for Pricer {
             let mut edits = Vec::new();
             let mut missing = Vec::new();
             let mut priced = 0;
-            for (row, v) in Rows::new(&batch, READS.len()).iter() {
+            for (row, v) in Rows::new(&batch, READS.len())?.iter() {
                 match price_row(&mut s, row, v, &mut edits) {
                     Some(Ok(())) => priced += 1,
                     Some(Err(model)) => missing.push(model),
@@ -260,9 +260,9 @@ mod tests {
             table: table::parse(DEFAULT_TABLE, "default").unwrap(),
             ..State::default()
         };
-        let mut row = vec![Value::Absent; READS.len()];
-        row[1] = Value::Str("totally-unknown-model-x".into());
-        row[3] = Value::Int(100);
+        let mut row = vec![ValueRef::Absent; READS.len()];
+        row[1] = ValueRef::Str("totally-unknown-model-x");
+        row[3] = ValueRef::Int(100);
         let mut edits = vec![];
         assert_eq!(
             price_row(&mut state, 0, &row, &mut edits),

@@ -53,8 +53,8 @@ pub mod evaluator {
         export_macro_name: "export_evaluator",
         default_bindings_module: "plume_sdk::evaluator",
         with: {
-            "plume:pipeline/types@0.1.0": crate::processor::plume::pipeline::types,
-            "plume:pipeline/host@0.1.0": crate::processor::plume::pipeline::host,
+            "plume:pipeline/types@0.2.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.2.0": crate::processor::plume::pipeline::host,
         },
     });
 }
@@ -69,8 +69,8 @@ pub mod router {
         export_macro_name: "export_router",
         default_bindings_module: "plume_sdk::router",
         with: {
-            "plume:pipeline/types@0.1.0": crate::processor::plume::pipeline::types,
-            "plume:pipeline/host@0.1.0": crate::processor::plume::pipeline::host,
+            "plume:pipeline/types@0.2.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.2.0": crate::processor::plume::pipeline::host,
         },
     });
 }
@@ -85,8 +85,8 @@ pub mod exporter {
         export_macro_name: "export_exporter",
         default_bindings_module: "plume_sdk::exporter",
         with: {
-            "plume:pipeline/types@0.1.0": crate::processor::plume::pipeline::types,
-            "plume:pipeline/host@0.1.0": crate::processor::plume::pipeline::host,
+            "plume:pipeline/types@0.2.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.2.0": crate::processor::plume::pipeline::host,
         },
     });
 }
@@ -347,105 +347,30 @@ pub fn log_warn(message: &str) {
     host::log(host::Level::Warn, message);
 }
 
-/// A view of a projected batch as rows of values, one value per declared
-/// read, whichever form (dense or sparse) the batch came in.
-pub struct Rows<'a> {
-    width: usize,
-    values: std::borrow::Cow<'a, [Value]>,
-    rows: usize,
+/// A value read from a batch: its strings borrowed from the batch, so reading
+/// a batch allocates one vector, whatever it holds. [`ValueRef::to_value`]
+/// makes an owned [`Value`] (e.g. to write it back in an edit).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// The span has no such field.
+    Absent,
+    /// A string.
+    Str(&'a str),
+    /// A signed 64-bit integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// A boolean.
+    Boolean(bool),
+    /// An array or a map, as JSON text.
+    Json(&'a str),
 }
 
-impl<'a> Rows<'a> {
-    /// Views `batch` as rows of `width` values (`width` = number of reads).
-    /// A sparse batch is laid out densely here, in the guest, where it is cheap.
-    pub fn new(batch: &'a Batch, width: usize) -> Self {
-        let rows = batch.rows as usize;
-        let values = if is_dense(batch, width) {
-            std::borrow::Cow::Borrowed(batch.values.as_slice())
-        } else {
-            let cells = batch
-                .cells
-                .iter()
-                .map(|c| (c.row, c.field, c.value.clone()));
-            std::borrow::Cow::Owned(lay_out(rows, width, cells))
-        };
-        Rows {
-            width,
-            values,
-            rows,
-        }
-    }
-
-    /// Like [`Rows::new`], taking the batch: a sparse batch's values are
-    /// moved into place instead of copied (each string copied would be an
-    /// allocation and a free in the guest, per present field of every span).
-    pub fn from_batch(batch: Batch, width: usize) -> Rows<'static> {
-        let rows = batch.rows as usize;
-        let values = if is_dense(&batch, width) {
-            batch.values
-        } else {
-            let cells = batch.cells.into_iter().map(|c| (c.row, c.field, c.value));
-            lay_out(rows, width, cells)
-        };
-        Rows {
-            width,
-            values: std::borrow::Cow::Owned(values),
-            rows,
-        }
-    }
-
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    /// True when the batch has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// The values of row `r`, in manifest order.
-    pub fn row(&self, r: usize) -> &[Value] {
-        &self.values[r * self.width..(r + 1) * self.width]
-    }
-
-    /// Iterates over `(row index, values)`.
-    pub fn iter(&self) -> impl Iterator<Item = (u32, &[Value])> + '_ {
-        (0..self.rows).map(move |r| (r as u32, self.row(r)))
-    }
-}
-
-/// True when `batch` came dense (`values`), false when sparse (`cells`).
-fn is_dense(batch: &Batch, width: usize) -> bool {
-    let dense = batch.cells.is_empty() && !(batch.values.is_empty() && batch.rows > 0 && width > 0);
-    debug_assert!(!dense || batch.values.len() == batch.rows as usize * width);
-    dense
-}
-
-/// A sparse batch's `(row, field, value)` cells as `rows * width` values.
-fn lay_out(
-    rows: usize,
-    width: usize,
-    cells: impl Iterator<Item = (u32, u32, Value)>,
-) -> Vec<Value> {
-    let mut dense = Vec::with_capacity(rows * width);
-    // Built in place: `vec![Value::Absent; n]` clones the element n times,
-    // a call per value when not inlined (75 per span for genai-normalize).
-    dense.resize_with(rows * width, || Value::Absent);
-    for (r, f, value) in cells {
-        let (r, f) = (r as usize, f as usize);
-        if r < rows && f < width {
-            dense[r * width + f] = value;
-        }
-    }
-    dense
-}
-
-impl Value {
+impl<'a> ValueRef<'a> {
     /// The string, if this is a `str`.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::Str(s) => Some(s),
+    pub fn as_str(&self) -> Option<&'a str> {
+        match *self {
+            ValueRef::Str(s) => Some(s),
             _ => None,
         }
     }
@@ -453,37 +378,153 @@ impl Value {
     /// The number as `f64` for `int` and `float`, and for numeric strings
     /// (some instrumentations record token counts as strings).
     pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            Value::Str(s) => s.trim().parse().ok(),
+        match *self {
+            ValueRef::Int(i) => Some(i as f64),
+            ValueRef::Float(f) => Some(f),
+            ValueRef::Str(s) => s.trim().parse().ok(),
             _ => None,
         }
     }
 
     /// The number as `i64` for `int`, integral `float`s and integer strings.
     pub fn as_i64(&self) -> Option<i64> {
-        match self {
-            Value::Int(i) => Some(*i),
-            Value::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(*f as i64),
-            Value::Str(s) => s.trim().parse().ok(),
+        match *self {
+            ValueRef::Int(i) => Some(i),
+            ValueRef::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
+            ValueRef::Str(s) => s.trim().parse().ok(),
             _ => None,
         }
     }
 
     /// The boolean for `boolean`, and for the strings `true` / `false`.
     pub fn as_bool(&self) -> Option<bool> {
-        match self {
-            Value::Boolean(b) => Some(*b),
-            Value::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
-            Value::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        match *self {
+            ValueRef::Boolean(b) => Some(b),
+            ValueRef::Str(s) if s.eq_ignore_ascii_case("true") => Some(true),
+            ValueRef::Str(s) if s.eq_ignore_ascii_case("false") => Some(false),
             _ => None,
         }
     }
 
     /// True unless the field was absent.
     pub fn is_present(&self) -> bool {
-        !matches!(self, Value::Absent)
+        !matches!(self, ValueRef::Absent)
+    }
+
+    /// The value as an owned WIT `value`.
+    pub fn to_value(&self) -> Value {
+        match *self {
+            ValueRef::Absent => Value::Absent,
+            ValueRef::Str(s) => Value::Str(s.to_string()),
+            ValueRef::Int(i) => Value::Int(i),
+            ValueRef::Float(f) => Value::Float(f),
+            ValueRef::Boolean(b) => Value::Boolean(b),
+            ValueRef::Json(s) => Value::Json(s.to_string()),
+        }
+    }
+}
+
+impl Value {
+    /// The value borrowed, with [`ValueRef`]'s readers (`as_str`, `as_f64`...).
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Absent => ValueRef::Absent,
+            Value::Str(s) => ValueRef::Str(s),
+            Value::Int(i) => ValueRef::Int(*i),
+            Value::Float(f) => ValueRef::Float(*f),
+            Value::Boolean(b) => ValueRef::Boolean(*b),
+            Value::Json(s) => ValueRef::Json(s),
+        }
+    }
+}
+
+/// A projected batch as rows of values, one per declared read, whether the
+/// batch came dense or sparse. Reading it decodes the WIT's packed columns
+/// (see `record batch`) once, borrowing every string from the batch.
+pub struct Rows<'a> {
+    width: usize,
+    values: Vec<ValueRef<'a>>,
+}
+
+impl<'a> Rows<'a> {
+    /// Views `batch` as rows of `width` values (`width` = number of reads).
+    /// Fails only on a batch that breaks the WIT's layout, which the host
+    /// never sends.
+    pub fn new(batch: &'a Batch, width: usize) -> Result<Self, String> {
+        let bad = |what: &str| format!("batch: {what}");
+        let cells = (batch.rows as usize)
+            .checked_mul(width)
+            .ok_or_else(|| bad("too many values"))?;
+        let dense = batch.positions.is_empty() && !batch.kinds.is_empty();
+        if dense && batch.kinds.len() != cells {
+            return Err(bad(&format!(
+                "{} values for {} rows of {width}",
+                batch.kinds.len(),
+                batch.rows
+            )));
+        }
+        if !dense && batch.positions.len() != batch.kinds.len() {
+            return Err(bad("positions and kinds differ in length"));
+        }
+        let text = std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?;
+        let mut values = vec![ValueRef::Absent; cells];
+        let (mut ints, mut floats, mut ends) = (
+            batch.ints.iter().copied(),
+            batch.floats.iter().copied(),
+            batch.text_ends.iter(),
+        );
+        let mut start = 0usize;
+        let mut next_text = || -> Result<&'a str, String> {
+            let end = *ends
+                .next()
+                .ok_or_else(|| bad("fewer text ends than texts"))? as usize;
+            let s = text
+                .get(start..end)
+                .ok_or_else(|| bad("text end out of range"))?;
+            start = end;
+            Ok(s)
+        };
+        let missing = || bad("fewer payloads than values");
+        for (i, &kind) in batch.kinds.iter().enumerate() {
+            let value = match kind {
+                0 => ValueRef::Absent,
+                1 => ValueRef::Str(next_text()?),
+                2 => ValueRef::Int(ints.next().ok_or_else(missing)?),
+                3 => ValueRef::Float(floats.next().ok_or_else(missing)?),
+                4 => ValueRef::Boolean(ints.next().ok_or_else(missing)? != 0),
+                5 => ValueRef::Json(next_text()?),
+                other => return Err(bad(&format!("unknown kind {other}"))),
+            };
+            let at = if dense {
+                i
+            } else {
+                batch.positions[i] as usize
+            };
+            *values
+                .get_mut(at)
+                .ok_or_else(|| bad("position out of range"))? = value;
+        }
+        Ok(Rows { width, values })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    /// True when the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values of row `r`, in manifest order.
+    pub fn row(&self, r: usize) -> &[ValueRef<'a>] {
+        &self.values[r * self.width..(r + 1) * self.width]
+    }
+
+    /// Iterates over `(row index, values)`.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[ValueRef<'a>])> + '_ {
+        (0..self.len()).map(move |r| (r as u32, self.row(r)))
     }
 }
 
@@ -534,34 +575,108 @@ mod tests {
         assert_eq!(bound::forget_lowest(&mut same, 1, |v| *v), 0);
     }
 
-    /// Dense and sparse batches read the same, borrowed or taken; cells out
-    /// of range are ignored.
+    /// Dense and sparse batches read the same; a batch that breaks the
+    /// layout is refused with a message, never misread.
     #[test]
     fn rows_read_dense_and_sparse_batches_alike() {
-        use super::Rows;
-        use super::types::{Batch, Cell, Value};
-        let s = |t: &str| Value::Str(t.to_string());
+        use super::types::Batch;
+        use super::{Rows, ValueRef};
         let dense = Batch {
             rows: 2,
-            values: vec![s("a"), Value::Absent, Value::Absent, Value::Int(7)],
-            cells: vec![],
+            kinds: vec![1, 0, 0, 2, 5, 3, 4, 1],
+            positions: vec![],
+            ints: vec![7, 1],
+            floats: vec![0.5],
+            text: "aé[1]".into(),
+            text_ends: vec![3, 6, 6],
         };
-        let cell = |row, field, value| Cell { row, field, value };
+        fn read<'a>(r: &Rows<'a>) -> Vec<(u32, Vec<ValueRef<'a>>)> {
+            r.iter().map(|(i, v)| (i, v.to_vec())).collect()
+        }
+        let expected = vec![
+            (
+                0,
+                vec![
+                    ValueRef::Str("aé"),
+                    ValueRef::Absent,
+                    ValueRef::Absent,
+                    ValueRef::Int(7),
+                ],
+            ),
+            (
+                1,
+                vec![
+                    ValueRef::Json("[1]"),
+                    ValueRef::Float(0.5),
+                    ValueRef::Boolean(true),
+                    ValueRef::Str(""),
+                ],
+            ),
+        ];
+        assert_eq!(read(&Rows::new(&dense, 4).unwrap()), expected);
+        // The same present values, sparse, in another order within rows.
         let sparse = Batch {
             rows: 2,
-            values: vec![],
-            cells: vec![
-                cell(0, 0, s("a")),
-                cell(1, 1, Value::Int(7)),
-                cell(5, 0, s("x")),
-            ],
+            kinds: vec![2, 1, 3, 5, 1, 4],
+            positions: vec![3, 0, 5, 4, 7, 6],
+            ints: vec![7, 1],
+            floats: vec![0.5],
+            text: "aé[1]".into(),
+            text_ends: vec![3, 6, 6],
         };
-        let read = |r: &Rows<'_>| r.iter().map(|(i, v)| (i, v.to_vec())).collect::<Vec<_>>();
-        let expected = read(&Rows::new(&dense, 2));
-        assert_eq!(expected[1].1, [Value::Absent, Value::Int(7)]);
-        assert_eq!(read(&Rows::new(&sparse, 2)), expected);
-        assert_eq!(read(&Rows::from_batch(sparse, 2)), expected);
-        assert_eq!(read(&Rows::from_batch(dense, 2)), expected);
+        assert_eq!(read(&Rows::new(&sparse, 4).unwrap()), expected);
+        // Nothing present: every value absent.
+        let none = Batch {
+            kinds: vec![],
+            positions: vec![],
+            ints: vec![],
+            floats: vec![],
+            text: vec![],
+            text_ends: vec![],
+            ..sparse.clone()
+        };
+        let rows = Rows::new(&none, 4).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.row(1).iter().all(|v| !v.is_present()));
+
+        let broken = [
+            Batch {
+                rows: 3,
+                ..dense.clone()
+            },
+            Batch {
+                positions: vec![3, 0, 8, 4, 7, 6],
+                ..sparse.clone()
+            },
+            Batch {
+                positions: vec![3],
+                ..sparse.clone()
+            },
+            Batch {
+                text_ends: vec![2, 6, 6],
+                ..dense.clone()
+            }, // inside 'é'
+            Batch {
+                text_ends: vec![3, 6, 60],
+                ..dense.clone()
+            },
+            Batch {
+                text_ends: vec![3, 6],
+                ..dense.clone()
+            },
+            Batch {
+                ints: vec![7],
+                ..dense.clone()
+            },
+            Batch {
+                kinds: vec![1, 0, 0, 2, 5, 3, 4, 9],
+                ..dense.clone()
+            },
+        ];
+        for b in broken {
+            let err = Rows::new(&b, 4).err().expect("refused");
+            assert!(err.starts_with("batch: "), "{err}");
+        }
     }
 
     #[test]

@@ -288,7 +288,7 @@ impl Guest for Slo {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             let st = s.as_mut().ok_or("observe before init")?;
-            for (_, v) in Rows::new(&batch, 4).iter() {
+            for (_, v) in Rows::new(&batch, 4)?.iter() {
                 let c = &st.config;
                 if !c.filter_values.is_empty()
                     && !v[0]

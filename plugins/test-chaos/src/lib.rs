@@ -63,7 +63,7 @@ impl Guest for Chaos {
     fn process(batch: Batch) -> Result<BatchResult, String> {
         let c = CONFIG.with(|cell| cell.borrow().clone());
         let width = usize::from(c.trigger.is_some());
-        let rows = Rows::new(&batch, width);
+        let rows = Rows::new(&batch, width)?;
         let triggered: Vec<u32> = rows
             .iter()
             .filter(|(_, v)| width == 0 || v[0].is_present())

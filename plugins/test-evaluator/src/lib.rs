@@ -61,7 +61,7 @@ impl Guest for Counter {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             let width = 1 + usize::from(s.config.trap_on_attribute.is_some());
-            let rows = Rows::new(&batch, width);
+            let rows = Rows::new(&batch, width)?;
             if width == 2 && rows.iter().any(|(_, row)| row[1].is_present()) {
                 panic!("test-evaluator: trap requested");
             }
@@ -71,8 +71,8 @@ impl Guest for Counter {
                     s.errors += 1;
                 }
             }
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     fn tick(now: u64) -> Result<Vec<Alert>, String> {

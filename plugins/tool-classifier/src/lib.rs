@@ -27,10 +27,10 @@
 
 mod rules;
 
-use plume_sdk::Rows;
 use plume_sdk::bound::Recent;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, EventAttribute, Field, Manifest, Value};
+use plume_sdk::{Rows, ValueRef};
 use rules::{Rule, RuleConfig};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -118,16 +118,16 @@ pub struct Verdict {
     pub category: Option<String>,
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::Str(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
+fn text(v: &ValueRef<'_>) -> Option<String> {
+    match *v {
+        ValueRef::Str(s) => Some(s.to_string()),
+        ValueRef::Int(i) => Some(i.to_string()),
         _ => None,
     }
 }
 
 /// Classifies one row (no retry logic).
-pub fn classify(rules: &[Rule], v: &[Value]) -> Verdict {
+pub fn classify(rules: &[Rule], v: &[ValueRef<'_>]) -> Verdict {
     let op = v[read::OPERATION].as_str().unwrap_or_default();
     let is_tool = op == "execute_tool" || v[read::TOOL_NAME].is_present();
     let is_llm = !is_tool && (LLM_OPERATIONS.contains(&op) || v[read::MODEL].is_present());
@@ -181,7 +181,7 @@ pub fn classify(rules: &[Rule], v: &[Value]) -> Verdict {
 impl State {
     /// The retry count of a tool call: from an attribute, or its rank among
     /// identical calls under the same parent.
-    fn retries(&mut self, v: &[Value]) -> u32 {
+    fn retries(&mut self, v: &[ValueRef<'_>]) -> u32 {
         for i in 0..self.retry_keys {
             if let Some(n) = v[read::FIXED + i].as_i64() {
                 return n.max(0) as u32;
@@ -192,8 +192,8 @@ impl State {
             // A fixed hash (the same in every run, so snapshots stay valid).
             let mut h = std::hash::DefaultHasher::new();
             for i in [read::TRACE, read::PARENT, read::TOOL_NAME, read::ARGUMENTS] {
-                match &v[i] {
-                    Value::Str(s) | Value::Json(s) => s.hash(&mut h),
+                match v[i] {
+                    ValueRef::Str(s) | ValueRef::Json(s) => s.hash(&mut h),
                     _ => "".hash(&mut h),
                 }
             }
@@ -275,9 +275,9 @@ impl Guest for Classifier {
             let mut s = s.borrow_mut();
             let state = s.as_mut().ok_or("process before init")?;
             let width = read::FIXED + state.retry_keys;
-            let rows = Rows::from_batch(batch, width);
+            let rows = Rows::new(&batch, width)?;
             // Repeats are ranked in start-time order, whatever the arrival order.
-            let mut order: Vec<(u32, &[Value])> = rows.iter().collect();
+            let mut order: Vec<(u32, &[ValueRef<'_>])> = rows.iter().collect();
             order.sort_by_key(|(_, v)| v[read::START].as_i64().unwrap_or(0));
             let mut edits = Vec::new();
             for (row, v) in order {

@@ -6,19 +6,19 @@
 use super::*;
 
 /// A row with the given fields set.
-fn row(fields: &[(usize, Value)]) -> Vec<Value> {
-    let mut v = vec![Value::Absent; read::FIXED + default_retry_keys().len()];
-    for (i, value) in fields {
-        v[*i] = value.clone();
+fn row<'a>(fields: &[(usize, ValueRef<'a>)]) -> Vec<ValueRef<'a>> {
+    let mut v = vec![ValueRef::Absent; read::FIXED + default_retry_keys().len()];
+    for &(i, value) in fields {
+        v[i] = value;
     }
     v
 }
 
-fn s(x: &str) -> Value {
-    Value::Str(x.into())
+fn s(x: &str) -> ValueRef<'_> {
+    ValueRef::Str(x)
 }
 
-fn tool(fields: &[(usize, Value)]) -> Vec<Value> {
+fn tool<'a>(fields: &[(usize, ValueRef<'a>)]) -> Vec<ValueRef<'a>> {
     let mut f = vec![
         (read::OPERATION, s("execute_tool")),
         (read::TOOL_NAME, s("search_docs")),
@@ -27,13 +27,13 @@ fn tool(fields: &[(usize, Value)]) -> Vec<Value> {
     row(&f)
 }
 
-fn llm(fields: &[(usize, Value)]) -> Vec<Value> {
+fn llm<'a>(fields: &[(usize, ValueRef<'a>)]) -> Vec<ValueRef<'a>> {
     let mut f = vec![(read::OPERATION, s("chat")), (read::MODEL, s("gpt-4o"))];
     f.extend_from_slice(fields);
     row(&f)
 }
 
-fn verdict(v: &[Value]) -> (Option<&'static str>, Option<String>) {
+fn verdict(v: &[ValueRef<'_>]) -> (Option<&'static str>, Option<String>) {
     let c = classify(&rules::builtin(), v);
     (c.tool_status, c.category)
 }
@@ -60,7 +60,7 @@ fn tool_statuses() {
     );
     // An HTTP tool that got 429 from its API.
     assert_eq!(
-        verdict(&tool(&[(read::HTTP_STATUS, Value::Int(429))])),
+        verdict(&tool(&[(read::HTTP_STATUS, ValueRef::Int(429))])),
         (Some("rate_limited"), Some("rate_limit".into()))
     );
     // Arguments the model produced did not validate (pydantic).
@@ -105,7 +105,7 @@ fn tool_statuses() {
 #[test]
 fn llm_error_categories() {
     let err = (read::STATUS, s("error"));
-    let cases: Vec<(Vec<Value>, &str)> = vec![
+    let cases: Vec<(Vec<ValueRef<'_>>, &str)> = vec![
         // openai-v2: error.type is the class repr; the status message holds the API text.
         (
             llm(&[
@@ -134,7 +134,7 @@ fn llm_error_categories() {
             llm(&[
                 err.clone(),
                 (read::ERROR_TYPE, s("rate_limit_error")),
-                (read::HTTP_STATUS, Value::Int(429)),
+                (read::HTTP_STATUS, ValueRef::Int(429)),
             ]),
             "rate_limit",
         ),
@@ -142,7 +142,7 @@ fn llm_error_categories() {
             llm(&[
                 err.clone(),
                 (read::ERROR_TYPE, s("invalid_request_error")),
-                (read::HTTP_STATUS, Value::Int(400)),
+                (read::HTTP_STATUS, ValueRef::Int(400)),
                 (
                     read::STATUS_MESSAGE,
                     s("prompt is too long: 210000 tokens > 200000 maximum"),
@@ -154,7 +154,7 @@ fn llm_error_categories() {
             llm(&[
                 err.clone(),
                 (read::ERROR_TYPE, s("overloaded_error")),
-                (read::HTTP_STATUS, Value::Int(529)),
+                (read::HTTP_STATUS, ValueRef::Int(529)),
             ]),
             "server",
         ),
@@ -162,7 +162,7 @@ fn llm_error_categories() {
             llm(&[
                 err.clone(),
                 (read::ERROR_TYPE, s("authentication_error")),
-                (read::HTTP_STATUS, Value::Int(401)),
+                (read::HTTP_STATUS, ValueRef::Int(401)),
             ]),
             "auth",
         ),
@@ -198,7 +198,7 @@ fn llm_error_categories() {
         (
             llm(&[
                 err.clone(),
-                (read::HTTP_STATUS, Value::Int(400)),
+                (read::HTTP_STATUS, ValueRef::Int(400)),
                 (
                     read::STATUS_MESSAGE,
                     s("Error code: 400 - unsupported value"),
@@ -207,7 +207,7 @@ fn llm_error_categories() {
             "invalid_request",
         ),
         (
-            llm(&[err, (read::HTTP_STATUS, Value::Int(404))]),
+            llm(&[err, (read::HTTP_STATUS, ValueRef::Int(404))]),
             "not_found",
         ),
     ];
@@ -242,7 +242,7 @@ fn user_rules_come_first_and_are_checked() {
     let mut rules = vec![custom];
     rules.extend(rules::builtin());
     let v = tool(&[
-        (read::HTTP_STATUS, Value::Int(429)),
+        (read::HTTP_STATUS, ValueRef::Int(429)),
         (read::STATUS_MESSAGE, s("insufficient_quota")),
     ]);
     let c = classify(&rules, &v);
@@ -268,7 +268,7 @@ fn repeated_identical_calls_count_as_retries() {
         retry_keys: default_retry_keys().len(),
         seen: plume_sdk::bound::Recent::new(2),
     };
-    let call = |parent: &str, args: &str| {
+    let call = |parent: &'static str, args: &'static str| {
         tool(&[
             (read::TRACE, s("t1")),
             (read::PARENT, s(parent)),
@@ -290,6 +290,6 @@ fn repeated_identical_calls_count_as_retries() {
     );
     // An attribute wins.
     let mut v = call("p", r#"{"q":"a"}"#);
-    v[read::FIXED + 1] = Value::Int(4);
+    v[read::FIXED + 1] = ValueRef::Int(4);
     assert_eq!(state.retries(&v), 4);
 }

@@ -16,10 +16,10 @@
 //! `gen_ai.agent.name` values, or the `service.name` of `invoke_agent` spans
 //! without one. Depth is the longest chain of parent links (a root alone is 1).
 
-use plume_sdk::Rows;
 use plume_sdk::evaluator::{Guest, export_evaluator};
 use plume_sdk::hash::HashMap;
-use plume_sdk::types::{Alert, Batch, Field, Manifest, Value};
+use plume_sdk::types::{Alert, Batch, Field, Manifest};
+use plume_sdk::{Rows, ValueRef};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
@@ -136,7 +136,7 @@ fn insert_sorted(set: &mut Vec<String>, item: &str) {
 }
 
 /// The first 8 bytes of a hex id as a number (0 when absent or not hex).
-fn id64(v: &Value) -> u64 {
+fn id64(v: ValueRef<'_>) -> u64 {
     v.as_str()
         .and_then(|s| s.get(..16))
         .and_then(|s| u64::from_str_radix(s, 16).ok())
@@ -168,7 +168,7 @@ impl State {
     }
 
     /// Adds one span.
-    pub fn add(&mut self, v: &[Value]) {
+    pub fn add(&mut self, v: &[ValueRef<'_>]) {
         let Some(trace_id) = v[read::TRACE].as_str() else {
             return;
         };
@@ -210,8 +210,7 @@ impl State {
         if let Some(from) = v[read::STITCHED_FROM].as_str() {
             insert_sorted(&mut t.stitched, from);
         }
-        t.parents
-            .insert(id64(&v[read::SPAN]), id64(&v[read::PARENT]));
+        t.parents.insert(id64(v[read::SPAN]), id64(v[read::PARENT]));
     }
 
     /// Forgets the least recently active traces beyond `max_traces`, a tenth
@@ -301,7 +300,7 @@ impl Guest for Traces {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
             let state = s.as_mut().ok_or("observe before init")?;
-            for (_, v) in Rows::new(&batch, read::WIDTH).iter() {
+            for (_, v) in Rows::new(&batch, read::WIDTH)?.iter() {
                 state.add(v);
             }
             state.bound();
@@ -349,28 +348,27 @@ mod tests {
     const MS: i64 = 1_000_000;
 
     #[allow(clippy::too_many_arguments)]
-    fn row(
-        trace: &str,
-        span: &str,
-        parent: Option<&str>,
+    fn row<'a>(
+        trace: &'a str,
+        span: &'a str,
+        parent: Option<&'a str>,
         start_ms: i64,
         end_ms: i64,
         error: bool,
-        agent: Option<&str>,
+        agent: Option<&'a str>,
         cost: Option<(f64, bool)>,
-    ) -> Vec<Value> {
-        let s = |x: &str| Value::Str(x.to_string());
-        let mut v = vec![Value::Absent; read::WIDTH];
-        v[read::TRACE] = s(trace);
-        v[read::SPAN] = s(span);
-        v[read::PARENT] = parent.map_or(Value::Absent, s);
-        v[read::START] = Value::Int(start_ms * MS);
-        v[read::END] = Value::Int(end_ms * MS);
-        v[read::STATUS] = s(if error { "error" } else { "unset" });
-        v[read::AGENT] = agent.map_or(Value::Absent, s);
+    ) -> Vec<ValueRef<'a>> {
+        let mut v = vec![ValueRef::Absent; read::WIDTH];
+        v[read::TRACE] = ValueRef::Str(trace);
+        v[read::SPAN] = ValueRef::Str(span);
+        v[read::PARENT] = parent.map_or(ValueRef::Absent, ValueRef::Str);
+        v[read::START] = ValueRef::Int(start_ms * MS);
+        v[read::END] = ValueRef::Int(end_ms * MS);
+        v[read::STATUS] = ValueRef::Str(if error { "error" } else { "unset" });
+        v[read::AGENT] = agent.map_or(ValueRef::Absent, ValueRef::Str);
         if let Some((c, counted)) = cost {
-            v[read::COST] = Value::Float(c);
-            v[read::COUNTED] = Value::Boolean(counted);
+            v[read::COST] = ValueRef::Float(c);
+            v[read::COUNTED] = ValueRef::Boolean(counted);
         }
         v
     }

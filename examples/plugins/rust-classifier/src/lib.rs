@@ -12,9 +12,9 @@
 //!   HTTP 4xx, else `internal`;
 //! - `team.tool.slow` (derived): true when the call took longer than `slow_ms`.
 
-use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, EventAttribute, Field, Manifest, Value};
+use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -54,7 +54,7 @@ const STATUS_MESSAGE: usize = 4;
 const DURATION: usize = 5;
 
 /// The attributes written for one tool span: (slot, value).
-pub(crate) fn classify(config: &Config, v: &[Value]) -> Vec<(u32, Value)> {
+pub(crate) fn classify(config: &Config, v: &[ValueRef<'_>]) -> Vec<(u32, Value)> {
     let Some(tool) = v[TOOL].as_str() else {
         return vec![];
     };
@@ -129,7 +129,7 @@ impl Guest for Classifier {
             let c = c.borrow();
             let config = c.as_ref().ok_or("process before init")?;
             let mut edits = Vec::new();
-            for (row, v) in Rows::new(&batch, 6).iter() {
+            for (row, v) in Rows::new(&batch, 6)?.iter() {
                 for (slot, value) in classify(config, v) {
                     edits.push(Edit { row, slot, value });
                 }
@@ -158,11 +158,11 @@ mod tests {
             r#"{"owners":{"payments.":"payments-team","payments.refunds.":"refunds"}}"#,
         )
         .unwrap();
-        let mut v = vec![Value::Absent; 6];
-        v[TOOL] = Value::Str("payments.refunds.create".into());
-        v[STATUS] = Value::Str("error".into());
-        v[MESSAGE] = Value::Str("Stripe: card_declined".into());
-        v[DURATION] = Value::Int(3_000_000_000);
+        let mut v = vec![ValueRef::Absent; 6];
+        v[TOOL] = ValueRef::Str("payments.refunds.create");
+        v[STATUS] = ValueRef::Str("error");
+        v[MESSAGE] = ValueRef::Str("Stripe: card_declined");
+        v[DURATION] = ValueRef::Int(3_000_000_000);
         let out = classify(&config, &v);
         assert_eq!(
             out,
