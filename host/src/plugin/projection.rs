@@ -193,10 +193,20 @@ struct WideReads {
     /// span's interned key is then found without hashing its text, and one
     /// not found here is not read (the table holds one copy per text).
     by_address: Option<HashMap<usize, Vec<usize>>>,
+    /// The indexes of the reads that are not span attributes.
+    others: Vec<usize>,
 }
 
 impl WideReads {
-    fn new(by_text: HashMap<Key, Vec<usize>>) -> WideReads {
+    fn new(reads: &[FieldSpec]) -> WideReads {
+        let mut by_text: HashMap<Key, Vec<usize>> = HashMap::new();
+        let mut others = Vec::new();
+        for (i, f) in reads.iter().enumerate() {
+            match f {
+                FieldSpec::Attribute(k) => by_text.entry(k.clone()).or_default().push(i),
+                _ => others.push(i),
+            }
+        }
         let by_address = by_text
             .iter()
             .map(|(k, reads)| Some((k.interned_address()?, reads.clone())))
@@ -204,6 +214,7 @@ impl WideReads {
         WideReads {
             by_text,
             by_address,
+            others,
         }
     }
 
@@ -216,6 +227,28 @@ impl WideReads {
         for (k, v) in &span.attributes.0 {
             for &r in self.get(k).into_iter().flatten() {
                 found[r].get_or_insert(v);
+            }
+        }
+    }
+
+    /// Appends the present reads of a span to a sparse batch, its row's
+    /// values starting at `base`: the reads that are not attributes, then
+    /// the attributes in the span's order (the first of duplicate keys, as
+    /// `get` finds).
+    fn push_present(&self, span: &Span, reads: &[FieldSpec], base: usize, out: &mut WitBatch) {
+        for &f in &self.others {
+            let value = read(span, &reads[f]);
+            if !value.is_absent() {
+                packed::push_at(out, base + f, value);
+            }
+        }
+        let first = out.positions.len();
+        for (k, v) in &span.attributes.0 {
+            for &f in self.get(k).into_iter().flatten() {
+                let at = base + f;
+                if !out.positions[first..].iter().any(|&p| p as usize == at) {
+                    packed::push_at(out, at, attr_read(Some(v)));
+                }
             }
         }
     }
@@ -262,14 +295,11 @@ impl Projection {
                 return Err("manifest.writes holds an empty key".into());
             }
         }
-        let mut by_key: HashMap<Key, Vec<usize>> = HashMap::new();
-        for (i, f) in reads.iter().enumerate() {
-            if let FieldSpec::Attribute(k) = f {
-                by_key.entry(k.clone()).or_default().push(i);
-            }
-        }
-        let attribute_reads: usize = by_key.values().map(Vec::len).sum();
-        let wide = (attribute_reads > WIDE_READS).then(|| WideReads::new(by_key));
+        let attribute_reads = reads
+            .iter()
+            .filter(|f| matches!(f, FieldSpec::Attribute(_)))
+            .count();
+        let wide = (attribute_reads > WIDE_READS).then(|| WideReads::new(&reads));
         Ok(Projection {
             reads,
             writes: writes.into_iter().map(Key::from).collect(),
@@ -300,18 +330,25 @@ impl Projection {
             }
             let row = rows.len();
             rows.push(i as u32);
-            if let Some(wide) = &self.wide {
-                wide.find(span, width, &mut found);
-            }
-            for (f, field) in self.reads.iter().enumerate() {
-                let value = match (field, &self.wide) {
-                    (FieldSpec::Attribute(_), Some(_)) => attr_read(found[f]),
-                    _ => read(span, field),
-                };
-                if !self.sparse {
-                    packed::push(out, value);
-                } else if !value.is_absent() {
-                    packed::push_at(out, row * width + f, value);
+            let base = row * width;
+            match &self.wide {
+                // Present attributes only: one pass over the span's.
+                Some(wide) if self.sparse => wide.push_present(span, &self.reads, base, out),
+                wide => {
+                    if let Some(wide) = wide {
+                        wide.find(span, width, &mut found);
+                    }
+                    for (f, field) in self.reads.iter().enumerate() {
+                        let value = match (field, wide) {
+                            (FieldSpec::Attribute(_), Some(_)) => attr_read(found[f]),
+                            _ => read(span, field),
+                        };
+                        if !self.sparse {
+                            packed::push(out, value);
+                        } else if !value.is_absent() {
+                            packed::push_at(out, base + f, value);
+                        }
+                    }
                 }
             }
         }
@@ -434,7 +471,8 @@ mod tests {
                 assert_eq!(out.positions.is_empty(), !sparse);
                 if sparse {
                     assert!(!out.kinds.contains(&packed::kind::ABSENT));
-                    assert!(out.positions.is_sorted());
+                    let width = p.reads.len() as u32;
+                    assert!(out.positions.is_sorted_by_key(|&at| at / width));
                     let present = expected
                         .iter()
                         .filter(|v| !matches!(v, Value::Absent))
