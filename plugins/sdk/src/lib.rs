@@ -31,7 +31,7 @@
 static HEAP: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 /// Bindings of the `processor` world.
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated: a packed batch lowers as 13 arguments
 pub mod processor {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -44,7 +44,7 @@ pub mod processor {
 }
 
 /// Bindings of the `evaluator` world.
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated: a packed batch lowers as 13 arguments
 pub mod evaluator {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -60,7 +60,7 @@ pub mod evaluator {
 }
 
 /// Bindings of the `router` world.
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated: a packed batch lowers as 13 arguments
 pub mod router {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -76,7 +76,7 @@ pub mod router {
 }
 
 /// Bindings of the `exporter` world.
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated: a packed batch lowers as 13 arguments
 pub mod exporter {
     wit_bindgen::generate!({
         path: "../../wit",
