@@ -134,3 +134,58 @@ pub fn unpack(batch: &WitBatch, width: usize) -> Vec<super::bindings::types::Val
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::types::Value;
+
+    /// Every kind of read lands in its column and reads back as the value
+    /// it stands for, dense or sparse, after a batch cleared for reuse.
+    #[test]
+    fn every_kind_of_read_round_trips() {
+        let span = crate::bench::synthetic_spans(1, 7, 1_000).remove(0);
+        let reads = [
+            Read::Absent,
+            Read::Str("héllo"),
+            Read::Id(&[0xab, 0x01]),
+            Read::Int(-5),
+            Read::Float(2.5),
+            Read::Bool(true),
+            Read::Bool(false),
+            Read::Json(r#"["stop"]"#),
+            Read::Str(""),
+            Read::SpanJson(&span),
+        ];
+        let expected: Vec<String> = reads
+            .iter()
+            .map(|r| format!("{:?}", r.to_value()))
+            .collect();
+        let unpacked = |batch: &WitBatch| -> Vec<String> {
+            unpack(batch, reads.len())
+                .iter()
+                .map(|v| format!("{v:?}"))
+                .collect()
+        };
+        let mut batch = WitBatch::default();
+        // Something to clear first: the batch is reused between stages.
+        push(&mut batch, Read::Str("left over"));
+        for sparse in [false, true] {
+            clear(&mut batch);
+            batch.rows = 1;
+            for (i, r) in reads.iter().enumerate() {
+                if !sparse {
+                    push(&mut batch, *r);
+                } else if !r.is_absent() {
+                    push_at(&mut batch, i, *r);
+                }
+            }
+            assert_eq!(unpacked(&batch), expected);
+            assert_eq!(batch.ints, [-5, 1, 0]);
+            assert_eq!(batch.floats, [2.5]);
+            assert_eq!(batch.text_ends.len(), 5);
+            assert_eq!(batch.positions.len(), if sparse { 9 } else { 0 });
+        }
+        assert!(matches!(Read::Id(&[0xab, 0x01]).to_value(), Value::Str(s) if s == "ab01"));
+    }
+}
