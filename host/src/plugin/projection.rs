@@ -99,7 +99,9 @@ impl Read<'_> {
         matches!(self, Read::Absent)
     }
 
-    /// The value as the WIT's owned `value`.
+    /// The value as the WIT's owned `value`: what a plugin reads from the
+    /// packed batch (the tests compare the two).
+    #[cfg(test)]
     pub fn to_value(self) -> Value {
         match self {
             Read::Absent => Value::Absent,
@@ -130,7 +132,7 @@ fn attr_read(v: Option<&AttrValue>) -> Read<'_> {
 }
 
 /// The value of one field of a span.
-pub fn read<'a>(span: &'a Span, field: &FieldSpec) -> Read<'a> {
+fn read<'a>(span: &'a Span, field: &FieldSpec) -> Read<'a> {
     let int = |n: u64| Read::Int(i64::try_from(n).unwrap_or(i64::MAX));
     match field {
         FieldSpec::Attribute(k) => attr_read(span.attributes.get_key(k)),
