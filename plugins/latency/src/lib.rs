@@ -95,21 +95,26 @@ impl State {
         })
     }
 
-    /// Adds one observation.
-    pub fn observe(&mut self, group: Vec<Option<String>>, end_ns: u64, duration_ns: u64) {
+    /// Adds one observation. `group` is borrowed: it is copied only for a
+    /// group not seen before, so a span costs no allocation.
+    pub fn observe(&mut self, group: &[Option<String>], end_ns: u64, duration_ns: u64) {
         let ms = duration_ns as f64 / 1e6;
-        let group = if self.groups.contains_key(&group) || self.groups.len() < self.max_groups {
-            group
-        } else {
-            vec![Some("overflow".to_string())]
+        let on_time = match self.groups.get_mut(group) {
+            Some(rolling) => rolling.add(end_ns, ms),
+            None => {
+                let group = if self.groups.len() < self.max_groups {
+                    group.to_vec()
+                } else {
+                    vec![Some("overflow".to_string())]
+                };
+                let kind = self.kind;
+                self.groups
+                    .entry(group)
+                    .or_insert_with(|| Rolling::new(kind))
+                    .add(end_ns, ms)
+            }
         };
-        let kind = self.kind;
-        if !self
-            .groups
-            .entry(group)
-            .or_insert_with(|| Rolling::new(kind))
-            .add(end_ns, ms)
-        {
+        if !on_time {
             self.late += 1;
         }
     }
@@ -153,6 +158,23 @@ impl State {
     }
 }
 
+/// Sets one value of a group key in place, reusing the string it held: a
+/// string as it is, a number as text; anything else is no value.
+fn fill_group_value(slot: &mut Option<String>, value: ValueRef<'_>) {
+    use std::fmt::Write as _;
+    if let ValueRef::Str(text) = value {
+        let s = slot.get_or_insert_with(String::new);
+        s.clear();
+        s.push_str(text);
+    } else if let Some(f) = value.as_f64() {
+        let s = slot.get_or_insert_with(String::new);
+        s.clear();
+        let _ = write!(s, "{f}");
+    } else {
+        *slot = None;
+    }
+}
+
 thread_local! {
     static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
 }
@@ -180,18 +202,15 @@ impl Guest for Latency {
             let mut s = s.borrow_mut();
             let state = s.as_mut().ok_or("observe before init")?;
             let n = state.keys.len();
+            // One group key for the batch, its strings reused from span to span.
+            let mut group: Vec<Option<String>> = vec![None; n];
             for (_, v) in Rows::new(&batch, n + 2)?.iter() {
-                let group = v[..n]
-                    .iter()
-                    .map(|x| match x {
-                        ValueRef::Str(s) => Some(s.to_string()),
-                        ValueRef::Absent => None,
-                        other => other.as_f64().map(|f| f.to_string()),
-                    })
-                    .collect();
+                for (slot, x) in group.iter_mut().zip(&v[..n]) {
+                    fill_group_value(slot, *x);
+                }
                 let end = v[n].as_i64().unwrap_or(0).max(0) as u64;
                 let dur = v[n + 1].as_i64().unwrap_or(0).max(0) as u64;
-                state.observe(group, end, dur);
+                state.observe(&group, end, dur);
             }
             Ok(())
         })

@@ -18,7 +18,7 @@ const MIN: u64 = 60_000_000_000;
 fn percentiles_within_one_percent() {
     let mut s = state("{}");
     for i in 1..=10_000u64 {
-        s.observe(g("gpt-4o"), i * 1000, i * MS);
+        s.observe(&g("gpt-4o"), i * 1000, i * MS);
     }
     let r = s.report();
     let row = &r["latency"][0];
@@ -35,10 +35,10 @@ fn time_window_rolls_in_event_time() {
     let mut s = state(r#"{"window": "1h"}"#);
     // An hour of slow calls, then an hour of fast ones.
     for i in 0..600u64 {
-        s.observe(g("m"), i * 6_000_000_000, 10_000 * MS);
+        s.observe(&g("m"), i * 6_000_000_000, 10_000 * MS);
     }
     for i in 600..1200u64 {
-        s.observe(g("m"), i * 6_000_000_000, 100 * MS);
+        s.observe(&g("m"), i * 6_000_000_000, 100 * MS);
     }
     s.advance(1200 * 6_000_000_000);
     let p99 = s.report()["latency"][0]["p99_ms"].as_f64().unwrap();
@@ -47,7 +47,7 @@ fn time_window_rolls_in_event_time() {
         "the slow hour has left the window: {p99}"
     );
     // A span older than the window is late and not counted.
-    s.observe(g("m"), 0, 50_000 * MS);
+    s.observe(&g("m"), 0, 50_000 * MS);
     assert_eq!(s.late, 1);
     assert!(s.report()["latency"][0]["p99_ms"].as_f64().unwrap() < 101.0);
 }
@@ -56,7 +56,7 @@ fn time_window_rolls_in_event_time() {
 fn count_window_keeps_the_last_spans() {
     let mut s = state(r#"{"window_spans": 1000}"#);
     for i in 0..5000u64 {
-        s.observe(g("m"), i * MIN, if i < 4000 { 5000 * MS } else { 10 * MS });
+        s.observe(&g("m"), i * MIN, if i < 4000 { 5000 * MS } else { 10 * MS });
     }
     let row = &s.report()["latency"][0];
     assert_eq!(row["count"], 1000);
@@ -67,7 +67,7 @@ fn count_window_keeps_the_last_spans() {
 fn groups_are_bounded() {
     let mut s = state(r#"{"max_groups": 2, "group_by": ["model"]}"#);
     for m in ["a", "b", "c", "d"] {
-        s.observe(vec![Some(m.into())], 1, MS);
+        s.observe(&[Some(m.into())], 1, MS);
     }
     let rows = s.report()["latency"].as_array().unwrap().clone();
     assert_eq!(rows.len(), 3);
@@ -103,7 +103,7 @@ fn memory_is_bounded_at_ten_million_spans() {
         x ^= x << 17;
         // 0.01 ms .. 10 s, log-uniform-ish.
         let ns = 10_000 + (x % 1_000_000) * (1 + (x >> 40) % 10_000);
-        s.observe(g("m"), i * 8_640_000, ns); // 10M spans over one day
+        s.observe(&g("m"), i * 8_640_000, ns); // 10M spans over one day
         if i % 2_500_000 == 2_499_999 {
             let r = s.groups.values().next().unwrap();
             sizes.push(plume_sdk::state::save(r).len());
@@ -116,4 +116,23 @@ fn memory_is_bounded_at_ten_million_spans() {
         sizes.windows(2).all(|w| w[1] < w[0] * 2),
         "no growth with traffic: {sizes:?}"
     );
+}
+
+/// A group key's values are filled in place, span after span, with what the
+/// report shows: strings as they are, numbers as text, nothing for the rest.
+#[test]
+fn group_values_fill_in_place() {
+    let mut slot = None;
+    for (value, expected) in [
+        (ValueRef::Str("gpt-4o"), Some("gpt-4o")),
+        (ValueRef::Int(7), Some("7")),
+        (ValueRef::Float(0.5), Some("0.5")),
+        (ValueRef::Str("7"), Some("7")),
+        (ValueRef::Boolean(true), None),
+        (ValueRef::Absent, None),
+        (ValueRef::Str("chat"), Some("chat")),
+    ] {
+        fill_group_value(&mut slot, value);
+        assert_eq!(slot.as_deref(), expected, "{value:?}");
+    }
 }

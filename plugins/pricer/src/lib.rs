@@ -17,6 +17,7 @@ pub mod cost;
 pub mod table;
 
 use cost::{Usage, price};
+use plume_sdk::hash::HashMap;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
 use plume_sdk::{Rows, ValueRef};
@@ -66,7 +67,11 @@ const MATCH_CACHE: usize = 4096;
 #[derive(Default)]
 struct State {
     table: table::Table,
-    matches: std::collections::HashMap<(String, String), Option<usize>>,
+    /// Provider (empty when none) -> model -> entry: looked up with the
+    /// span's borrowed strings, so a known pair costs no allocation.
+    matches: HashMap<String, HashMap<String, Option<usize>>>,
+    /// Pairs in `matches`.
+    matched: usize,
     overwrite: bool,
     priced: u64,
     missing: BTreeMap<String, u64>,
@@ -90,15 +95,20 @@ fn load(config: &Config) -> Result<table::Table, String> {
 
 impl State {
     fn find(&mut self, model: &str, provider: Option<&str>) -> Option<usize> {
-        let key = (model.to_string(), provider.unwrap_or_default().to_string());
-        if let Some(hit) = self.matches.get(&key) {
-            return *hit;
+        let provider_key = provider.unwrap_or_default();
+        if let Some(&hit) = self.matches.get(provider_key).and_then(|m| m.get(model)) {
+            return hit;
         }
         let found = self.table.find(model, provider);
-        if self.matches.len() >= MATCH_CACHE {
+        if self.matched >= MATCH_CACHE {
             self.matches.clear();
+            self.matched = 0;
         }
-        self.matches.insert(key, found);
+        self.matches
+            .entry(provider_key.to_string())
+            .or_default()
+            .insert(model.to_string(), found);
+        self.matched += 1;
         found
     }
 }
@@ -270,5 +280,37 @@ mod tests {
         );
         assert_eq!(edits.len(), 1);
         assert_eq!((edits[0].slot, &edits[0].value), (7, &Value::Boolean(true)));
+    }
+
+    /// The match cache answers as the table does, per (model, provider)
+    /// pair, and stays within its bound.
+    #[test]
+    fn match_cache_agrees_with_the_table_and_is_bounded() {
+        let mut state = State {
+            table: table::parse(DEFAULT_TABLE, "default").unwrap(),
+            ..State::default()
+        };
+        for _ in 0..2 {
+            for (model, provider) in [
+                ("gpt-4o-2024-08-06", Some("openai")),
+                ("gpt-4o-2024-08-06", None),
+                ("claude-sonnet-4-5", Some("anthropic")),
+                ("no-such-model", Some("openai")),
+            ] {
+                let expected = state.table.find(model, provider);
+                assert_eq!(
+                    state.find(model, provider),
+                    expected,
+                    "{model} {provider:?}"
+                );
+            }
+        }
+        assert_eq!(state.matched, 4);
+        for i in 0..MATCH_CACHE + 10 {
+            state.find(&format!("model-{i}"), None);
+        }
+        assert!(state.matched <= MATCH_CACHE);
+        let pairs: usize = state.matches.values().map(|m| m.len()).sum();
+        assert_eq!(pairs, state.matched);
     }
 }
