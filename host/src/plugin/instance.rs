@@ -209,6 +209,18 @@ impl<W: World> Sandbox<W> {
         let (component, code_hash) = rt
             .component(&spec.source, fuel)
             .map_err(|e| format!("{e:#}"))?;
+        let ty = component.component_type();
+        let engine = rt.engine(fuel);
+        let names: Vec<&str> = (ty.imports(engine).map(|(n, _)| n))
+            .chain(ty.exports(engine).map(|(n, _)| n))
+            .collect();
+        if let Some(version) = super::bindings::other_wit_version(names) {
+            return Err(format!(
+                "was built against plume:pipeline@{version}, and this plume implements \
+                 plume:pipeline@{}: rebuild it against this release's wit/ (Rust: its plume-sdk)",
+                super::bindings::WIT_VERSION
+            ));
+        }
         let ip = rt.linker(fuel).instantiate_pre(&component).map_err(|e| {
             format!("cannot link: {e:#} (plugins may import only WASI 0.2 and plume:pipeline/host)")
         })?;
