@@ -443,6 +443,7 @@ impl Value {
 /// (see `record batch`) once, borrowing every string from the batch.
 pub struct Rows<'a> {
     width: usize,
+    rows: usize,
     values: Vec<ValueRef<'a>>,
 }
 
@@ -504,12 +505,16 @@ impl<'a> Rows<'a> {
                 .get_mut(at)
                 .ok_or_else(|| bad("position out of range"))? = value;
         }
-        Ok(Rows { width, values })
+        Ok(Rows {
+            width,
+            rows: batch.rows as usize,
+            values,
+        })
     }
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.values.len().checked_div(self.width).unwrap_or(0)
+        self.rows
     }
 
     /// True when the batch has no rows.
@@ -638,6 +643,10 @@ mod tests {
         let rows = Rows::new(&none, 4).unwrap();
         assert_eq!(rows.len(), 2);
         assert!(rows.row(1).iter().all(|v| !v.is_present()));
+
+        // A manifest that reads nothing still sees its rows.
+        let rows = Rows::new(&none, 0).unwrap();
+        assert_eq!((rows.len(), rows.row(1).len()), (2, 0));
 
         let broken = [
             Batch {
