@@ -231,13 +231,13 @@ impl<W: World> Sandbox<W> {
                 spec.kind
             )
         })?;
-        let mut store = new_store(rt.engine(fuel), &spec.name, &spec.limits, &spec.grants)
+        let mut store = new_store(engine, &spec.name, &spec.limits, &spec.grants)
             .map_err(|e| format!("{e:#}"))?;
         store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
         let world =
             W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
         let mut sandbox = Sandbox {
-            engine: rt.engine(fuel).clone(),
+            engine: engine.clone(),
             pre,
             store,
             world,

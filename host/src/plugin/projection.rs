@@ -421,9 +421,9 @@ mod tests {
 
     /// What a projection of every span should send: its fields read one by
     /// one.
-    fn field_by_field(p: &Projection, spans: &[Span]) -> Vec<Value> {
+    fn field_by_field<'s>(p: &Projection, spans: impl IntoIterator<Item = &'s Span>) -> Vec<Value> {
         spans
-            .iter()
+            .into_iter()
             .flat_map(|s| p.reads.iter().map(move |f| read(s, f).to_value()))
             .collect()
     }
@@ -508,10 +508,7 @@ mod tests {
         assert_eq!(out.rows as usize, tools.len());
         let sent: Vec<&Span> = rows.iter().map(|&i| &spans[i as usize]).collect();
         assert_eq!(sent.len(), tools.len());
-        let expected: Vec<Value> = sent
-            .iter()
-            .flat_map(|s| p.reads.iter().map(move |f| read(s, f).to_value()))
-            .collect();
+        let expected = field_by_field(&p, sent);
         assert_eq!(
             format!("{:?}", packed::unpack(&out, 4)),
             format!("{expected:?}")
