@@ -574,8 +574,8 @@ mod tests {
     fn traceparent(trace: u8, span: u8) -> String {
         format!(
             "00-{}-{}-01",
-            hex::encode([trace; 16]),
-            hex::encode([span; 8])
+            const_hex::encode([trace; 16]),
+            const_hex::encode([span; 8])
         )
     }
 
@@ -604,7 +604,7 @@ mod tests {
         assert_eq!(root.parent_span_id, Some(SpanId([1; 8])));
         assert_eq!(
             root.attributes.get(STITCHED_FROM).and_then(|v| v.as_str()),
-            Some(hex::encode([2u8; 16]).as_str())
+            Some(const_hex::encode([2u8; 16]).as_str())
         );
         assert_eq!(h.stats().stitched_traces, 1);
         // A late span of the sub-agent's trace is stitched too.

@@ -87,11 +87,36 @@ struct FlatScope {
 }
 
 /// A kind or status code given as a name or as its OTLP number.
-#[derive(Deserialize)]
-#[serde(untagged)]
 pub(crate) enum NameOrNumber {
     Number(i64),
     Name(String),
+}
+
+/// By hand rather than `#[serde(untagged)]`: untagged buffers the value and
+/// tries the number first, so every name (the usual case) built and dropped
+/// a formatted error message (5% of parsing, measured).
+impl<'de> Deserialize<'de> for NameOrNumber {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NameOrNumber;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name or an OTLP number")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NameOrNumber, E> {
+                Ok(NameOrNumber::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NameOrNumber, E> {
+                i64::try_from(v)
+                    .map(NameOrNumber::Number)
+                    .map_err(|_| E::custom(format!("number out of range: {v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NameOrNumber, E> {
+                Ok(NameOrNumber::Name(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Parses one flat span object.
@@ -269,8 +294,38 @@ impl<'de> Deserialize<'de> for Attributes {
 
 /// Writes a JSON string (escaped).
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
+    if needs_escape(s.as_bytes()) {
+        // Writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    } else {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// Whether `b` holds a byte JSON escapes (a quote, a backslash, a control
+/// character). Almost no attribute does, and this test is a few
+/// instructions per 16 bytes: each block is tested whole, without a branch
+/// per byte, so the compiler turns it into vector compares. serde_json's
+/// writer, by contrast, looks each byte up in a table (callgrind: about
+/// 6 instructions per byte written, 6% of the default pipeline's).
+fn needs_escape(b: &[u8]) -> bool {
+    let escapes = |block: &[u8; 16]| {
+        block.iter().fold(false, |any, &x| {
+            any | (x < 0x20) | (x == b'"') | (x == b'\\')
+        })
+    };
+    let (blocks, rest) = b.as_chunks::<16>();
+    if blocks.iter().any(escapes) {
+        return true;
+    }
+    // The rest (most keys and values are shorter than 16 bytes) as one
+    // block, padded with spaces, which are not escaped.
+    let mut last = [b' '; 16];
+    last[..rest.len()].copy_from_slice(rest);
+    escapes(&last)
 }
 
 /// Writes an integer in decimal.
@@ -463,6 +518,29 @@ mod tests {
         );
     }
 
+    /// The fast path writes exactly what serde_json writes, wherever in
+    /// the string (a 16-byte block or the rest) an escaped byte falls.
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for len in [0, 1, 15, 16, 17, 31, 32, 33, 40] {
+            for at in 0..len.max(1) {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', '\u{7f}', 'é', ' '] {
+                    let mut s: String = "a".repeat(len);
+                    if len > 0 {
+                        s.replace_range(at..at + 1, &special.to_string());
+                    }
+                    let mut ours = Vec::new();
+                    write_str(&mut ours, &s);
+                    assert_eq!(
+                        String::from_utf8(ours).unwrap(),
+                        serde_json::to_string(&s).unwrap(),
+                        "{s:?}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn kinds_and_codes_accept_otlp_numbers_and_names() {
         let s = DESIGN_EXAMPLE
@@ -471,5 +549,16 @@ mod tests {
         let s = parse(&s).unwrap();
         assert_eq!(s.kind, SpanKind::Client);
         assert_eq!(s.status.code, StatusCode::Ok);
+        for (bad, says) in [
+            (r#""kind":true"#, "expected a name or an OTLP number"),
+            (r#""kind":2.5"#, "expected a name or an OTLP number"),
+            (r#""kind":9"#, "unknown span kind 9"),
+            (r#""kind":"sideways""#, "unknown span kind \"sideways\""),
+        ] {
+            let e = parse(&DESIGN_EXAMPLE.replace(r#""kind":"client""#, bad))
+                .err()
+                .unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 }

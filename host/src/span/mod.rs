@@ -140,12 +140,10 @@ impl fmt::Debug for SpanId {
 /// Appends the lowercase hex of `bytes` (ids are written on every span:
 /// no formatter, no temporary string).
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0xf)]);
-    }
+    let start = out.len();
+    out.resize(start + bytes.len() * 2, 0);
+    // Cannot fail: the room is exactly twice the bytes.
+    let _ = const_hex::encode_to_slice(bytes, &mut out[start..]);
 }
 
 /// The lowercase hex of `bytes`, in one allocation.
@@ -167,7 +165,7 @@ pub fn parse_hex_id<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Stri
         ));
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).map_err(|_| format!("{what} is not hex: {s:?}"))?;
+    const_hex::decode_to_slice(s, &mut out).map_err(|_| format!("{what} is not hex: {s:?}"))?;
     if out == [0u8; N] {
         return Err(format!("{what} is all zeros, which is not a valid id"));
     }

@@ -162,7 +162,7 @@ fn value(v: AnyValue) -> Option<AttrValue> {
         any_value::Value::BoolValue(b) => AttrValue::Bool(b),
         any_value::Value::IntValue(i) => AttrValue::Int(i),
         any_value::Value::DoubleValue(f) => AttrValue::Float(f),
-        any_value::Value::BytesValue(b) => AttrValue::Str(hex::encode(b).into()),
+        any_value::Value::BytesValue(b) => AttrValue::Str(const_hex::encode(b).into()),
         other => {
             let json = plain_json(AnyValue { value: Some(other) });
             AttrValue::Json(serde_json::value::to_raw_value(&json).ok()?)
@@ -179,7 +179,7 @@ fn plain_json(v: AnyValue) -> serde_json::Value {
         Some(any_value::Value::BoolValue(b)) => J::Bool(b),
         Some(any_value::Value::IntValue(i)) => J::from(i),
         Some(any_value::Value::DoubleValue(f)) => J::from(f),
-        Some(any_value::Value::BytesValue(b)) => J::String(hex::encode(b)),
+        Some(any_value::Value::BytesValue(b)) => J::String(const_hex::encode(b)),
         Some(any_value::Value::ArrayValue(a)) => {
             J::Array(a.values.into_iter().map(plain_json).collect())
         }

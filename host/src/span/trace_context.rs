@@ -43,7 +43,7 @@ fn lower_hex<const N: usize>(s: &str, what: &str) -> Result<[u8; N], Invalid> {
         return invalid(format!("{what} must be {} lowercase hex digits", 2 * N));
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(s, &mut out).map_err(|e| Invalid(format!("{what}: {e}")))?;
+    const_hex::decode_to_slice(s, &mut out).map_err(|e| Invalid(format!("{what}: {e}")))?;
     Ok(out)
 }
 

@@ -33,7 +33,7 @@ mod calls;
 
 use calls::{CallSpan, Joins, Role, Verdict};
 use plume_sdk::bound::Recent;
-use plume_sdk::hash::HashMap;
+use plume_sdk::hash::{HashMap, fixed_str};
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
 use plume_sdk::{Rows, ValueRef};
@@ -134,14 +134,6 @@ const WRITES: [&str; 9] = [
     "plume.price.model",
 ];
 
-/// A fixed hash (the same in every run).
-fn hash(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
 /// A span id as the host writes it (16 lowercase hex digits) in 8 bytes.
 fn pack_span_id(span: &str) -> Option<u64> {
     (span.len() == 16)
@@ -216,7 +208,7 @@ impl State {
 
     /// Remembers the response ids of counted calls, oldest forgotten first.
     fn remember(&mut self, response_id: &str, span: &str) {
-        let (id, Some(span)) = (hash(response_id), pack_span_id(span)) else {
+        let (id, Some(span)) = (fixed_str(response_id), pack_span_id(span)) else {
             return;
         };
         if !self.counted_ids.contains_key(&id) {
@@ -243,7 +235,7 @@ impl State {
             if v == &Some(Verdict::Counted)
                 && let Some(before) = spans[i]
                     .response_id
-                    .and_then(|r| self.counted_ids.get(&hash(r)))
+                    .and_then(|r| self.counted_ids.get(&fixed_str(r)))
                     .map(|&s| format!("{s:016x}"))
                 && before != spans[i].span
             {

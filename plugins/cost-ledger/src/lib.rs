@@ -31,7 +31,7 @@
 //! counted once.
 
 use plume_sdk::evaluator::{Guest, export_evaluator};
-use plume_sdk::hash::HashMap;
+use plume_sdk::hash::{HashMap, fixed_str};
 use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity};
 use plume_sdk::{Rows, ValueRef};
 use serde::{Deserialize, Serialize};
@@ -189,7 +189,7 @@ pub struct Counted {
 impl Counted {
     fn of(call: &Call<'_>) -> Counted {
         Counted {
-            span: hash(call.span),
+            span: fixed_str(call.span),
             tokens: call.tokens,
             cost: call.cost,
         }
@@ -303,14 +303,6 @@ mod packed {
     }
 }
 
-/// A fixed hash (the same in every run, so snapshots stay valid).
-fn hash(s: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    s.hash(&mut h);
-    h.finish()
-}
-
 pub struct State {
     config: Config,
     window: u64,
@@ -354,7 +346,7 @@ impl State {
     /// model, feature, user and trace (one call's records name the same ones,
     /// except where two instrumentations spell the model differently).
     pub fn record(&mut self, call: Call<'_>, response_id: Option<&str>) {
-        let Some(id) = response_id.filter(|r| !r.is_empty()).map(hash) else {
+        let Some(id) = response_id.filter(|r| !r.is_empty()).map(fixed_str) else {
             self.add_call(&call, call.cost);
             return;
         };

@@ -127,6 +127,24 @@ pub mod hash {
         }
     }
 
+    /// A hasher that gives the same value in every run of one build
+    /// (foldhash with a fixed seed): for hashes kept in place of long strings
+    /// (response ids, tool arguments), so that a replay decides the same way
+    /// each time. Not for bytes meant to outlive the build: evaluator
+    /// snapshots do not (the host keeps them in memory, for the process that
+    /// took them).
+    pub fn fixed() -> FoldHasher<'static> {
+        foldhash::fast::FixedState::with_seed(0x706c_756d_6501).build_hasher()
+    }
+
+    /// [`fixed`] of one string.
+    pub fn fixed_str(s: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut h = fixed();
+        h.write(s.as_bytes());
+        h.finish()
+    }
+
     /// `std::collections::HashMap` with [`Seeded`] foldhash.
     pub type HashMap<K, V> = std::collections::HashMap<K, V, Seeded>;
     /// `std::collections::HashSet` with [`Seeded`] foldhash.

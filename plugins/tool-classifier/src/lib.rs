@@ -189,8 +189,7 @@ impl State {
         }
         let key = {
             use std::hash::{Hash, Hasher};
-            // A fixed hash (the same in every run, so snapshots stay valid).
-            let mut h = std::hash::DefaultHasher::new();
+            let mut h = plume_sdk::hash::fixed();
             for i in [read::TRACE, read::PARENT, read::TOOL_NAME, read::ARGUMENTS] {
                 match v[i] {
                     ValueRef::Str(s) | ValueRef::Json(s) => s.hash(&mut h),
