@@ -38,7 +38,7 @@ async fn export(State(b): State<Arc<Backend>>, body: Bytes) -> Response {
     for rs in req.resource_spans {
         for ss in rs.scope_spans {
             for s in ss.spans {
-                *seen.entry(hex::encode(&s.trace_id)).or_default() += 1;
+                *seen.entry(const_hex::encode(&s.trace_id)).or_default() += 1;
             }
         }
     }

@@ -98,7 +98,7 @@ impl Backend {
                         .collect();
                     spans.push(Received {
                         name: s.name,
-                        trace_id: hex::encode(&s.trace_id),
+                        trace_id: const_hex::encode(&s.trace_id),
                         attributes,
                     });
                 }

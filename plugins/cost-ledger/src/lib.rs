@@ -122,14 +122,17 @@ mod read {
 #[derive(Default, Serialize, Deserialize)]
 pub struct Ledger {
     total: f64,
-    by_model: BTreeMap<String, f64>,
-    by_feature: BTreeMap<String, f64>,
-    by_user: BTreeMap<String, f64>,
+    // Sums by name are hash maps, looked up for every priced span (a
+    // B-tree compared several names per lookup, byte by byte in wasm); the
+    // report sorts them (serde_json's maps are sorted).
+    by_model: HashMap<String, f64>,
+    by_feature: HashMap<String, f64>,
+    by_user: HashMap<String, f64>,
     /// Spend per trace, for the most expensive: at most `MAX_TRACES`.
     by_trace: HashMap<String, f64>,
     /// UTC day (days since epoch) -> spend, and per feature.
     by_day: BTreeMap<u64, f64>,
-    feature_day: BTreeMap<u64, BTreeMap<String, f64>>,
+    feature_day: BTreeMap<u64, HashMap<String, f64>>,
     /// Spend within the projection window, in buckets of 1/60 of it (oldest
     /// first): memory bounded by the window's shape, not by the traffic.
     recent: VecDeque<Bucket>,
@@ -160,7 +163,7 @@ struct Bucket {
     /// Event time the slice starts at.
     start: u64,
     total: f64,
-    by_feature: BTreeMap<String, f64>,
+    by_feature: HashMap<String, f64>,
 }
 
 /// A priced call, as the ledger receives it.
@@ -598,7 +601,7 @@ impl State {
 
 /// Adds `by` to `key`'s sum, allocating the key only when it is new (this
 /// runs for every priced span); returns the new sum.
-fn bump(map: &mut BTreeMap<String, f64>, key: &str, by: f64) -> f64 {
+fn bump(map: &mut HashMap<String, f64>, key: &str, by: f64) -> f64 {
     match map.get_mut(key) {
         Some(sum) => {
             *sum += by;

@@ -386,6 +386,7 @@ pub enum ValueRef<'a> {
 
 impl<'a> ValueRef<'a> {
     /// The string, if this is a `str`.
+    #[inline]
     pub fn as_str(&self) -> Option<&'a str> {
         match *self {
             ValueRef::Str(s) => Some(s),
@@ -395,26 +396,29 @@ impl<'a> ValueRef<'a> {
 
     /// The number as `f64` for `int` and `float`, and for numeric strings
     /// (some instrumentations record token counts as strings).
+    #[inline]
     pub fn as_f64(&self) -> Option<f64> {
         match *self {
             ValueRef::Int(i) => Some(i as f64),
             ValueRef::Float(f) => Some(f),
-            ValueRef::Str(s) => s.trim().parse().ok(),
+            ValueRef::Str(s) => parse_trimmed(s),
             _ => None,
         }
     }
 
     /// The number as `i64` for `int`, integral `float`s and integer strings.
+    #[inline]
     pub fn as_i64(&self) -> Option<i64> {
         match *self {
             ValueRef::Int(i) => Some(i),
             ValueRef::Float(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(f as i64),
-            ValueRef::Str(s) => s.trim().parse().ok(),
+            ValueRef::Str(s) => parse_trimmed(s),
             _ => None,
         }
     }
 
     /// The boolean for `boolean`, and for the strings `true` / `false`.
+    #[inline]
     pub fn as_bool(&self) -> Option<bool> {
         match *self {
             ValueRef::Boolean(b) => Some(b),
@@ -425,6 +429,7 @@ impl<'a> ValueRef<'a> {
     }
 
     /// True unless the field was absent.
+    #[inline]
     pub fn is_present(&self) -> bool {
         !matches!(self, ValueRef::Absent)
     }
@@ -440,6 +445,13 @@ impl<'a> ValueRef<'a> {
             ValueRef::Json(s) => Value::Json(s.to_string()),
         }
     }
+}
+
+/// A number recorded as a string (some instrumentations do): out of line,
+/// so that the readers inline to a match on the usual kinds.
+#[inline(never)]
+fn parse_trimmed<T: std::str::FromStr>(s: &str) -> Option<T> {
+    s.trim().parse().ok()
 }
 
 impl Value {
@@ -486,43 +498,37 @@ impl<'a> Rows<'a> {
             return Err(bad("positions and kinds differ in length"));
         }
         let text = std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?;
-        let mut values = vec![ValueRef::Absent; cells];
-        let (mut ints, mut floats, mut ends) = (
-            batch.ints.iter().copied(),
-            batch.floats.iter().copied(),
-            batch.text_ends.iter(),
-        );
-        let mut start = 0usize;
-        let mut next_text = || -> Result<&'a str, String> {
-            let end = *ends
-                .next()
-                .ok_or_else(|| bad("fewer text ends than texts"))? as usize;
-            let s = text
-                .get(start..end)
-                .ok_or_else(|| bad("text end out of range"))?;
-            start = end;
-            Ok(s)
+        let mut payloads = Payloads {
+            ints: batch.ints.iter(),
+            floats: batch.floats.iter(),
+            ends: batch.text_ends.iter(),
+            text,
+            start: 0,
         };
-        let missing = || bad("fewer payloads than values");
-        for (i, &kind) in batch.kinds.iter().enumerate() {
-            let value = match kind {
-                0 => ValueRef::Absent,
-                1 => ValueRef::Str(next_text()?),
-                2 => ValueRef::Int(ints.next().ok_or_else(missing)?),
-                3 => ValueRef::Float(floats.next().ok_or_else(missing)?),
-                4 => ValueRef::Boolean(ints.next().ok_or_else(missing)? != 0),
-                5 => ValueRef::Json(next_text()?),
-                other => return Err(bad(&format!("unknown kind {other}"))),
-            };
-            let at = if dense {
-                i
-            } else {
-                batch.positions[i] as usize
-            };
-            *values
-                .get_mut(at)
-                .ok_or_else(|| bad("position out of range"))? = value;
-        }
+        // One loop per layout, each value decoded in place: this runs for
+        // every value of every batch, in every plugin.
+        let values = if dense {
+            let mut values = Vec::with_capacity(cells);
+            for &kind in &batch.kinds {
+                values.push(
+                    payloads
+                        .next(kind)
+                        .ok_or_else(|| bad(&payloads.fault(kind)))?,
+                );
+            }
+            values
+        } else {
+            let mut values = vec![ValueRef::Absent; cells];
+            for (&kind, &at) in batch.kinds.iter().zip(&batch.positions) {
+                let value = payloads
+                    .next(kind)
+                    .ok_or_else(|| bad(&payloads.fault(kind)))?;
+                *values
+                    .get_mut(at as usize)
+                    .ok_or_else(|| bad("position out of range"))? = value;
+            }
+            values
+        };
         Ok(Rows {
             width,
             rows: batch.rows as usize,
@@ -541,6 +547,7 @@ impl<'a> Rows<'a> {
     }
 
     /// The values of row `r`, in manifest order.
+    #[inline]
     pub fn row(&self, r: usize) -> &[ValueRef<'a>] {
         &self.values[r * self.width..(r + 1) * self.width]
     }
@@ -548,6 +555,51 @@ impl<'a> Rows<'a> {
     /// Iterates over `(row index, values)`.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &[ValueRef<'a>])> + '_ {
         (0..self.len()).map(move |r| (r as u32, self.row(r)))
+    }
+}
+
+/// The payload columns of a batch, read in step with its kinds.
+struct Payloads<'a, 'b> {
+    ints: std::slice::Iter<'b, i64>,
+    floats: std::slice::Iter<'b, f64>,
+    ends: std::slice::Iter<'b, u32>,
+    text: &'a str,
+    start: usize,
+}
+
+impl<'a> Payloads<'a, '_> {
+    /// The next value of `kind`; `None` when the batch breaks the layout
+    /// (see [`Payloads::fault`]).
+    #[inline(always)]
+    fn next(&mut self, kind: u8) -> Option<ValueRef<'a>> {
+        Some(match kind {
+            0 => ValueRef::Absent,
+            1 => ValueRef::Str(self.next_text()?),
+            2 => ValueRef::Int(*self.ints.next()?),
+            3 => ValueRef::Float(*self.floats.next()?),
+            4 => ValueRef::Boolean(*self.ints.next()? != 0),
+            5 => ValueRef::Json(self.next_text()?),
+            _ => return None,
+        })
+    }
+
+    #[inline(always)]
+    fn next_text(&mut self) -> Option<&'a str> {
+        let end = *self.ends.next()? as usize;
+        let s = self.text.get(self.start..end)?;
+        self.start = end;
+        Some(s)
+    }
+
+    /// What was wrong when [`Payloads::next`] gave `None` for `kind`.
+    #[cold]
+    fn fault(&self, kind: u8) -> String {
+        match kind {
+            1 | 5 if self.ends.len() == 0 => "fewer text ends than texts".into(),
+            1 | 5 => "text end out of range".into(),
+            2 | 3 | 4 => "fewer payloads than values".into(),
+            other => format!("unknown kind {other}"),
+        }
     }
 }
 
