@@ -73,14 +73,30 @@ const MAX_DEPTH: usize = 256;
 /// Decides every span with usage in `spans`; `None` for the others.
 pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
     let n = spans.len();
-    let index: HashMap<(&str, &str), usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.trace, s.span), i))
-        .collect();
+    // Spans by span id alone, the trace compared on a hit: hashing the pair
+    // of strings for every step up a tree cost twice as much. Ids are
+    // random, so a span id shared by two traces is rare; such spans are
+    // chained, and the last span with the (trace, span id) pair wins.
+    const END: usize = usize::MAX;
+    let mut first_by_id: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(n, Default::default());
+    let mut next_same_id = vec![END; n];
+    for (i, s) in spans.iter().enumerate().rev() {
+        if let Some(later) = first_by_id.insert(s.span, i) {
+            next_same_id[i] = later;
+        }
+    }
     let parent_of = |i: usize| -> Option<usize> {
         let s = &spans[i];
-        s.parent.and_then(|p| index.get(&(s.trace, p)).copied())
+        let mut at = *first_by_id.get(s.parent?)?;
+        let mut found = None;
+        while at != END {
+            if spans[at].trace == s.trace {
+                found = Some(at);
+            }
+            at = next_same_id[at];
+        }
+        found
     };
     let role = |i: usize| spans[i].role.unwrap_or(Role::Inference);
 
@@ -323,6 +339,30 @@ mod tests {
             },
         );
         assert_eq!(counted(&off), vec![0, 1]);
+    }
+
+    #[test]
+    fn span_ids_shared_by_two_traces_stay_apart() {
+        let spans = vec![
+            call(span("t1", "r", None, Some(Role::Wrapper)), 10, 5, 0.5),
+            call(
+                span("t1", "c", Some("r"), Some(Role::Inference)),
+                10,
+                5,
+                0.5,
+            ),
+            call(span("t2", "r", None, Some(Role::Wrapper)), 20, 5, 0.7),
+            call(
+                span("t2", "c", Some("r"), Some(Role::Inference)),
+                20,
+                5,
+                0.7,
+            ),
+        ];
+        let v = decide(&spans, ALL);
+        assert_eq!(counted(&v), vec![1, 3]);
+        assert_eq!(v[0], Some(Verdict::Restates { calls: vec![1] }));
+        assert_eq!(v[2], Some(Verdict::Restates { calls: vec![3] }));
     }
 
     #[test]

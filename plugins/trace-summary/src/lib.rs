@@ -77,6 +77,36 @@ pub struct Trace {
 }
 
 impl Trace {
+    /// Adds one span of this trace.
+    fn add(&mut self, v: &[ValueRef<'_>]) {
+        let t = self;
+        t.spans += 1;
+        let start = v[read::START].as_i64().unwrap_or(0).max(0) as u64;
+        let end = v[read::END].as_i64().unwrap_or(0).max(0) as u64;
+        t.start = t.start.min(start);
+        t.end = t.end.max(end);
+        if v[read::STATUS].as_str() == Some("error") {
+            t.errors += 1;
+        }
+        if v[read::COUNTED].as_bool() != Some(false)
+            && let Some(c) = v[read::COST].as_f64()
+        {
+            t.cost += c;
+        }
+        let agent = v[read::AGENT].as_str().or_else(|| {
+            (v[read::OPERATION].as_str() == Some("invoke_agent"))
+                .then(|| v[read::SERVICE].as_str())
+                .flatten()
+        });
+        if let Some(a) = agent {
+            insert_sorted(&mut t.agents, a);
+        }
+        if let Some(from) = v[read::STITCHED_FROM].as_str() {
+            insert_sorted(&mut t.stitched, from);
+        }
+        t.parents.insert(id64(v[read::SPAN]), id64(v[read::PARENT]));
+    }
+
     /// The longest chain of parent links; a parent not seen ends a chain.
     pub fn depth(&self) -> u32 {
         let mut memo: HashMap<u64, u32> =
@@ -172,45 +202,21 @@ impl State {
         let Some(trace_id) = v[read::TRACE].as_str() else {
             return;
         };
-        // Most spans join a trace already kept: look up before allocating a key.
-        if !self.kept.traces.contains_key(trace_id) {
-            self.kept.seen += 1;
-            self.kept.traces.insert(
-                trace_id.to_string(),
-                Trace {
-                    start: u64::MAX,
-                    ..Trace::default()
-                },
-            );
-        }
-        let Some(t) = self.kept.traces.get_mut(trace_id) else {
+        // Most spans join a trace already kept: one lookup, and a key
+        // allocated only for a new trace.
+        if let Some(t) = self.kept.traces.get_mut(trace_id) {
+            t.add(v);
             return;
-        };
-        t.spans += 1;
-        let start = v[read::START].as_i64().unwrap_or(0).max(0) as u64;
-        let end = v[read::END].as_i64().unwrap_or(0).max(0) as u64;
-        t.start = t.start.min(start);
-        t.end = t.end.max(end);
-        if v[read::STATUS].as_str() == Some("error") {
-            t.errors += 1;
         }
-        if v[read::COUNTED].as_bool() != Some(false)
-            && let Some(c) = v[read::COST].as_f64()
-        {
-            t.cost += c;
-        }
-        let agent = v[read::AGENT].as_str().or_else(|| {
-            (v[read::OPERATION].as_str() == Some("invoke_agent"))
-                .then(|| v[read::SERVICE].as_str())
-                .flatten()
-        });
-        if let Some(a) = agent {
-            insert_sorted(&mut t.agents, a);
-        }
-        if let Some(from) = v[read::STITCHED_FROM].as_str() {
-            insert_sorted(&mut t.stitched, from);
-        }
-        t.parents.insert(id64(v[read::SPAN]), id64(v[read::PARENT]));
+        self.kept.seen += 1;
+        self.kept
+            .traces
+            .entry(trace_id.to_string())
+            .or_insert(Trace {
+                start: u64::MAX,
+                ..Trace::default()
+            })
+            .add(v);
     }
 
     /// Forgets the least recently active traces beyond `max_traces`, a tenth
