@@ -597,7 +597,7 @@ impl<'a> Payloads<'a, '_> {
         match kind {
             1 | 5 if self.ends.len() == 0 => "fewer text ends than texts".into(),
             1 | 5 => "text end out of range".into(),
-            2 | 3 | 4 => "fewer payloads than values".into(),
+            2..=4 => "fewer payloads than values".into(),
             other => format!("unknown kind {other}"),
         }
     }
