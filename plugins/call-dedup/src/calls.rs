@@ -146,7 +146,8 @@ pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
         .filter(|&i| role(i) == Role::Inference)
         .collect();
     if joins.response_id {
-        let mut by_id: HashMap<&str, usize> = HashMap::default();
+        let mut by_id: HashMap<&str, usize> =
+            HashMap::with_capacity_and_hasher(inference.len(), Default::default());
         for &i in &inference {
             if let Some(id) = spans[i].response_id.filter(|s| !s.is_empty()) {
                 match by_id.get(id) {
@@ -159,7 +160,8 @@ pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
         }
     }
     if joins.contained_siblings {
-        let mut siblings: HashMap<(&str, &str, i64, i64), Vec<usize>> = HashMap::default();
+        let mut siblings: HashMap<(&str, &str, i64, i64), Vec<usize>> =
+            HashMap::with_capacity_and_hasher(inference.len(), Default::default());
         for &i in &inference {
             let s = &spans[i];
             if let Some(p) = s.parent
@@ -186,7 +188,8 @@ pub fn decide(spans: &[CallSpan<'_>], joins: Joins) -> Vec<Option<Verdict>> {
     }
 
     // The counted span of each call.
-    let mut best: HashMap<usize, usize> = HashMap::default();
+    let mut best: HashMap<usize, usize> =
+        HashMap::with_capacity_and_hasher(recorders.len(), Default::default());
     for &i in &recorders {
         let root = sets.find(i);
         let better = match best.get(&root) {

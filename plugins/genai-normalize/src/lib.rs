@@ -159,6 +159,9 @@ fn canonical_index(c: Canonical) -> usize {
 }
 
 /// Normalises one span's row into edits.
+/// How many canonical attributes there are (one per `ALIASES` entry).
+const CANONICAL: usize = ALIASES.len();
+
 fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut Vec<Edit>) {
     let l = &state.layout;
     let set = |edits: &mut Vec<Edit>, slot: u32, value: Value| {
@@ -181,7 +184,8 @@ fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut V
     };
     // Plain renames: copy the first alias found to the canonical name. The
     // values are borrowed from the row: only what is written is copied.
-    let mut canonical_values: Vec<Option<ValueRef<'_>>> = Vec::with_capacity(ALIASES.len());
+    // On the stack: this runs for every span.
+    let mut canonical_values: [Option<ValueRef<'_>>; CANONICAL] = [None; CANONICAL];
     for (i, idx) in l.aliases.iter().enumerate() {
         let current = row[idx[0]];
         let found = first(row, idx);
@@ -190,7 +194,7 @@ fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut V
         {
             set(edits, slot::CANONICAL + i as u32, v.to_value());
         }
-        canonical_values.push(found);
+        canonical_values[i] = found;
     }
     if let Some(m) = &params_model {
         set(
