@@ -158,10 +158,10 @@ fn canonical_index(c: Canonical) -> usize {
         .expect("every canonical has aliases")
 }
 
-/// Normalises one span's row into edits.
 /// How many canonical attributes there are (one per `ALIASES` entry).
 const CANONICAL: usize = ALIASES.len();
 
+/// Normalises one span's row into edits.
 fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut Vec<Edit>) {
     let l = &state.layout;
     let set = |edits: &mut Vec<Edit>, slot: u32, value: Value| {

@@ -583,11 +583,14 @@ impl<'a> Payloads<'a, '_> {
         })
     }
 
+    /// The next string; an end that is out of range is left unread, so
+    /// that [`Payloads::fault`] tells it from a missing one.
     #[inline(always)]
     fn next_text(&mut self) -> Option<&'a str> {
-        let end = *self.ends.next()? as usize;
-        let s = self.text.get(self.start..end)?;
-        self.start = end;
+        let (&end, rest) = self.ends.as_slice().split_first()?;
+        let s = self.text.get(self.start..end as usize)?;
+        self.ends = rest.iter();
+        self.start = end as usize;
         Some(s)
     }
 
@@ -756,6 +759,23 @@ mod tests {
             let err = Rows::new(&b, 4).err().expect("refused");
             assert!(err.starts_with("batch: "), "{err}");
         }
+        // The two ways text ends go wrong are told apart.
+        let out_of_range = Batch {
+            text_ends: vec![3, 6, 60],
+            ..dense.clone()
+        };
+        let short = Batch {
+            text_ends: vec![3, 6],
+            ..dense.clone()
+        };
+        assert_eq!(
+            Rows::new(&out_of_range, 4).err().as_deref(),
+            Some("batch: text end out of range")
+        );
+        assert_eq!(
+            Rows::new(&short, 4).err().as_deref(),
+            Some("batch: fewer text ends than texts")
+        );
     }
 
     #[test]
