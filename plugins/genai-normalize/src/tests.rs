@@ -225,8 +225,50 @@ fn finish_reasons_of_each_provider() {
         ("pause_turn", "other"),
         ("compaction", "other"),
         ("", "other"),
+        ("  Tool-Use ", "tool_use"),
+        (&"stop".repeat(20), "other"),
+        ("stöp", "other"),
     ] {
         assert_eq!(finish::normalize(raw), want, "{raw}");
+    }
+}
+
+/// The first reason, read without a JSON parser where the array is plain,
+/// is the first of what the parser reads, whatever the array holds.
+#[test]
+fn first_reason_is_the_first_of_the_raw_reasons() {
+    for json in [
+        r#"["stop"]"#,
+        r#" [ "length" , "stop" ] "#,
+        "[]",
+        r#"["", "x"]"#,
+        r#"["a,b","c"]"#,
+        r#"["say \"hi\"","x"]"#,
+        r#"["tool_calls", 3, null]"#,
+        r#"[3, "late"]"#,
+        r#"["unterminated]"#,
+        r#"["x"] trailing"#,
+        "[\"tab\there\"]",
+    ] {
+        for value in [ValueRef::Json(json), ValueRef::Str(json)] {
+            let values = [value, ValueRef::Str("fallback")];
+            let raw = finish::raw_reasons(values.into_iter());
+            let first = finish::first_reason(values.into_iter());
+            assert_eq!(
+                first.as_deref(),
+                raw.first().map(String::as_str),
+                "{value:?}"
+            );
+        }
+    }
+}
+
+/// `canonical_index` is a canonical's discriminant: `ALIASES` must list them
+/// in the enum's order.
+#[test]
+fn aliases_are_in_canonical_order() {
+    for (i, (c, _)) in ALIASES.iter().enumerate() {
+        assert_eq!(canonical_index(*c), i, "{c:?}");
     }
 }
 

@@ -16,7 +16,8 @@
 //! ```
 //!
 //! The WIT in `wit/pipeline.wit` is the reference for every type and call.
-//! Besides the bindings, this crate offers [`Rows`] to walk a projected batch,
+//! Besides the bindings, this crate offers [`Rows`] to walk a projected batch
+//! (and [`Cells`], its present values only, for manifests with many reads),
 //! [`parse_config`] to read the JSON config, and [`log`] helpers.
 
 #![allow(unsafe_code)] // generated bindings
@@ -482,53 +483,18 @@ impl<'a> Rows<'a> {
     /// Fails only on a batch that breaks the WIT's layout, which the host
     /// never sends.
     pub fn new(batch: &'a Batch, width: usize) -> Result<Self, String> {
-        let bad = |what: &str| format!("batch: {what}");
-        let cells = (batch.rows as usize)
-            .checked_mul(width)
-            .ok_or_else(|| bad("too many values"))?;
-        let dense = batch.positions.is_empty() && !batch.kinds.is_empty();
-        if dense && batch.kinds.len() != cells {
-            return Err(bad(&format!(
-                "{} values for {} rows of {width}",
-                batch.kinds.len(),
-                batch.rows
-            )));
-        }
-        if !dense && batch.positions.len() != batch.kinds.len() {
-            return Err(bad("positions and kinds differ in length"));
-        }
-        let text = std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?;
-        let mut payloads = Payloads {
-            ints: batch.ints.iter(),
-            floats: batch.floats.iter(),
-            ends: batch.text_ends.iter(),
-            text,
-            start: 0,
-        };
-        // One loop per layout, each value decoded in place: this runs for
-        // every value of every batch, in every plugin.
-        let values = if dense {
-            let mut values = Vec::with_capacity(cells);
-            for &kind in &batch.kinds {
-                values.push(
-                    payloads
-                        .next(kind)
-                        .ok_or_else(|| bad(&payloads.fault(kind)))?,
-                );
-            }
-            values
+        let layout = Layout::check(batch, width)?;
+        let mut values = Vec::new();
+        if layout.dense {
+            values.reserve_exact(layout.cells);
+            decode(batch, |_, value| values.push(value))?;
         } else {
-            let mut values = vec![ValueRef::Absent; cells];
-            for (&kind, &at) in batch.kinds.iter().zip(&batch.positions) {
-                let value = payloads
-                    .next(kind)
-                    .ok_or_else(|| bad(&payloads.fault(kind)))?;
-                *values
-                    .get_mut(at as usize)
-                    .ok_or_else(|| bad("position out of range"))? = value;
-            }
-            values
-        };
+            values = vec![ValueRef::Absent; layout.cells];
+            decode(batch, |at, value| {
+                // `Layout::check` bounds every position.
+                values[at] = value;
+            })?;
+        }
         Ok(Rows {
             width,
             rows: batch.rows as usize,
@@ -556,6 +522,152 @@ impl<'a> Rows<'a> {
     pub fn iter(&self) -> impl Iterator<Item = (u32, &[ValueRef<'a>])> + '_ {
         (0..self.len()).map(move |r| (r as u32, self.row(r)))
     }
+}
+
+/// The present values of a projected batch, row by row, without laying out
+/// the absent ones: for plugins that declare many reads of which few are
+/// set on any one span (e.g. every spelling of an attribute), where
+/// [`Rows`] would fill a row of `width` values for every span. Dense and
+/// sparse batches read alike.
+pub struct Cells<'a> {
+    cells: Vec<Cell<'a>>,
+    /// For each row, the index in `cells` where its values end.
+    ends: Vec<u32>,
+}
+
+/// A present value and the read (index into the manifest's `reads`) it
+/// answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Cell<'a> {
+    /// Index into the manifest's `reads`.
+    pub read: u32,
+    /// The value; never [`ValueRef::Absent`].
+    pub value: ValueRef<'a>,
+}
+
+impl<'a> Cells<'a> {
+    /// The present values of `batch`, projected onto `width` reads. Fails
+    /// only on a batch that breaks the WIT's layout (as [`Rows::new`]), or
+    /// whose sparse entries are not row by row.
+    pub fn new(batch: &'a Batch, width: usize) -> Result<Self, String> {
+        Layout::check(batch, width)?;
+        let rows = batch.rows as usize;
+        let mut cells = Vec::with_capacity(batch.kinds.len());
+        let mut ends = Vec::with_capacity(rows);
+        // Positions only grow from row to row; `row_end` is where the
+        // current row's positions end.
+        let mut row_end = width;
+        let mut out_of_order = false;
+        decode(batch, |at, value| {
+            if at < row_end - width {
+                out_of_order = true;
+                return;
+            }
+            while at >= row_end {
+                ends.push(cells.len() as u32);
+                row_end += width;
+            }
+            if value.is_present() {
+                let read = (at + width - row_end) as u32;
+                cells.push(Cell { read, value });
+            }
+        })?;
+        if out_of_order {
+            return Err("batch: sparse entries are not row by row".into());
+        }
+        ends.resize(rows, cells.len() as u32);
+        Ok(Cells { cells, ends })
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Iterates over `(row index, present values of the row)`, the values in
+    /// the order the host sent them.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &[Cell<'a>])> + '_ {
+        let mut start = 0usize;
+        self.ends.iter().enumerate().map(move |(row, &end)| {
+            let cells = &self.cells[start..end as usize];
+            start = end as usize;
+            (row as u32, cells)
+        })
+    }
+}
+
+/// The shape of a batch, checked against the manifest's width.
+struct Layout {
+    dense: bool,
+    /// Rows times width.
+    cells: usize,
+}
+
+impl Layout {
+    fn check(batch: &Batch, width: usize) -> Result<Layout, String> {
+        let cells = (batch.rows as usize)
+            .checked_mul(width)
+            .ok_or_else(|| bad("too many values"))?;
+        let dense = batch.positions.is_empty() && !batch.kinds.is_empty();
+        if dense && batch.kinds.len() != cells {
+            return Err(bad(&format!(
+                "{} values for {} rows of {width}",
+                batch.kinds.len(),
+                batch.rows
+            )));
+        }
+        if !dense {
+            if batch.positions.len() != batch.kinds.len() {
+                return Err(bad("positions and kinds differ in length"));
+            }
+            if batch.positions.iter().any(|&at| at as usize >= cells) {
+                return Err(bad("position out of range"));
+            }
+        }
+        Ok(Layout { dense, cells })
+    }
+}
+
+#[cold]
+fn bad(what: &str) -> String {
+    format!("batch: {what}")
+}
+
+/// Decodes every entry of a batch that passed [`Layout::check`], in order,
+/// as (position, value): the position is the entry's index in a dense
+/// batch. One loop per layout, each value decoded in place: this runs for
+/// every value of every batch, in every plugin.
+#[inline(always)]
+fn decode<'a>(batch: &'a Batch, mut emit: impl FnMut(usize, ValueRef<'a>)) -> Result<(), String> {
+    let text = std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?;
+    let mut payloads = Payloads {
+        ints: batch.ints.iter(),
+        floats: batch.floats.iter(),
+        ends: batch.text_ends.iter(),
+        text,
+        start: 0,
+    };
+    if batch.positions.is_empty() {
+        for (at, &kind) in batch.kinds.iter().enumerate() {
+            match payloads.next(kind) {
+                Some(value) => emit(at, value),
+                None => return Err(bad(&payloads.fault(kind))),
+            }
+        }
+    } else {
+        for (&kind, &at) in batch.kinds.iter().zip(&batch.positions) {
+            match payloads.next(kind) {
+                Some(value) => emit(at as usize, value),
+                None => return Err(bad(&payloads.fault(kind))),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The payload columns of a batch, read in step with its kinds.
@@ -776,6 +888,78 @@ mod tests {
             Rows::new(&short, 4).err().as_deref(),
             Some("batch: fewer text ends than texts")
         );
+    }
+
+    /// Cells give each row's present values, the same from a dense and a
+    /// sparse batch, rows without any included; a sparse batch whose
+    /// entries go back to an earlier row is refused.
+    #[test]
+    fn cells_give_present_values_row_by_row() {
+        use super::types::Batch;
+        use super::{Cell, Cells, ValueRef};
+        let dense = Batch {
+            rows: 3,
+            kinds: vec![1, 0, 0, 0, 0, 0, 2, 4, 0],
+            positions: vec![],
+            ints: vec![7, 1],
+            floats: vec![],
+            text: "ab".into(),
+            text_ends: vec![2],
+        };
+        let sparse = Batch {
+            rows: 3,
+            kinds: vec![1, 4, 2],
+            positions: vec![0, 7, 6],
+            ints: vec![1, 7],
+            ..dense.clone()
+        };
+        fn read<'a>(c: &Cells<'a>) -> Vec<(u32, Vec<(u32, ValueRef<'a>)>)> {
+            c.iter()
+                .map(|(r, cells)| (r, cells.iter().map(|c: &Cell| (c.read, c.value)).collect()))
+                .collect()
+        }
+        let d = Cells::new(&dense, 3).unwrap();
+        assert_eq!(d.len(), 3);
+        assert_eq!(
+            read(&d),
+            vec![
+                (0, vec![(0, ValueRef::Str("ab"))]),
+                (1, vec![]),
+                (2, vec![(0, ValueRef::Int(7)), (1, ValueRef::Boolean(true))]),
+            ]
+        );
+        // Within a row the host may send reads in any order.
+        assert_eq!(
+            read(&Cells::new(&sparse, 3).unwrap()),
+            vec![
+                (0, vec![(0, ValueRef::Str("ab"))]),
+                (1, vec![]),
+                (2, vec![(1, ValueRef::Boolean(true)), (0, ValueRef::Int(7))]),
+            ]
+        );
+        // Trailing rows with nothing present are still rows.
+        let first_only = Batch {
+            kinds: vec![1],
+            positions: vec![0],
+            ints: vec![],
+            ..sparse.clone()
+        };
+        let c = Cells::new(&first_only, 3).unwrap();
+        assert_eq!(
+            (c.len(), c.iter().last().map(|(r, v)| (r, v.len()))),
+            (3, Some((2, 0)))
+        );
+        let backwards = Batch {
+            kinds: vec![2, 1, 4],
+            positions: vec![6, 0, 7],
+            ints: vec![7, 1],
+            ..sparse.clone()
+        };
+        assert_eq!(
+            Cells::new(&backwards, 3).err().as_deref(),
+            Some("batch: sparse entries are not row by row")
+        );
+        assert!(Cells::new(&Batch { rows: 2, ..sparse }, 3).is_err());
     }
 
     #[test]
