@@ -53,13 +53,23 @@ pub fn clear(batch: &mut WitBatch) {
 }
 
 /// Appends one entry of a dense batch.
+#[inline]
 pub fn push(batch: &mut WitBatch, value: Read<'_>) {
     let kind = match value {
         Read::Absent => kind::ABSENT,
-        Read::Str(s) => push_text(batch, kind::STR, |t| t.extend_from_slice(s.as_bytes())),
-        Read::Id(bytes) => push_text(batch, kind::STR, |t| push_hex(t, bytes)),
-        Read::SpanJson(span) => push_text(batch, kind::STR, |t| flat::write(t, span)),
-        Read::Json(s) => push_text(batch, kind::JSON, |t| t.extend_from_slice(s.as_bytes())),
+        Read::Str(s) => {
+            batch.text.extend_from_slice(s.as_bytes());
+            end_text(batch, kind::STR)
+        }
+        Read::Id(bytes) => {
+            push_hex(&mut batch.text, bytes);
+            end_text(batch, kind::STR)
+        }
+        Read::Json(s) => {
+            batch.text.extend_from_slice(s.as_bytes());
+            end_text(batch, kind::JSON)
+        }
+        Read::SpanJson(span) => push_span_json(batch, span),
         Read::Int(i) => {
             batch.ints.push(i);
             kind::INT
@@ -77,14 +87,22 @@ pub fn push(batch: &mut WitBatch, value: Read<'_>) {
 }
 
 /// Appends one entry of a sparse batch, at `row * width + read`.
+#[inline]
 pub fn push_at(batch: &mut WitBatch, position: usize, value: Read<'_>) {
     batch.positions.push(offset(position));
     push(batch, value);
 }
 
-/// Writes a text payload and records where it ends.
-fn push_text(batch: &mut WitBatch, kind: u8, write: impl FnOnce(&mut Vec<u8>)) -> u8 {
-    write(&mut batch.text);
+/// The whole span as text: rare and large, so kept out of `push`.
+#[inline(never)]
+fn push_span_json(batch: &mut WitBatch, span: &crate::span::Span) -> u8 {
+    flat::write(&mut batch.text, span);
+    end_text(batch, kind::STR)
+}
+
+/// Records where the text just written ends.
+#[inline]
+fn end_text(batch: &mut WitBatch, kind: u8) -> u8 {
     batch.text_ends.push(offset(batch.text.len()));
     kind
 }

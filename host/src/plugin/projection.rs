@@ -5,10 +5,6 @@
 use super::bindings::types::{Batch as WitBatch, Field, Value};
 use super::packed;
 use crate::span::{AttrValue, Key, Span, flat, otlp_json};
-// foldhash: the wide lookup runs once per attribute of every span for each
-// stage that reads many attributes; std's SipHash showed in the profile.
-// The map is built at init from the manifest, never from span data.
-use foldhash::{HashMap, HashMapExt};
 use serde_json::value::RawValue;
 
 /// A field a plugin reads, resolved once at init.
@@ -180,94 +176,105 @@ pub struct Projection {
     pub writes: Vec<Key>,
     /// Indexes into `reads`; a span is sent only if one of them is present.
     pub require_any: Vec<usize>,
-    /// For manifests that read many attributes: key -> read indexes, so a
-    /// span's attributes are scanned once instead of once per read.
-    wide: Option<WideReads>,
+    /// The span attributes read, found by key.
+    attributes: AttributeReads,
+    /// The indexes of the reads that are not span attributes.
+    others: Vec<usize>,
     /// Send present fields only, as cells.
     sparse: bool,
 }
 
-/// The attribute reads of a wide projection, by key.
-#[derive(Debug, Clone)]
-struct WideReads {
-    by_text: HashMap<Key, Vec<usize>>,
-    /// The same by interned address, when every key read is interned: a
-    /// span's interned key is then found without hashing its text, and one
-    /// not found here is not read (the table holds one copy per text).
-    by_address: Option<HashMap<usize, Vec<usize>>>,
-    /// The indexes of the reads that are not span attributes.
-    others: Vec<usize>,
+/// The span-attribute reads of a projection, found in one pass over a span's
+/// attributes: an interned key's number indexes `by_id`, so finding the
+/// reads of an attribute is a load or two, whatever the number of reads
+/// (scanning the span once per read cost reads times attributes compares).
+#[derive(Debug, Clone, Default)]
+struct AttributeReads {
+    /// By interned key number: 1 + the first read of that key; 0 when no
+    /// read has it. As long as the highest number read.
+    by_id: Vec<u32>,
+    /// For each read: 1 + the next read of the same key (a manifest may read
+    /// a key twice); 0 for none.
+    next: Vec<u32>,
+    /// Every attribute read with its key: the span's keys that are not
+    /// interned are matched here, by text.
+    by_text: Vec<(Key, usize)>,
+    /// True when some key read is not interned (longer than interned keys,
+    /// or made once the table was full): then an interned span key may
+    /// equal it in text only, and is compared with it too.
+    owned_reads: bool,
 }
 
-impl WideReads {
-    fn new(reads: &[FieldSpec]) -> WideReads {
-        let mut by_text: HashMap<Key, Vec<usize>> = HashMap::new();
-        let mut others = Vec::new();
-        for (i, f) in reads.iter().enumerate() {
-            match f {
-                FieldSpec::Attribute(k) => by_text.entry(k.clone()).or_default().push(i),
-                _ => others.push(i),
+impl AttributeReads {
+    fn new(reads: &[FieldSpec]) -> AttributeReads {
+        let mut index = AttributeReads {
+            next: vec![0; reads.len()],
+            ..AttributeReads::default()
+        };
+        // Chained in reverse, so each chain runs in manifest order.
+        for (i, f) in reads.iter().enumerate().rev() {
+            let FieldSpec::Attribute(k) = f else { continue };
+            index.by_text.push((k.clone(), i));
+            match k.id() {
+                Some(id) => {
+                    let id = id as usize;
+                    if index.by_id.len() <= id {
+                        index.by_id.resize(id + 1, 0);
+                    }
+                    index.next[i] = index.by_id[id];
+                    index.by_id[id] = i as u32 + 1;
+                }
+                None => index.owned_reads = true,
             }
         }
-        let by_address = by_text
-            .iter()
-            .map(|(k, reads)| Some((k.interned_address()?, reads.clone())))
-            .collect();
-        WideReads {
-            by_text,
-            by_address,
-            others,
-        }
+        index.by_text.reverse();
+        index
     }
 
-    /// Sets `found[read]` to the span's value of each attribute read (the
-    /// first of duplicate keys, as `get` finds), in one pass over its
-    /// attributes.
-    fn find<'s>(&self, span: &'s Span, width: usize, found: &mut Vec<Option<&'s AttrValue>>) {
-        found.clear();
-        found.resize(width, None);
-        for (k, v) in &span.attributes.0 {
-            for &r in self.get(k).into_iter().flatten() {
-                found[r].get_or_insert(v);
+    /// Sets `found[read]` to the span's value of each attribute read, the
+    /// first of duplicate keys (as `get` finds), and lists in `present` the
+    /// reads found, in the span's order. `found` holds no value on entry.
+    #[inline]
+    fn find<'s>(
+        &self,
+        span: &'s Span,
+        found: &mut [Option<&'s AttrValue>],
+        present: &mut Vec<usize>,
+    ) {
+        let mut visit = |read: usize, v: &'s AttrValue| {
+            if found[read].is_none() {
+                found[read] = Some(v);
+                present.push(read);
             }
-        }
-    }
-
-    /// Appends the present reads of a span to a sparse batch, its row's
-    /// values starting at `base`: the reads that are not attributes, then
-    /// the attributes in the span's order (the first of duplicate keys, as
-    /// `get` finds).
-    fn push_present(&self, span: &Span, reads: &[FieldSpec], base: usize, out: &mut WitBatch) {
-        for &f in &self.others {
-            let value = read(span, &reads[f]);
-            if !value.is_absent() {
-                packed::push_at(out, base + f, value);
-            }
-        }
-        let first = out.positions.len();
+        };
         for (k, v) in &span.attributes.0 {
-            for &f in self.get(k).into_iter().flatten() {
-                let at = base + f;
-                if !out.positions[first..].iter().any(|&p| p as usize == at) {
-                    packed::push_at(out, at, attr_read(Some(v)));
+            match k.id() {
+                Some(id) => {
+                    let mut r = self.by_id.get(id as usize).copied().unwrap_or(0);
+                    while r != 0 {
+                        let read = r as usize - 1;
+                        visit(read, v);
+                        r = self.next[read];
+                    }
+                    if self.owned_reads {
+                        for (key, read) in &self.by_text {
+                            if key.id().is_none() && key.as_str() == k.as_str() {
+                                visit(*read, v);
+                            }
+                        }
+                    }
+                }
+                None => {
+                    for (key, read) in &self.by_text {
+                        if key.as_str() == k.as_str() {
+                            visit(*read, v);
+                        }
+                    }
                 }
             }
         }
     }
-
-    /// The indexes of the reads of `key`.
-    fn get(&self, key: &Key) -> Option<&Vec<usize>> {
-        match (&self.by_address, key.interned_address()) {
-            (Some(by_address), Some(address)) => by_address.get(&address),
-            _ => self.by_text.get(&**key),
-        }
-    }
 }
-
-/// Above this many attribute reads, one pass over the span's attributes with a
-/// hash lookup beats one linear scan per read (measured with
-/// `builtin:genai-normalize`, ~75 reads: see BENCHMARKS.md).
-const WIDE_READS: usize = 8;
 
 impl Projection {
     /// Builds the projection of a manifest, checking its indexes.
@@ -297,16 +304,15 @@ impl Projection {
                 return Err("manifest.writes holds an empty key".into());
             }
         }
-        let attribute_reads = reads
-            .iter()
-            .filter(|f| matches!(f, FieldSpec::Attribute(_)))
-            .count();
-        let wide = (attribute_reads > WIDE_READS).then(|| WideReads::new(&reads));
+        let others = (0..reads.len())
+            .filter(|&i| !matches!(reads[i], FieldSpec::Attribute(_)))
+            .collect();
         Ok(Projection {
+            attributes: AttributeReads::new(&reads),
+            others,
             reads,
             writes: writes.into_iter().map(Key::from).collect(),
             require_any,
-            wide,
             sparse,
         })
     }
@@ -317,41 +323,44 @@ impl Projection {
         packed::clear(out);
         rows.clear();
         let width = self.reads.len();
-        // A wide projection's attributes, found in one pass over the span's.
-        let mut found: Vec<Option<&AttrValue>> = Vec::new();
+        // Each span's attribute values by read; emptied after each span
+        // through `present`, the reads found.
+        let mut found: Vec<Option<&AttrValue>> = vec![None; width];
+        let mut present: Vec<usize> = Vec::new();
+        let attributes_read = !self.attributes.by_text.is_empty();
         for (i, span) in spans.iter().enumerate() {
-            // Test the filter before reading anything, so skipped spans cost
-            // one lookup and no copies.
-            if !self.require_any.is_empty()
-                && self
-                    .require_any
-                    .iter()
-                    .all(|&r| read(span, &self.reads[r]).is_absent())
-            {
-                continue;
+            if attributes_read {
+                self.attributes.find(span, &mut found, &mut present);
             }
-            let row = rows.len();
-            rows.push(i as u32);
-            let base = row * width;
-            match &self.wide {
-                // Present attributes only: one pass over the span's.
-                Some(wide) if self.sparse => wide.push_present(span, &self.reads, base, out),
-                wide => {
-                    if let Some(wide) = wide {
-                        wide.find(span, width, &mut found);
-                    }
-                    for (f, field) in self.reads.iter().enumerate() {
-                        let value = match (field, wide) {
-                            (FieldSpec::Attribute(_), Some(_)) => attr_read(found[f]),
-                            _ => read(span, field),
-                        };
-                        if !self.sparse {
-                            packed::push(out, value);
-                        } else if !value.is_absent() {
-                            packed::push_at(out, base + f, value);
+            let value = |f: usize| match &self.reads[f] {
+                FieldSpec::Attribute(_) => attr_read(found[f]),
+                field => read(span, field),
+            };
+            let wanted = self.require_any.is_empty()
+                || self.require_any.iter().any(|&r| !value(r).is_absent());
+            if wanted {
+                let row = rows.len();
+                rows.push(i as u32);
+                let base = row * width;
+                if self.sparse {
+                    // The other fields, then the attributes in the span's order.
+                    for &f in &self.others {
+                        let v = read(span, &self.reads[f]);
+                        if !v.is_absent() {
+                            packed::push_at(out, base + f, v);
                         }
                     }
+                    for &f in &present {
+                        packed::push_at(out, base + f, attr_read(found[f]));
+                    }
+                } else {
+                    for f in 0..width {
+                        packed::push(out, value(f));
+                    }
                 }
+            }
+            for f in present.drain(..) {
+                found[f] = None;
             }
         }
         out.rows = rows.len() as u32;
@@ -428,9 +437,9 @@ mod tests {
             .collect()
     }
 
-    /// The one-pass projection of wide manifests gives exactly what reading
-    /// field by field gives, including absent keys and duplicates, dense
-    /// or sparse; a batch projected over an earlier one holds only its own.
+    /// The one-pass projection gives exactly what reading field by field
+    /// gives, including absent keys and keys read twice, dense or sparse; a
+    /// batch projected over an earlier one holds only its own.
     #[test]
     fn wide_projection_equals_field_by_field() {
         let keys = [
@@ -461,7 +470,6 @@ mod tests {
         let (mut out, mut rows) = (WitBatch::default(), vec![]);
         for sparse in [false, true] {
             let p = Projection::new(fields.clone(), vec![], vec![], sparse).unwrap();
-            assert!(p.wide.is_some());
             for seed in [3, 4] {
                 let spans = crate::bench::synthetic_spans(40, seed, 1_000);
                 p.project(&spans, &mut out, &mut rows);
@@ -485,8 +493,8 @@ mod tests {
         }
     }
 
-    /// Narrow projections read field by field; `require_any` leaves out the
-    /// spans without any of its fields, and rows map back to them.
+    /// `require_any` leaves out the spans without any of its fields, and
+    /// rows map back to them.
     #[test]
     fn narrow_projection_filters_and_maps_rows() {
         let spans = crate::bench::synthetic_spans(60, 5, 1_000);
@@ -497,7 +505,6 @@ mod tests {
             Field::Kind,
         ];
         let p = Projection::new(fields, vec![], vec![0], false).unwrap();
-        assert!(p.wide.is_none());
         let (mut out, mut rows) = (WitBatch::default(), vec![]);
         p.project(&spans, &mut out, &mut rows);
         let tools: Vec<&Span> = spans
@@ -515,47 +522,46 @@ mod tests {
         );
     }
 
-    /// Interned keys are found by address; an owned key (too long to
-    /// intern, or made once the table was full) still by its text, on
-    /// either side.
+    /// Interned keys are found by number; owned keys (too long to intern,
+    /// or made once the table was full) by their text, on either side, also
+    /// an owned key read against the interned copy of its text in a span.
+    /// Of a key a span holds twice, the first value is read.
     #[test]
-    fn wide_reads_find_owned_and_interned_keys() {
+    fn attribute_reads_find_owned_and_interned_keys() {
         let long = "k".repeat(200); // longer than keys are interned
         let mut span = crate::bench::synthetic_spans(1, 3, 1_000).remove(0);
         span.attributes.0.clear();
-        span.attributes
-            .0
-            .push((Key::owned("w.a"), AttrValue::Int(1)));
-        span.attributes.0.push((Key::new("w.b"), AttrValue::Int(2)));
-        span.attributes.0.push((Key::new(&long), AttrValue::Int(3)));
-        let keys = |extra: &[&str]| -> Vec<Field> {
-            (0..8)
-                .map(|i| format!("w.unread{i}"))
-                .chain(["w.a".into(), "w.b".into()])
-                .chain(extra.iter().map(|k| k.to_string()))
-                .map(Field::Attribute)
-                .collect()
-        };
-        for (fields, expected) in [
-            // Every key read interned: looked up by address, or by text for
-            // the span's owned ones.
-            (keys(&[]), vec![Value::Int(1), Value::Int(2)]),
-            // One key read is owned: every lookup by text.
-            (
-                keys(&[&long]),
-                vec![Value::Int(1), Value::Int(2), Value::Int(3)],
-            ),
-        ] {
-            let p = Projection::new(fields, vec![], vec![], false).unwrap();
-            let wide = p.wide.as_ref().unwrap();
-            assert_eq!(wide.by_address.is_some(), expected.len() == 2);
-            let mut found = Vec::new();
-            wide.find(&span, p.reads.len(), &mut found);
-            let values: Vec<Value> = found[8..]
-                .iter()
-                .map(|v| attr_read(*v).to_value())
-                .collect();
-            assert_eq!(format!("{values:?}"), format!("{expected:?}"));
+        let attrs = [
+            (Key::owned("w.a"), 1),
+            (Key::new("w.b"), 2),
+            (Key::new(&long), 3),
+            (Key::new("w.c"), 4),
+            (Key::new("w.b"), 5),
+        ];
+        for (k, v) in attrs {
+            span.attributes.0.push((k, AttrValue::Int(v)));
         }
+        let key = |k: &str| FieldSpec::Attribute(Key::new(k));
+        let mut reads: Vec<FieldSpec> = (0..8).map(|i| key(&format!("w.unread{i}"))).collect();
+        reads.extend([
+            key("w.a"),
+            key("w.b"),
+            key(&long),
+            FieldSpec::Attribute(Key::owned("w.c")),
+        ]);
+        reads.push(key("w.b"));
+        let index = AttributeReads::new(&reads);
+        assert!(index.owned_reads);
+        let mut found = vec![None; reads.len()];
+        let mut present = Vec::new();
+        index.find(&span, &mut found, &mut present);
+        let values: Vec<Value> = found[8..]
+            .iter()
+            .map(|v| attr_read(*v).to_value())
+            .collect();
+        let expected = [1, 2, 3, 4, 2].map(Value::Int);
+        assert_eq!(format!("{values:?}"), format!("{expected:?}"));
+        // The reads found, in the span's order, each once.
+        assert_eq!(present, vec![8, 9, 12, 10, 11]);
     }
 }

@@ -1,7 +1,8 @@
 //! Attribute keys, interned process-wide.
 //!
 //! The same few dozen keys repeat on every span. A key that is interned is a
-//! `&'static str`: cloning and dropping it cost nothing, and no counter is
+//! `&'static` reference to its one copy, which also carries a small number
+//! (see [`Key::id`]): cloning and dropping it cost nothing, and no counter is
 //! shared between threads. (Keys used to be `Arc<str>`: a profile put most of
 //! dropping a span on the counters' atomic decrements, though on its own the
 //! change was within the noise: those were where a drop first touched a cold
@@ -17,7 +18,7 @@ use std::ops::Deref;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use foldhash::{HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt};
 
 /// Distinct keys interned per process; beyond, keys are allocated per span
 /// (a bound against clients that send ever-new keys).
@@ -30,12 +31,21 @@ pub const MAX_INTERNED_LEN: usize = 128;
 pub struct Key(Repr);
 
 /// 16 bytes: the owned form is boxed twice (rare keys pay an indirection) so
-/// that it fits beside the interned form's non-null pointer, and an attribute
-/// (key and value) takes 40 bytes, as it did with `Arc<str>` keys.
+/// that it fits beside the interned form's pointer, and an attribute (key
+/// and value) takes 40 bytes.
 #[derive(Clone)]
 enum Repr {
-    Interned(&'static str),
+    Interned(&'static Interned),
     Owned(Box<Box<str>>),
+}
+
+/// The one copy of an interned key: its text, and a small number given in
+/// order of first use, so that a projection finds the reads of a span's key
+/// by indexing a table instead of comparing or hashing.
+#[derive(Debug)]
+pub struct Interned {
+    text: Box<str>,
+    id: u32,
 }
 
 impl Key {
@@ -44,7 +54,7 @@ impl Key {
     /// repeats without taking the process-wide lock.
     pub fn new(key: &str) -> Key {
         thread_local! {
-            static SEEN: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+            static SEEN: RefCell<HashMap<&'static str, &'static Interned>> = RefCell::new(HashMap::new());
         }
         if key.len() > MAX_INTERNED_LEN {
             return Key(Repr::Owned(Box::new(key.into())));
@@ -54,7 +64,7 @@ impl Key {
         }
         match intern_globally(key) {
             Some(k) => {
-                SEEN.with(|seen| seen.borrow_mut().insert(k));
+                SEEN.with(|seen| seen.borrow_mut().insert(&k.text, k));
                 Key(Repr::Interned(k))
             }
             None => Key(Repr::Owned(Box::new(key.into()))),
@@ -64,7 +74,7 @@ impl Key {
     /// The key as a string.
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Interned(s) => s,
+            Repr::Interned(k) => &k.text,
             Repr::Owned(s) => s,
         }
     }
@@ -82,11 +92,12 @@ impl Key {
         Key(Repr::Owned(Box::new(key.into())))
     }
 
-    /// The address of an interned key's one copy: an identity for lookups
-    /// that need not read the text (`None` for an owned key).
-    pub fn interned_address(&self) -> Option<usize> {
+    /// The number of an interned key (below [`MAX_INTERNED`]; the same for
+    /// every copy of the key, on every thread); `None` for an owned key.
+    #[inline]
+    pub fn id(&self) -> Option<u32> {
         match self.0 {
-            Repr::Interned(s) => Some(s.as_ptr() as usize),
+            Repr::Interned(k) => Some(k.id),
             Repr::Owned(_) => None,
         }
     }
@@ -97,14 +108,14 @@ impl Key {
 /// keys would otherwise take it for every attribute, on every thread. (A key
 /// interned earlier that a thread had not cached yet is then owned there:
 /// keys compare by their text, so only sharing is lost.)
-fn intern_globally(key: &str) -> Option<&'static str> {
-    static TABLE: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+fn intern_globally(key: &str) -> Option<&'static Interned> {
+    static TABLE: Mutex<Option<HashMap<&'static str, &'static Interned>>> = Mutex::new(None);
     static FULL: AtomicBool = AtomicBool::new(false);
     if FULL.load(Ordering::Relaxed) {
         return None;
     }
     let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let table = table.get_or_insert_with(HashSet::new);
+    let table = table.get_or_insert_with(HashMap::new);
     if let Some(k) = table.get(key) {
         return Some(k);
     }
@@ -112,8 +123,11 @@ fn intern_globally(key: &str) -> Option<&'static str> {
         FULL.store(true, Ordering::Relaxed);
         return None;
     }
-    let k: &'static str = Box::leak(key.into());
-    table.insert(k);
+    let k: &'static Interned = Box::leak(Box::new(Interned {
+        text: key.into(),
+        id: table.len() as u32,
+    }));
+    table.insert(&k.text, k);
     Some(k)
 }
 
@@ -214,7 +228,9 @@ mod tests {
         assert_eq!(a, Key::new("x.compare"));
         assert_ne!(a, Key::new("x.compare2"));
         let owned = Key::owned("x.compare");
-        assert!(a.interned_address().is_some() && owned.interned_address().is_none());
+        assert!(a.id().is_some() && owned.id().is_none());
+        assert_eq!(a.id(), Key::new("x.compare").id());
+        assert_ne!(a.id(), Key::new("x.compare2").id());
         assert_eq!(a, owned);
         assert_eq!(owned, a);
         assert_ne!(Key::owned("x.other"), a);
