@@ -119,28 +119,54 @@ impl<'de> Deserialize<'de> for NameOrNumber {
     }
 }
 
-/// Parses one flat span object.
+/// Parses one flat span object. The usual shape is read by a scanner of its
+/// own (`flat_fast`), which gives exactly what serde gives; anything else,
+/// errors included, is read by serde ([`parse_serde`]).
 pub fn parse(line: &str) -> Result<Span, String> {
+    match super::flat_fast::parse(line) {
+        Some(span) => Ok(span),
+        None => parse_serde(line),
+    }
+}
+
+/// A span kind from its name or OTLP number.
+pub(super) fn span_kind(k: NameOrNumber) -> Result<SpanKind, String> {
+    match k {
+        NameOrNumber::Number(n) => {
+            SpanKind::from_otlp_number(n).ok_or_else(|| format!("unknown span kind {n}"))
+        }
+        NameOrNumber::Name(s) => {
+            SpanKind::from_name(&s).ok_or_else(|| format!("unknown span kind {s:?}"))
+        }
+    }
+}
+
+/// A status code from its name or OTLP number.
+pub(super) fn status_code(c: NameOrNumber) -> Result<StatusCode, String> {
+    match c {
+        NameOrNumber::Number(n) => {
+            StatusCode::from_otlp_number(n).ok_or_else(|| format!("unknown status code {n}"))
+        }
+        NameOrNumber::Name(n) => {
+            StatusCode::from_name(&n).ok_or_else(|| format!("unknown status code {n:?}"))
+        }
+    }
+}
+
+/// Parses one flat span object with serde: every form the format allows,
+/// and the error messages.
+pub fn parse_serde(line: &str) -> Result<Span, String> {
     let f: FlatSpan = serde_json::from_str(line).map_err(|e| e.to_string())?;
     let kind = match f.kind {
         None => SpanKind::Unspecified,
-        Some(NameOrNumber::Number(n)) => {
-            SpanKind::from_otlp_number(n).ok_or_else(|| format!("unknown span kind {n}"))?
-        }
-        Some(NameOrNumber::Name(s)) => {
-            SpanKind::from_name(&s).ok_or_else(|| format!("unknown span kind {s:?}"))?
-        }
+        Some(k) => span_kind(k)?,
     };
     let status = match f.status {
         None => Status::default(),
         Some(s) => Status {
             code: match s.code {
                 None => StatusCode::Unset,
-                Some(NameOrNumber::Number(n)) => StatusCode::from_otlp_number(n)
-                    .ok_or_else(|| format!("unknown status code {n}"))?,
-                Some(NameOrNumber::Name(n)) => {
-                    StatusCode::from_name(&n).ok_or_else(|| format!("unknown status code {n:?}"))?
-                }
+                Some(c) => status_code(c)?,
             },
             message: s.message.unwrap_or_default(),
         },
@@ -209,17 +235,30 @@ pub(crate) fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> 
             u64::try_from(v).map_err(|_| E::custom(format!("negative time {v}")))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
-            v.trim()
-                .parse()
-                .map_err(|_| E::custom(format!("time is not a decimal integer: {v:?}")))
+            time_from_text(v).map_err(E::custom)
         }
     }
     d.deserialize_any(V)
 }
 
+/// A time written as a decimal string.
+pub(super) fn time_from_text(v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("time is not a decimal integer: {v:?}"))
+}
+
 /// Classifies a raw JSON value by its first byte and parses only that value.
 pub(crate) fn attr_value_from_raw(raw: &RawValue) -> Result<Option<AttrValue>, String> {
-    let text = raw.get();
+    attr_value_from_text(raw.get(), || AttrValue::Json(raw.to_owned()))
+}
+
+/// The attribute value of one valid JSON value's text; `json` makes the
+/// value of an array or object.
+pub(super) fn attr_value_from_text(
+    text: &str,
+    json: impl FnOnce() -> AttrValue,
+) -> Result<Option<AttrValue>, String> {
     Ok(Some(match text.as_bytes().first() {
         // Most strings have no escapes: their text is the value.
         Some(b'"') if text.len() >= 2 && !text.contains('\\') => {
@@ -233,7 +272,7 @@ pub(crate) fn attr_value_from_raw(raw: &RawValue) -> Result<Option<AttrValue>, S
         Some(b't') => AttrValue::Bool(true),
         Some(b'f') => AttrValue::Bool(false),
         Some(b'n') => return Ok(None),
-        Some(b'[' | b'{') => AttrValue::Json(raw.to_owned()),
+        Some(b'[' | b'{') => json(),
         Some(_) => {
             if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
                 AttrValue::Float(text.parse().map_err(|_| format!("bad number {text}"))?)

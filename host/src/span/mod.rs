@@ -4,6 +4,7 @@
 //! exported; plugins see projections of it (see `plugin::projection`).
 
 pub mod flat;
+mod flat_fast;
 pub mod jsonl;
 mod key;
 pub mod otlp_json;
@@ -223,6 +224,13 @@ impl SpanKind {
 
     /// From a name: `client`, `CLIENT`, `SPAN_KIND_CLIENT`.
     pub fn from_name(s: &str) -> Option<Self> {
+        // The usual spelling, without lowercasing a copy.
+        match s {
+            "internal" => return Some(SpanKind::Internal),
+            "server" => return Some(SpanKind::Server),
+            "client" => return Some(SpanKind::Client),
+            _ => {}
+        }
         let s = s
             .strip_prefix("SPAN_KIND_")
             .unwrap_or(s)
@@ -273,6 +281,13 @@ impl StatusCode {
 
     /// From a name: `error`, `ERROR`, `STATUS_CODE_ERROR`.
     pub fn from_name(s: &str) -> Option<Self> {
+        // The usual spelling, without lowercasing a copy.
+        match s {
+            "unset" => return Some(StatusCode::Unset),
+            "ok" => return Some(StatusCode::Ok),
+            "error" => return Some(StatusCode::Error),
+            _ => {}
+        }
         let s = s
             .strip_prefix("STATUS_CODE_")
             .unwrap_or(s)
