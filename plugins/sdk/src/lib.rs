@@ -31,6 +31,8 @@
 #[global_allocator]
 static HEAP: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+mod memcmp;
+
 /// Bindings of the `processor` world.
 #[allow(missing_docs, clippy::too_many_arguments)] // generated: a packed batch lowers as 13 arguments
 pub mod processor {
