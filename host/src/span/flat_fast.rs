@@ -14,7 +14,9 @@
 //! and words the error if there is one. `same_as_serde_*` tests and the
 //! `span_jsonl` fuzz target check that the two agree.
 
-use super::flat::{NameOrNumber, attr_value_from_text, span_kind, status_code, time_from_text};
+use super::flat::{
+    NameOrNumber, attr_value_from_text, plain_len, span_kind, status_code, time_from_text,
+};
 use super::{
     AttrValue, Attributes, Event, Key, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
     parse_hex_id,
@@ -588,40 +590,6 @@ fn empty_resource() -> Arc<Attributes> {
         static EMPTY: Arc<Attributes> = Arc::new(Attributes::default());
     }
     EMPTY.with(Arc::clone)
-}
-
-/// How many bytes of `b` come before a quote, a backslash or a control
-/// character. Strings are most of a line's bytes: they are tested 8 bytes
-/// at a time, without a branch per byte (SWAR: each test leaves the top bit
-/// of a byte set where it holds; the lowest such byte is exact).
-#[inline]
-fn plain_len(b: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let specials = |w: u64| {
-        let zero = |v: u64| v.wrapping_sub(ONES) & !v;
-        (zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | w.wrapping_sub(ONES * 0x20) & !w)
-            & HIGHS
-    };
-    let (words, rest) = b.as_chunks::<8>();
-    for (n, word) in words.iter().enumerate() {
-        let found = specials(u64::from_le_bytes(*word));
-        if found != 0 {
-            return n * 8 + found.trailing_zeros() as usize / 8;
-        }
-    }
-    // The rest padded with spaces, which are not special.
-    let mut last = [b' '; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    let found = specials(u64::from_le_bytes(last));
-    let done = words.len() * 8;
-    if found == 0 {
-        b.len()
-    } else {
-        done + found.trailing_zeros() as usize / 8
-    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ enum Repr {
 pub struct Interned {
     text: Box<str>,
     id: u32,
+    /// The key as a JSON string, quotes and escapes included: writers copy
+    /// it instead of escaping the key for every span.
+    json: Box<str>,
 }
 
 impl Key {
@@ -92,6 +95,16 @@ impl Key {
         Key(Repr::Owned(Box::new(key.into())))
     }
 
+    /// An interned key as a JSON string (quoted, escaped); `None` for an
+    /// owned key.
+    #[inline]
+    pub fn json(&self) -> Option<&str> {
+        match self.0 {
+            Repr::Interned(k) => Some(&k.json),
+            Repr::Owned(_) => None,
+        }
+    }
+
     /// The number of an interned key (below [`MAX_INTERNED`]; the same for
     /// every copy of the key, on every thread); `None` for an owned key.
     #[inline]
@@ -126,6 +139,7 @@ fn intern_globally(key: &str) -> Option<&'static Interned> {
     let k: &'static Interned = Box::leak(Box::new(Interned {
         text: key.into(),
         id: table.len() as u32,
+        json: serde_json::to_string(key).unwrap_or_default().into(),
     }));
     table.insert(&k.text, k);
     Some(k)
@@ -231,6 +245,8 @@ mod tests {
         assert!(a.id().is_some() && owned.id().is_none());
         assert_eq!(a.id(), Key::new("x.compare").id());
         assert_ne!(a.id(), Key::new("x.compare2").id());
+        assert_eq!(Key::new("x.q\"uote").json(), Some(r#""x.q\"uote""#));
+        assert_eq!(owned.json(), None);
         assert_eq!(a, owned);
         assert_eq!(owned, a);
         assert_ne!(Key::owned("x.other"), a);

@@ -2,7 +2,7 @@
 //! says (lowerCamelCase keys, hex ids, 64-bit integers as decimal strings),
 //! which is what the OpenTelemetry Collector's file exporter writes per line.
 
-use super::flat::{NameOrNumber, de_time, write_str, write_value};
+use super::flat::{self, NameOrNumber, de_time, write_str, write_value};
 use super::otlp_proto::Decoded;
 use super::{
     AttrValue, Attributes, Event, Link, Scope, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
@@ -402,7 +402,7 @@ fn write_kvs(out: &mut Vec<u8>, attrs: &Attributes) {
             out.push(b',');
         }
         out.extend_from_slice(br#"{"key":"#);
-        write_str(out, k);
+        flat::write_key(out, k);
         out.extend_from_slice(br#","value":"#);
         write_any(out, v);
         out.push(b'}');
