@@ -128,6 +128,7 @@ fn attr_read(v: Option<&AttrValue>) -> Read<'_> {
 }
 
 /// The value of one field of a span.
+#[inline]
 fn read<'a>(span: &'a Span, field: &FieldSpec) -> Read<'a> {
     let int = |n: u64| Read::Int(i64::try_from(n).unwrap_or(i64::MAX));
     match field {
@@ -323,6 +324,10 @@ impl Projection {
         packed::clear(out);
         rows.clear();
         let width = self.reads.len();
+        if !self.sparse && self.require_any.is_empty() {
+            // Every read of every span: room for the entries at once.
+            out.kinds.reserve(width * spans.len());
+        }
         // Each span's attribute values by read; emptied after each span
         // through `present`, the reads found.
         let mut found: Vec<Option<&AttrValue>> = vec![None; width];
