@@ -486,13 +486,10 @@ impl<'a> Rows<'a> {
     /// never sends.
     pub fn new(batch: &'a Batch, width: usize) -> Result<Self, String> {
         let layout = Layout::check(batch, width)?;
-        let mut values;
+        let mut values = Vec::new();
         if layout.dense {
-            // Collected from an iterator of known length: no capacity test
-            // per value, and no early return in the loop (a fault is kept).
-            let mut payloads = Payloads::new(batch)?;
-            values = batch.kinds.iter().map(|&k| payloads.next(k)).collect();
-            payloads.finish()?;
+            values.reserve_exact(layout.cells);
+            decode(batch, |_, value| values.push(value))?;
         } else {
             values = vec![ValueRef::Absent; layout.cells];
             decode(batch, |at, value| {
@@ -645,102 +642,80 @@ fn bad(what: &str) -> String {
 
 /// Decodes every entry of a batch that passed [`Layout::check`], in order,
 /// as (position, value): the position is the entry's index in a dense
-/// batch. This runs for every value of every batch, in every plugin.
+/// batch. One loop per layout, each value decoded in place: this runs for
+/// every value of every batch, in every plugin.
 #[inline(always)]
 fn decode<'a>(batch: &'a Batch, mut emit: impl FnMut(usize, ValueRef<'a>)) -> Result<(), String> {
-    let mut payloads = Payloads::new(batch)?;
+    let text = std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?;
+    let mut payloads = Payloads {
+        ints: batch.ints.iter(),
+        floats: batch.floats.iter(),
+        ends: batch.text_ends.iter(),
+        text,
+        start: 0,
+    };
     if batch.positions.is_empty() {
         for (at, &kind) in batch.kinds.iter().enumerate() {
-            emit(at, payloads.next(kind));
+            match payloads.next(kind) {
+                Some(value) => emit(at, value),
+                None => return Err(bad(&payloads.fault(kind))),
+            }
         }
     } else {
         for (&kind, &at) in batch.kinds.iter().zip(&batch.positions) {
-            emit(at as usize, payloads.next(kind));
+            match payloads.next(kind) {
+                Some(value) => emit(at as usize, value),
+                None => return Err(bad(&payloads.fault(kind))),
+            }
         }
     }
-    payloads.finish()
+    Ok(())
 }
 
-/// The payload columns of a batch, read in step with its kinds. A value
-/// that breaks the layout reads as absent and is remembered, so that the
-/// decoding loops have no early return; [`Payloads::finish`] reports it.
-struct Payloads<'a> {
-    ints: &'a [i64],
-    floats: &'a [f64],
-    ends: &'a [u32],
+/// The payload columns of a batch, read in step with its kinds.
+struct Payloads<'a, 'b> {
+    ints: std::slice::Iter<'b, i64>,
+    floats: std::slice::Iter<'b, f64>,
+    ends: std::slice::Iter<'b, u32>,
     text: &'a str,
-    /// The next int, float and text end.
-    int: usize,
-    float: usize,
-    end: usize,
-    /// Where the next text starts.
     start: usize,
-    /// The first fault: the kind, and whether text ends had run out.
-    fault: Option<(u8, bool)>,
 }
 
-impl<'a> Payloads<'a> {
-    fn new(batch: &'a Batch) -> Result<Self, String> {
-        Ok(Payloads {
-            ints: &batch.ints,
-            floats: &batch.floats,
-            ends: &batch.text_ends,
-            text: std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?,
-            int: 0,
-            float: 0,
-            end: 0,
-            start: 0,
-            fault: None,
+impl<'a> Payloads<'a, '_> {
+    /// The next value of `kind`; `None` when the batch breaks the layout
+    /// (see [`Payloads::fault`]).
+    #[inline(always)]
+    fn next(&mut self, kind: u8) -> Option<ValueRef<'a>> {
+        Some(match kind {
+            0 => ValueRef::Absent,
+            1 => ValueRef::Str(self.next_text()?),
+            2 => ValueRef::Int(*self.ints.next()?),
+            3 => ValueRef::Float(*self.floats.next()?),
+            4 => ValueRef::Boolean(*self.ints.next()? != 0),
+            5 => ValueRef::Json(self.next_text()?),
+            _ => return None,
         })
     }
 
-    /// The next value of `kind`.
-    #[inline(always)]
-    fn next(&mut self, kind: u8) -> ValueRef<'a> {
-        let value = match kind {
-            0 => Some(ValueRef::Absent),
-            1 => self.next_text().map(ValueRef::Str),
-            2 => self.next_int().map(ValueRef::Int),
-            3 => self.floats.get(self.float).map(|&f| {
-                self.float += 1;
-                ValueRef::Float(f)
-            }),
-            4 => self.next_int().map(|i| ValueRef::Boolean(i != 0)),
-            5 => self.next_text().map(ValueRef::Json),
-            _ => None,
-        };
-        value.unwrap_or_else(|| {
-            let ends_out = self.end >= self.ends.len();
-            self.fault.get_or_insert((kind, ends_out));
-            ValueRef::Absent
-        })
-    }
-
-    #[inline(always)]
-    fn next_int(&mut self) -> Option<i64> {
-        let i = *self.ints.get(self.int)?;
-        self.int += 1;
-        Some(i)
-    }
-
-    /// The next string; an end that is out of range is left unread.
+    /// The next string; an end that is out of range is left unread, so
+    /// that [`Payloads::fault`] tells it from a missing one.
     #[inline(always)]
     fn next_text(&mut self) -> Option<&'a str> {
-        let end = *self.ends.get(self.end)? as usize;
-        let s = self.text.get(self.start..end)?;
-        self.end += 1;
-        self.start = end;
+        let (&end, rest) = self.ends.as_slice().split_first()?;
+        let s = self.text.get(self.start..end as usize)?;
+        self.ends = rest.iter();
+        self.start = end as usize;
         Some(s)
     }
 
-    /// What was wrong, if a value broke the layout.
-    fn finish(self) -> Result<(), String> {
-        match self.fault {
-            None => Ok(()),
-            Some((1 | 5, true)) => Err(bad("fewer text ends than texts")),
-            Some((1 | 5, false)) => Err(bad("text end out of range")),
-            Some((2..=4, _)) => Err(bad("fewer payloads than values")),
-            Some((other, _)) => Err(bad(&format!("unknown kind {other}"))),
+    /// What was wrong when [`Payloads::next`] gave `None` for `kind`.
+    #[cold]
+    fn fault(&self, kind: u8) -> String {
+        match kind {
+            1 | 5 if self.ends.len() == 0 => "fewer text ends than texts".into(),
+            1 | 5 => "text end out of range".into(),
+            2..=4 => "fewer payloads than values".into(),
+            other => format!("unknown kind {other}"),
         }
     }
 }
