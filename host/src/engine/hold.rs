@@ -26,7 +26,7 @@
 
 use crate::span::trace_context::parse_traceparent;
 use crate::span::{AttrValue, Key, Span, SpanId, TraceId};
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::cmp::Reverse as Later;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;

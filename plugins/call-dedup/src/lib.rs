@@ -31,9 +31,10 @@
 
 mod calls;
 
-use calls::{CallSpan, Joins, Role, Verdict};
+use calls::{CallSpan, Joins, Role, Verdict, Word};
 use plume_sdk::bound::Recent;
 use plume_sdk::hash::{HashMap, fixed_str};
+use plume_sdk::ids::{hex16, same};
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
 use plume_sdk::{Rows, ValueRef};
@@ -134,47 +135,91 @@ const WRITES: [&str; 9] = [
     "plume.price.model",
 ];
 
-/// A span id as the host writes it (16 lowercase hex digits) in 8 bytes.
+/// A span id as the host writes it (16 lowercase hex digits) in 8 bytes;
+/// other ids of 16 characters pack as `u64::from_str_radix(id, 16)` reads
+/// them.
 fn pack_span_id(span: &str) -> Option<u64> {
-    (span.len() == 16)
-        .then(|| u64::from_str_radix(span, 16).ok())
-        .flatten()
+    hex16(span.as_bytes().try_into().ok()?)
 }
 
+/// `wrapper_operations`, each with its length and first and last bytes in
+/// one word (its head), and a bit of each head's hash in `mask`: most
+/// operations are no wrapper, and miss the mask; the others are compared in
+/// full only with names of the same head.
+struct Wrappers {
+    mask: u64,
+    heads: Vec<u64>,
+    names: Vec<String>,
+}
+
+impl Wrappers {
+    fn new(names: Vec<String>) -> Self {
+        let heads: Vec<u64> = names.iter().map(|n| Self::head(n)).collect();
+        let mask = heads.iter().fold(0, |m, &h| m | Self::bit(h));
+        Wrappers { mask, heads, names }
+    }
+
+    fn head(s: &str) -> u64 {
+        let b = s.as_bytes();
+        let (first, last) = (b.first().copied(), b.last().copied());
+        (b.len() as u64) << 16 | u64::from(first.unwrap_or(0)) << 8 | u64::from(last.unwrap_or(0))
+    }
+
+    fn bit(head: u64) -> u64 {
+        1 << (head.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
+    }
+
+    fn contains(&self, op: &str) -> bool {
+        let head = Self::head(op);
+        self.mask & Self::bit(head) != 0
+            && (self.heads.iter().zip(&self.names)).any(|(&h, w)| h == head && same(w, op))
+    }
+}
+
+/// A row of a batch: the values of the reads, in manifest order.
+type Row<'a> = [ValueRef<'a>; read::WIDTH];
+
 struct State {
-    wrappers: Vec<String>,
+    wrappers: Wrappers,
     joins: Joins,
     /// Response id (hashed) -> the span id counted for it (its 8 bytes), for
     /// spans arriving late: 16 bytes a call instead of two strings, so
     /// remembering 100,000 calls takes a few MiB (see `Recent`).
-    counted_ids: Recent<u64, u64>,
+    counted_ids: Recent<Word, u64>,
 }
 
 impl State {
-    fn role(&self, v: &[ValueRef<'_>]) -> Option<Role> {
-        let lower = |i: usize| v[i].as_str().map(str::to_ascii_lowercase);
+    fn role(&self, v: &Row<'_>) -> Option<Role> {
+        // Kinds compare without case (no lowercased copy).
+        let is = |k: &str, names: &[&str]| names.iter().any(|n| k.eq_ignore_ascii_case(n));
         if let Some(op) = v[read::OPERATION].as_str() {
-            return Some(if self.wrappers.iter().any(|w| w == op) {
+            return Some(if self.wrappers.contains(op) {
                 Role::Wrapper
             } else {
                 Role::Inference
             });
         }
-        if let Some(k) = lower(read::OPENINFERENCE_KIND) {
-            return Some(match k.as_str() {
-                "chain" | "agent" => Role::Wrapper,
-                _ => Role::Inference,
+        if let Some(k) = v[read::OPENINFERENCE_KIND].as_str() {
+            return Some(if is(k, &["chain", "agent"]) {
+                Role::Wrapper
+            } else {
+                Role::Inference
             });
         }
-        if let Some(k) = lower(read::TRACELOOP_KIND) {
-            return Some(match k.as_str() {
-                "workflow" | "task" | "agent" => Role::Wrapper,
-                _ => Role::Inference,
+        if let Some(k) = v[read::TRACELOOP_KIND].as_str() {
+            return Some(if is(k, &["workflow", "task", "agent"]) {
+                Role::Wrapper
+            } else {
+                Role::Inference
             });
         }
-        if let Some(op) = lower(read::VERCEL_OPERATION) {
+        if let Some(op) = v[read::VERCEL_OPERATION].as_str() {
             // `ai.generateText` wraps `ai.generateText.doGenerate`, the call.
-            let inner = op.contains(".do") || op == "ai.toolcall";
+            let inner = op
+                .as_bytes()
+                .windows(3)
+                .any(|w| w.eq_ignore_ascii_case(b".do"))
+                || is(op, &["ai.toolcall"]);
             return Some(if inner {
                 Role::Inference
             } else {
@@ -184,17 +229,26 @@ impl State {
         None
     }
 
-    fn call_span<'a>(&self, v: &[ValueRef<'a>]) -> CallSpan<'a> {
+    fn call_span<'a>(&self, v: &Row<'a>) -> CallSpan<'a> {
         let tokens = |i: usize| v[i].as_i64();
         let (input, output) = (tokens(read::INPUT), tokens(read::OUTPUT));
         let cost = v[read::COST].as_f64();
-        let response_id = v[read::RESPONSE_ID].as_str();
-        CallSpan {
+        let ids = CallSpan {
             trace: v[read::TRACE].as_str().unwrap_or_default(),
             span: v[read::SPAN].as_str().unwrap_or_default(),
             parent: v[read::PARENT].as_str(),
+            ..CallSpan::default()
+        };
+        if input.is_none() && output.is_none() && cost.is_none() {
+            // Without usage, a span only links others (`calls::decide`
+            // reads nothing else of it).
+            return ids;
+        }
+        let response_id = v[read::RESPONSE_ID].as_str();
+        CallSpan {
+            response_key: response_id.map(fixed_str),
             role: self.role(v),
-            usage: input.is_some() || output.is_some() || cost.is_some(),
+            usage: true,
             input_tokens: input.unwrap_or(0),
             output_tokens: output.unwrap_or(0),
             cost,
@@ -203,40 +257,43 @@ impl State {
             response_id,
             start: v[read::START].as_i64().unwrap_or(0),
             end: v[read::END].as_i64().unwrap_or(0),
-        }
-    }
-
-    /// Remembers the response ids of counted calls, oldest forgotten first.
-    fn remember(&mut self, response_id: &str, span: &str) {
-        let (id, Some(span)) = (fixed_str(response_id), pack_span_id(span)) else {
-            return;
-        };
-        if !self.counted_ids.contains_key(&id) {
-            self.counted_ids.insert(id, span);
+            ..ids
         }
     }
 
     fn process(&mut self, batch: &Batch) -> Result<Vec<Edit>, String> {
         let rows = Rows::new(batch, read::WIDTH)?;
-        let has_usage = |v: &[ValueRef<'_>]| {
-            [read::INPUT, read::OUTPUT, read::COST]
-                .iter()
-                .any(|&i| v[i].is_present())
-        };
-        if !rows.iter().any(|(_, v)| has_usage(v)) {
-            return Ok(Vec::new());
+        let spans: Vec<CallSpan> = (0..rows.len())
+            .map(|r| self.call_span(rows.row(r).first_chunk().expect("rows of WIDTH")))
+            .collect();
+        if !spans.iter().any(|s| s.usage) {
+            return Ok(Vec::new()); // nothing to decide
         }
-        let spans: Vec<CallSpan> = rows.iter().map(|(_, v)| self.call_span(v)).collect();
         let mut verdicts = calls::decide(&spans, self.joins);
+        self.late_calls(&spans, &mut verdicts);
+        Ok(edits(&spans, verdicts))
+    }
 
-        // A call counted in an earlier batch (its other spans came late).
-        let mut earlier: HashMap<String, String> = HashMap::default(); // counted here -> counted before
+    /// Marks calls counted in an earlier batch (whose other spans came
+    /// late) and remembers the calls counted here.
+    fn late_calls(&mut self, spans: &[CallSpan<'_>], verdicts: &mut [Option<Verdict>]) {
+        // Counted spans with a response id, and its hash: looked up before
+        // any is remembered, then remembered.
+        let mut keyed: Vec<(usize, Word)> = Vec::new();
         for (i, v) in verdicts.iter().enumerate() {
             if v == &Some(Verdict::Counted)
-                && let Some(before) = spans[i]
-                    .response_id
-                    .and_then(|r| self.counted_ids.get(&fixed_str(r)))
-                    .map(|&s| format!("{s:016x}"))
+                && let Some(key) = spans[i].response_key
+            {
+                keyed.push((i, Word(key)));
+            }
+        }
+        // A call counted in an earlier batch (its other spans came late).
+        let mut earlier: HashMap<String, String> = HashMap::default(); // counted here -> counted before
+        let mut found = Vec::with_capacity(keyed.len());
+        for &(i, key) in &keyed {
+            let before = self.counted_ids.get(&key).copied();
+            found.push(before.is_some());
+            if let Some(before) = before.map(|s| format!("{s:016x}"))
                 && before != spans[i].span
             {
                 earlier.insert(spans[i].span.to_owned(), before);
@@ -254,46 +311,80 @@ impl State {
                 }
             }
         }
-        for (i, v) in verdicts.iter().enumerate() {
-            if v == &Some(Verdict::Counted)
-                && let Some(r) = spans[i].response_id
+        // Remembered for late spans (the first span of an id kept), those
+        // still counted. Whether an id is remembered is known from the
+        // lookups above, unless an insert has forgotten older ids since, or
+        // the id may have come earlier in the batch (a bit of its hash set
+        // in `seen`): only then is it looked up again.
+        let mut seen = [0u64; 64];
+        let mut forgot = false;
+        for (&(i, key), &known) in keyed.iter().zip(&found) {
+            if verdicts[i] == Some(Verdict::Counted)
+                && let Some(span) = pack_span_id(spans[i].span)
             {
-                self.remember(r, spans[i].span);
-            }
-        }
-
-        let mut edits = Vec::new();
-        for (row, verdict) in verdicts.into_iter().enumerate() {
-            let row = row as u32;
-            let mut set = |slot: u32, value: Value| edits.push(Edit { row, slot, value });
-            match verdict {
-                None => {}
-                Some(Verdict::Counted) => set(write::COUNTED, Value::Boolean(true)),
-                Some(Verdict::Duplicate { of }) => {
-                    set(write::COUNTED, Value::Boolean(false));
-                    set(write::DUPLICATE_OF, Value::Str(of));
-                }
-                Some(Verdict::Restates { calls }) => {
-                    set(write::COUNTED, Value::Boolean(false));
-                    let ids: Vec<&str> = calls.iter().map(|&c| spans[c].span).collect();
-                    set(write::DUPLICATE_OF, Value::Str(ids.join(",")));
-                    let costs: Vec<f64> = calls.iter().filter_map(|&c| spans[c].cost).collect();
-                    set(
-                        write::COST,
-                        if costs.is_empty() {
-                            Value::Absent
-                        } else {
-                            Value::Float(costs.iter().sum())
-                        },
-                    );
-                    for slot in write::OWN_PRICE {
-                        set(slot, Value::Absent);
-                    }
+                let bit = (key.0 >> 52) as usize;
+                let again = seen[bit / 64] & 1 << (bit % 64) != 0;
+                seen[bit / 64] |= 1 << (bit % 64);
+                let remembered = if forgot || again {
+                    self.counted_ids.contains_key(&key)
+                } else {
+                    known
+                };
+                if !remembered {
+                    let before = self.counted_ids.len();
+                    self.counted_ids.insert(key, span);
+                    forgot |= self.counted_ids.len() != before + 1;
                 }
             }
         }
-        Ok(edits)
     }
+}
+
+/// The edits for the verdicts, row by row.
+fn edits(spans: &[CallSpan<'_>], verdicts: Vec<Option<Verdict>>) -> Vec<Edit> {
+    let edit_count = |v: &Option<Verdict>| match v {
+        None => 0,
+        Some(Verdict::Counted) => 1,
+        Some(Verdict::Duplicate { .. }) => 2,
+        Some(Verdict::Restates { .. }) => 3 + write::OWN_PRICE.len(),
+    };
+    let mut edits = Vec::with_capacity(verdicts.iter().map(edit_count).sum());
+    for (row, verdict) in verdicts.into_iter().enumerate() {
+        let row = row as u32;
+        let mut set = |slot: u32, value: Value| edits.push(Edit { row, slot, value });
+        match verdict {
+            None => {}
+            Some(Verdict::Counted) => set(write::COUNTED, Value::Boolean(true)),
+            Some(Verdict::Duplicate { of }) => {
+                set(write::COUNTED, Value::Boolean(false));
+                set(write::DUPLICATE_OF, Value::Str(of));
+            }
+            Some(Verdict::Restates { calls }) => {
+                set(write::COUNTED, Value::Boolean(false));
+                let mut ids = String::with_capacity(calls.len() * 17);
+                for (k, &c) in calls.iter().enumerate() {
+                    if k > 0 {
+                        ids.push(',');
+                    }
+                    ids.push_str(spans[c].span);
+                }
+                set(write::DUPLICATE_OF, Value::Str(ids));
+                let mut costs = calls.iter().filter_map(|&c| spans[c].cost).peekable();
+                set(
+                    write::COST,
+                    if costs.peek().is_none() {
+                        Value::Absent
+                    } else {
+                        Value::Float(costs.sum())
+                    },
+                );
+                for slot in write::OWN_PRICE {
+                    set(slot, Value::Absent);
+                }
+            }
+        }
+    }
+    edits
 }
 
 thread_local! {
@@ -320,7 +411,7 @@ impl Guest for CallDedup {
             .ok_or("every read slot is declared")?;
         STATE.with(|s| {
             *s.borrow_mut() = Some(State {
-                wrappers: c.wrapper_operations,
+                wrappers: Wrappers::new(c.wrapper_operations),
                 joins: Joins {
                     response_id: c.join_response_id,
                     contained_siblings: c.join_contained_siblings,
@@ -353,3 +444,153 @@ impl Guest for CallDedup {
 }
 
 export_processor!(CallDedup);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn span_ids_pack_as_from_str_radix_read_them() {
+        let ids: Vec<String> = [
+            "0123456789abcdef",
+            "0123456789ABCDEF",
+            "ffffffffffffffff",
+            "+123456789abcdef",
+            "++23456789abcdef",
+            "-123456789abcdef",
+            "0123456789abcde",
+            "0123456789abcdef0",
+            "0123456789abcdé",
+            "",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every byte at every place: `plume_sdk::ids`'s tests.
+        for id in &ids {
+            let reference = (id.len() == 16)
+                .then(|| u64::from_str_radix(id, 16).ok())
+                .flatten();
+            assert_eq!(pack_span_id(id), reference, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn wrappers_match_whole_names_only() {
+        let names = ["invoke_agent", "invoke_agents", "chain", "a", "", "ünïcode"];
+        let w = Wrappers::new(names.map(String::from).to_vec());
+        for op in [
+            "invoke_agent",
+            "invoke_agents",
+            "invoke_agen",
+            "invoke_agent_",
+            "chain",
+            "chai",
+            "chainx",
+            "a",
+            "b",
+            "",
+            "ünïcode",
+            "ünïcodE",
+        ] {
+            assert_eq!(w.contains(op), names.contains(&op), "{op:?}");
+        }
+    }
+
+    /// A dense batch of `read::WIDTH` reads per row.
+    fn batch(rows: &[Vec<ValueRef<'_>>]) -> Batch {
+        plume_sdk::dense_batch(rows)
+    }
+
+    /// A chat span with usage and a response id.
+    fn chat<'a>(trace: &'a str, span: &'a str, response: &'a str) -> Vec<ValueRef<'a>> {
+        let mut v = vec![ValueRef::Absent; read::WIDTH];
+        v[read::TRACE] = ValueRef::Str(trace);
+        v[read::SPAN] = ValueRef::Str(span);
+        v[read::OPERATION] = ValueRef::Str("chat");
+        v[read::RESPONSE_ID] = ValueRef::Str(response);
+        v[read::INPUT] = ValueRef::Int(10);
+        v[read::OUTPUT] = ValueRef::Int(5);
+        v[read::COST] = ValueRef::Float(0.25);
+        v
+    }
+
+    fn verdicts(rows: &[Vec<ValueRef<'_>>]) -> Vec<(u32, u32, Value)> {
+        let r = CallDedup::process(batch(rows)).expect("processed");
+        r.edits
+            .into_iter()
+            .map(|e| (e.row, e.slot, e.value))
+            .collect()
+    }
+
+    /// A span arriving after its call was counted is a duplicate of the
+    /// counted span; only spans still counted at the end of a batch have
+    /// their response ids remembered.
+    #[test]
+    fn late_spans_are_duplicates_of_the_span_counted_before() {
+        CallDedup::init("{}".into()).expect("init");
+        let (x, y) = ("00000000000000aa", "00000000000000bb");
+        let t = [
+            "0af7651916cd43dd8448eb211c80319c",
+            "1af7651916cd43dd8448eb211c80319c",
+        ];
+        assert_eq!(
+            verdicts(&[chat(t[0], x, "r1")]),
+            [(0, write::COUNTED, Value::Boolean(true))]
+        );
+        let duplicate_of_x = [
+            (0, write::COUNTED, Value::Boolean(false)),
+            (0, write::DUPLICATE_OF, Value::Str(x.into())),
+            (1, write::COUNTED, Value::Boolean(false)),
+            (1, write::DUPLICATE_OF, Value::Str(x.into())),
+        ];
+        // `y` records r1 again, late. Another span with the id `y` (in
+        // another trace) is taken for it too, and so is not remembered for
+        // r2.
+        assert_eq!(
+            verdicts(&[chat(t[1], y, "r1"), chat(t[0], y, "r2")]),
+            duplicate_of_x
+        );
+        assert_eq!(
+            verdicts(&[chat(t[1], "00000000000000cc", "r2")]),
+            [(0, write::COUNTED, Value::Boolean(true))]
+        );
+    }
+
+    #[test]
+    fn framework_kinds_compare_without_case() {
+        CallDedup::init("{}".into()).expect("init");
+        let state = |f: &dyn Fn(&State) -> Option<Role>| {
+            STATE.with(|s| f(s.borrow().as_ref().expect("init")))
+        };
+        let role = |read: usize, kind: &'static str| {
+            state(&|s: &State| {
+                let mut v = [ValueRef::Absent; read::WIDTH];
+                v[read] = ValueRef::Str(kind);
+                s.role(&v)
+            })
+        };
+        use Role::{Inference, Wrapper};
+        for (read, kind, want) in [
+            (read::OPENINFERENCE_KIND, "CHAIN", Wrapper),
+            (read::OPENINFERENCE_KIND, "Agent", Wrapper),
+            (read::OPENINFERENCE_KIND, "LLM", Inference),
+            (read::TRACELOOP_KIND, "Workflow", Wrapper),
+            (read::TRACELOOP_KIND, "TASK", Wrapper),
+            (read::TRACELOOP_KIND, "llm", Inference),
+            (read::VERCEL_OPERATION, "ai.generateText", Wrapper),
+            (
+                read::VERCEL_OPERATION,
+                "ai.generateText.doGenerate",
+                Inference,
+            ),
+            (read::VERCEL_OPERATION, "AI.STREAMTEXT.DOSTREAM", Inference),
+            (read::VERCEL_OPERATION, "ai.toolCall", Inference),
+            (read::VERCEL_OPERATION, "ai.toolCalls", Wrapper),
+        ] {
+            assert_eq!(role(read, kind), Some(want), "{kind}");
+        }
+        assert_eq!(role(read::OPERATION, "invoke_agent"), Some(Wrapper));
+        assert_eq!(role(read::OPERATION, "Invoke_Agent"), Some(Inference));
+        assert_eq!(role(read::COST, "x"), None);
+    }
+}

@@ -31,11 +31,13 @@
 //! counted once.
 
 use plume_sdk::evaluator::{Guest, export_evaluator};
-use plume_sdk::hash::{HashMap, fixed_str};
+use plume_sdk::hash::fixed_str;
 use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity};
 use plume_sdk::{Rows, ValueRef};
+use quick::HashMap;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 const DAY: u64 = 86_400_000_000_000;
@@ -122,24 +124,23 @@ mod read {
 #[derive(Default, Serialize, Deserialize)]
 pub struct Ledger {
     total: f64,
-    // Sums by name are hash maps, looked up for every priced span (a
-    // B-tree compared several names per lookup, byte by byte in wasm); the
-    // report sorts them (serde_json's maps are sorted).
-    by_model: HashMap<String, f64>,
-    by_feature: HashMap<String, f64>,
-    by_user: HashMap<String, f64>,
+    // Sums by name: each name is looked up once per priced span (or not at
+    // all when it is the previous span's), and the feature's slot then
+    // indexes its day's and its window bucket's sums.
+    // Models and features are few, users many.
+    by_model: Sums<4>,
+    by_feature: Sums<4>,
+    by_user: Sums<1>,
     /// Spend per trace, for the most expensive: at most `MAX_TRACES`.
-    by_trace: HashMap<String, f64>,
-    /// UTC day (days since epoch) -> spend, and per feature.
-    by_day: BTreeMap<u64, f64>,
-    feature_day: BTreeMap<u64, HashMap<String, f64>>,
+    #[serde(with = "packed::traces")]
+    by_trace: HashMap<TraceKey, f64>,
+    /// UTC day (days since epoch) -> spend, in total and per feature.
+    days: BTreeMap<u64, Day>,
     /// Spend within the projection window, in buckets of 1/60 of it (oldest
     /// first): memory bounded by the window's shape, not by the traffic.
     recent: VecDeque<Bucket>,
     now: u64,
     missing_price_spans: u64,
-    /// Features past their hard limit, by day.
-    disabled: BTreeSet<(String, u64)>,
     budget_alerted_day: Option<u64>,
     /// Counted calls by response id hash, revisable within the revision window.
     #[serde(with = "packed::calls")]
@@ -148,13 +149,91 @@ pub struct Ledger {
     #[serde(with = "packed::order")]
     call_order: VecDeque<(u64, u64)>,
     /// Spans not added because they record a call counted on another span.
-    #[serde(default)]
     duplicate_spans: u64,
     /// Entries replaced by a more complete record of the same call.
-    #[serde(default)]
     revised_calls: u64,
     #[serde(skip)]
     pending: Vec<Alert>,
+}
+
+/// Sums by name. A name gets a slot the first time it is added to; the
+/// last `RECENT` names looked up are remembered (most recent first), so that
+/// a span naming one of them costs string comparisons, not a hash lookup.
+#[derive(Default, Serialize, Deserialize)]
+struct Sums<const RECENT: usize> {
+    /// Name -> index into `sums`.
+    slots: HashMap<String, u32>,
+    sums: Vec<f64>,
+    /// Recent names and their slots, most recent first.
+    #[serde(skip)]
+    recent: Vec<(String, usize)>,
+}
+
+impl<const RECENT: usize> Sums<RECENT> {
+    /// Adds `by` to `name`'s sum (a new name starts at `by`); returns the
+    /// name's slot.
+    fn add(&mut self, name: &str, by: f64) -> usize {
+        if let Some(i) = self.recent.iter().position(|(n, _)| n == name) {
+            let slot = self.recent[i].1;
+            self.recent[..=i].rotate_right(1);
+            self.sums[slot] += by;
+            return slot;
+        }
+        let slot = match self.slots.get(name) {
+            Some(&slot) => {
+                let slot = slot as usize;
+                self.sums[slot] += by;
+                slot
+            }
+            None => {
+                let slot = self.sums.len();
+                self.slots.insert(name.to_string(), slot as u32);
+                self.sums.push(by);
+                slot
+            }
+        };
+        // The oldest entry's string is reused: no allocation per span.
+        if self.recent.len() < RECENT {
+            self.recent.push((String::new(), 0));
+        }
+        self.recent.rotate_right(1);
+        let (last, at) = &mut self.recent[0];
+        last.clear();
+        last.push_str(name);
+        *at = slot;
+        slot
+    }
+
+    /// Names and their slots, in no particular order.
+    fn slots(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.slots.iter().map(|(n, s)| (n.as_str(), *s as usize))
+    }
+
+    /// Name -> sum, sorted by name.
+    fn sorted(&self) -> BTreeMap<&str, f64> {
+        self.slots().map(|(n, s)| (n, self.sums[s])).collect()
+    }
+
+    fn len(&self) -> usize {
+        self.sums.len()
+    }
+}
+
+/// One UTC day's spend.
+#[derive(Default, Serialize, Deserialize)]
+struct Day {
+    total: f64,
+    /// By feature slot (`Ledger::by_feature`).
+    features: Vec<FeatureDay>,
+}
+
+/// One feature's spend in one day.
+#[derive(Default, Clone, Copy, Serialize, Deserialize)]
+struct FeatureDay {
+    /// `None` until the feature spends that day.
+    spent: Option<f64>,
+    /// Past its hard limit that day.
+    disabled: bool,
 }
 
 /// Spend in one slice of the projection window.
@@ -163,7 +242,117 @@ struct Bucket {
     /// Event time the slice starts at.
     start: u64,
     total: f64,
-    by_feature: HashMap<String, f64>,
+    /// By feature slot; 0 for a feature that did not spend in the slice
+    /// (adding 0.0 to a sum leaves it as it is).
+    by_feature: Vec<f64>,
+}
+
+/// `slots[slot]`, the vector grown to hold it.
+fn at_slot<T: Default + Clone>(slots: &mut Vec<T>, slot: usize) -> &mut T {
+    if slot >= slots.len() {
+        slots.resize(slot + 1, T::default());
+    }
+    &mut slots[slot]
+}
+
+/// A trace id as a key: the 32 bytes of an id as the host sends it (32 hex
+/// digits) inline, so that a trace costs no string to allocate and hashes
+/// as two 128-bit words; any other id as its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TraceKey {
+    Id([u8; 32]),
+    Text(Box<str>),
+}
+
+impl TraceKey {
+    fn of(trace: &str) -> TraceKey {
+        match trace.as_bytes().try_into() {
+            Ok(id) => TraceKey::Id(id),
+            Err(_) => TraceKey::Text(trace.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes of a `str` (`of`), so valid UTF-8.
+            TraceKey::Id(id) => std::str::from_utf8(id).unwrap_or_default(),
+            TraceKey::Text(s) => s,
+        }
+    }
+}
+
+impl std::hash::Hash for TraceKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        match self {
+            // Two writes, a multiply each (see `quick`).
+            TraceKey::Id(id) => {
+                let (a, b) = id.split_at(16);
+                for half in [a, b] {
+                    h.write_u128(u128::from_le_bytes(half.try_into().unwrap_or_default()));
+                }
+            }
+            TraceKey::Text(s) => h.write(s.as_bytes()),
+        }
+    }
+}
+
+/// Hash maps of the per-span path: the SDK's seeded foldhash, except that
+/// each integer write is folded in at once (one multiply) rather than
+/// through foldhash's 128-bit sponge, whose variable shift wasm32 emulates in
+/// a libcall (`__ashlti3`). A `str` key ends with such a write (a 0xff
+/// marker), a `u64` key is one.
+mod quick {
+    use plume_sdk::hash::Seeded;
+    use std::hash::{BuildHasher, Hasher};
+
+    #[derive(Clone, Debug, Default)]
+    pub struct State(Seeded);
+
+    impl BuildHasher for State {
+        type Hasher = QuickHasher;
+        fn build_hasher(&self) -> QuickHasher {
+            QuickHasher(self.0.build_hasher())
+        }
+    }
+
+    pub struct QuickHasher(<Seeded as BuildHasher>::Hasher);
+
+    impl Hasher for QuickHasher {
+        #[inline]
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.write(bytes);
+        }
+        #[inline]
+        fn write_u8(&mut self, i: u8) {
+            self.0.write_u128(i.into());
+        }
+        #[inline]
+        fn write_u16(&mut self, i: u16) {
+            self.0.write_u128(i.into());
+        }
+        #[inline]
+        fn write_u32(&mut self, i: u32) {
+            self.0.write_u128(i.into());
+        }
+        #[inline]
+        fn write_u64(&mut self, i: u64) {
+            self.0.write_u128(i.into());
+        }
+        #[inline]
+        fn write_u128(&mut self, i: u128) {
+            self.0.write_u128(i);
+        }
+        #[inline]
+        fn write_usize(&mut self, i: usize) {
+            self.0.write_u128(i as u128);
+        }
+        #[inline]
+        fn finish(&self) -> u64 {
+            self.0.finish()
+        }
+    }
+
+    pub type HashMap<K, V> = std::collections::HashMap<K, V, State>;
 }
 
 /// A priced call, as the ledger receives it.
@@ -210,39 +399,22 @@ impl Counted {
 /// the pipeline thread while spans wait: as bytes it is one copy (0.4-0.5 ms
 /// natively for 100k calls) instead of a serializer call per field.
 mod packed {
-    use serde::{Deserializer, Serializer, de};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-    /// `N` u64 words per record.
-    fn write<const N: usize, S: Serializer>(
-        records: impl ExactSizeIterator<Item = [u64; N]>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        let mut out = Vec::with_capacity(records.len() * 8 * N);
+    /// Records of `N` u64 words as one byte string.
+    fn pack<const N: usize>(records: impl Iterator<Item = [u64; N]>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(records.size_hint().0 * 8 * N);
         for r in records {
             for w in r {
                 out.extend_from_slice(&w.to_le_bytes());
             }
         }
-        s.serialize_bytes(&out)
+        out
     }
 
-    fn read<'de, const N: usize, D: Deserializer<'de>>(d: D) -> Result<Vec<[u64; N]>, D::Error> {
-        struct Bytes;
-        impl de::Visitor<'_> for Bytes {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        let bytes = d.deserialize_bytes(Bytes)?;
-        if bytes.len() % (8 * N) != 0 {
-            return Err(de::Error::invalid_length(bytes.len(), &"whole records"));
+    fn unpack<const N: usize, E: de::Error>(bytes: &[u8]) -> Result<Vec<[u64; N]>, E> {
+        if !bytes.len().is_multiple_of(8 * N) {
+            return Err(E::invalid_length(bytes.len(), &"whole records"));
         }
         Ok(bytes
             .chunks_exact(8 * N)
@@ -252,10 +424,39 @@ mod packed {
             .collect())
     }
 
+    /// A byte string (serde's derive would write a `Vec<u8>` a byte at a time).
+    struct Bytes(Vec<u8>);
+
+    impl Serialize for Bytes {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&self.0)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Bytes {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+            struct Visitor;
+            impl de::Visitor<'_> for Visitor {
+                type Value = Vec<u8>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a byte string")
+                }
+                fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                    Ok(v.to_vec())
+                }
+                fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                    Ok(v)
+                }
+            }
+            d.deserialize_bytes(Visitor).map(Bytes)
+        }
+    }
+
     /// `calls`: (response id hash, span id hash, tokens, cost bits).
     pub mod calls {
         use super::super::{Counted, HashMap};
-        use serde::{Deserializer, Serializer};
+        use super::{Bytes, pack, unpack};
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
         pub fn serialize<S: Serializer>(
             m: &HashMap<u64, Counted>,
@@ -264,13 +465,13 @@ mod packed {
             let records = m
                 .iter()
                 .map(|(id, c)| [*id, c.span, c.tokens as u64, c.cost.to_bits()]);
-            super::write(records, s)
+            Bytes(pack(records)).serialize(s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<HashMap<u64, Counted>, D::Error> {
-            Ok(super::read::<4, D>(d)?
+            Ok(unpack::<4, D::Error>(&Bytes::deserialize(d)?.0)?
                 .into_iter()
                 .map(|[id, span, tokens, cost]| {
                     (
@@ -288,27 +489,88 @@ mod packed {
 
     /// `call_order`: (event time, response id hash).
     pub mod order {
-        use serde::{Deserializer, Serializer};
+        use super::{Bytes, pack, unpack};
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
         use std::collections::VecDeque;
 
         pub fn serialize<S: Serializer>(q: &VecDeque<(u64, u64)>, s: S) -> Result<S::Ok, S::Error> {
-            super::write(q.iter().map(|(at, id)| [*at, *id]), s)
+            Bytes(pack(q.iter().map(|(at, id)| [*at, *id]))).serialize(s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<VecDeque<(u64, u64)>, D::Error> {
-            Ok(super::read::<2, D>(d)?
+            Ok(unpack::<2, D::Error>(&Bytes::deserialize(d)?.0)?
                 .into_iter()
                 .map(|[at, id]| (at, id))
                 .collect())
         }
+    }
+
+    /// `by_trace`: 32-byte ids as (4 words of id, cost bits) records, and
+    /// the other ids as (text, cost).
+    pub mod traces {
+        use super::super::{HashMap, TraceKey};
+        use super::{Bytes, pack, unpack};
+        use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+        fn words(id: &[u8; 32]) -> [u64; 4] {
+            std::array::from_fn(|i| u64::from_le_bytes(std::array::from_fn(|j| id[8 * i + j])))
+        }
+
+        pub fn serialize<S: Serializer>(
+            m: &HashMap<TraceKey, f64>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            let ids = m.iter().filter_map(|(t, c)| match t {
+                TraceKey::Id(id) => {
+                    let [a, b, c2, d] = words(id);
+                    Some([a, b, c2, d, c.to_bits()])
+                }
+                TraceKey::Text(_) => None,
+            });
+            let texts: Vec<(&str, f64)> = m
+                .iter()
+                .filter_map(|(t, c)| match t {
+                    TraceKey::Text(text) => Some((&**text, *c)),
+                    TraceKey::Id(_) => None,
+                })
+                .collect();
+            (Bytes(pack(ids)), texts).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<HashMap<TraceKey, f64>, D::Error> {
+            let (ids, texts): (Bytes, Vec<(Box<str>, f64)>) = Deserialize::deserialize(d)?;
+            let ids = unpack::<5, D::Error>(&ids.0)?
+                .into_iter()
+                .map(|[a, b, c, d, cost]| {
+                    let mut id = [0u8; 32];
+                    for (chunk, w) in id.chunks_exact_mut(8).zip([a, b, c, d]) {
+                        chunk.copy_from_slice(&w.to_le_bytes());
+                    }
+                    (TraceKey::Id(id), f64::from_bits(cost))
+                });
+            let texts = texts.into_iter().map(|(t, c)| (TraceKey::Text(t), c));
+            Ok(ids.chain(texts).collect())
+        }
+    }
+}
+
+fn limit_for(limits: &Option<HardLimit>, feature: &str) -> Option<f64> {
+    match limits {
+        None => None,
+        Some(HardLimit::Every(x)) => Some(*x),
+        Some(HardLimit::PerFeature(m)) => m.get(feature).copied(),
     }
 }
 
 pub struct State {
     config: Config,
     window: u64,
+    /// Width of a projection bucket: 1/60 of the window.
+    width: u64,
     revision_window: u64,
     ledger: Ledger,
 }
@@ -330,17 +592,14 @@ impl State {
         Ok(State {
             config,
             window,
+            width: (window / 60).max(1),
             revision_window,
             ledger: Ledger::default(),
         })
     }
 
     fn limit_for(&self, feature: &str) -> Option<f64> {
-        match &self.config.hard_limit_usd {
-            None => None,
-            Some(HardLimit::Every(x)) => Some(*x),
-            Some(HardLimit::PerFeature(m)) => m.get(feature).copied(),
-        }
+        limit_for(&self.config.hard_limit_usd, feature)
     }
 
     /// Records one priced call; with a response id, at most once per call
@@ -354,25 +613,31 @@ impl State {
             return;
         };
         let new = Counted::of(&call);
-        match self.ledger.calls.get(&id).copied() {
-            None => {
-                self.add_call(&call, call.cost);
-                self.ledger.calls.insert(id, new);
-                self.ledger.call_order.push_back((call.at, id));
-                while self.ledger.call_order.len() > MAX_REVISABLE {
-                    if let Some((_, old)) = self.ledger.call_order.pop_front() {
-                        self.ledger.calls.remove(&old);
+        let l = &mut self.ledger;
+        // One lookup for the decision and the write.
+        let cost = match l.calls.entry(id) {
+            Entry::Vacant(v) => {
+                v.insert(new);
+                l.call_order.push_back((call.at, id));
+                while l.call_order.len() > MAX_REVISABLE {
+                    if let Some((_, old)) = l.call_order.pop_front() {
+                        l.calls.remove(&old);
                     }
                 }
+                call.cost
             }
-            Some(held) if new.ranks_before(&held) => {
-                self.add_call(&call, new.cost - held.cost);
-                self.ledger.calls.insert(id, new);
-                self.ledger.revised_calls += 1;
-                self.ledger.duplicate_spans += 1;
+            Entry::Occupied(mut held) if new.ranks_before(held.get()) => {
+                let old = held.insert(new);
+                l.revised_calls += 1;
+                l.duplicate_spans += 1;
+                new.cost - old.cost
             }
-            Some(_) => self.ledger.duplicate_spans += 1,
-        }
+            Entry::Occupied(_) => {
+                l.duplicate_spans += 1;
+                return;
+            }
+        };
+        self.add_call(&call, cost);
     }
 
     fn add_call(&mut self, c: &Call<'_>, cost: f64) {
@@ -392,21 +657,25 @@ impl State {
         let l = &mut self.ledger;
         l.total += cost;
         let feature = feature.unwrap_or("unknown");
-        bump(&mut l.by_model, model.unwrap_or("unknown"), cost);
-        bump(&mut l.by_feature, feature, cost);
+        l.by_model.add(model.unwrap_or("unknown"), cost);
+        let slot = l.by_feature.add(feature, cost);
         if let Some(u) = user {
-            bump(&mut l.by_user, u, cost);
+            l.by_user.add(u, cost);
         }
-        match l.by_trace.get_mut(trace) {
-            Some(sum) => *sum += cost,
-            None => {
-                l.by_trace.insert(trace.to_string(), cost);
+        match l.by_trace.entry(TraceKey::of(trace)) {
+            Entry::Occupied(mut sum) => *sum.get_mut() += cost,
+            Entry::Vacant(v) => {
+                v.insert(cost);
             }
         }
         let day = at / DAY;
-        *l.by_day.entry(day).or_default() += cost;
-        let width = (self.window / 60).max(1);
-        let start = at / width * width;
+        // Spans mostly belong to the latest day.
+        let today = match l.days.last_entry() {
+            Some(d) if *d.key() == day => d.into_mut(),
+            _ => l.days.entry(day).or_default(),
+        };
+        today.total += cost;
+        let start = at / self.width * self.width;
         let i = match l.recent.back() {
             Some(b) if b.start == start => l.recent.len() - 1,
             _ => match l.recent.binary_search_by_key(&start, |b| b.start) {
@@ -425,15 +694,18 @@ impl State {
         };
         if let Some(b) = l.recent.get_mut(i) {
             b.total += cost;
-            bump(&mut b.by_feature, feature, cost);
+            *at_slot(&mut b.by_feature, slot) += cost;
         }
-        let spent = bump(l.feature_day.entry(day).or_default(), feature, cost);
+        let spend = at_slot(&mut today.features, slot);
+        let spent = spend.spent.map_or(cost, |s| s + cost);
+        spend.spent = Some(spent);
         l.now = l.now.max(at);
-        if let Some(limit) = self.limit_for(feature)
+        if let Some(limit) = limit_for(&self.config.hard_limit_usd, feature)
             && spent > limit
-            && self.ledger.disabled.insert((feature.to_string(), day))
+            && !spend.disabled
         {
-            self.ledger.pending.push(Alert {
+            spend.disabled = true;
+            l.pending.push(Alert {
                     rule: "cost_hard_limit".into(),
                     severity: Severity::Page,
                     labels: vec![("feature".into(), feature.to_string())],
@@ -446,8 +718,8 @@ impl State {
                 });
         }
         // Bound the per-trace map: forget the cheapest, a tenth at a time.
-        if self.ledger.by_trace.len() > MAX_TRACES {
-            plume_sdk::bound::forget_lowest(&mut self.ledger.by_trace, MAX_TRACES / 10, |c| *c);
+        if l.by_trace.len() > MAX_TRACES {
+            plume_sdk::bound::forget_lowest(&mut l.by_trace, MAX_TRACES / 10, |c| *c);
         }
     }
 
@@ -455,7 +727,7 @@ impl State {
     pub fn projection(&self) -> (f64, f64) {
         let now = self.ledger.now;
         let day = now / DAY;
-        let spent = self.ledger.by_day.get(&day).copied().unwrap_or(0.0);
+        let spent = self.ledger.days.get(&day).map_or(0.0, |d| d.total);
         let in_window: f64 = self.in_window().map(|b| b.total).sum();
         let rate = in_window / self.window as f64; // USD per ns
         let left = ((day + 1) * DAY).saturating_sub(now) as f64;
@@ -470,16 +742,25 @@ impl State {
         let now = l.now;
         let day = now / DAY;
         let left = ((day + 1) * DAY).saturating_sub(now) as f64;
-        let mut window: BTreeMap<&str, f64> = BTreeMap::new();
+        // By feature slot.
+        let mut window = vec![0.0; l.by_feature.len()];
         for b in self.in_window() {
-            for (f, c) in &b.by_feature {
-                *window.entry(f.as_str()).or_default() += c;
+            for (w, c) in window.iter_mut().zip(&b.by_feature) {
+                *w += c;
             }
         }
-        let today = l.feature_day.get(&day);
-        let mut names: BTreeSet<&str> = today
-            .into_iter()
-            .flat_map(|m| m.keys().map(String::as_str))
+        let today = |slot: usize| {
+            l.days
+                .get(&day)
+                .and_then(|d| d.features.get(slot))
+                .copied()
+                .unwrap_or_default()
+        };
+        let mut names: BTreeSet<&str> = l
+            .by_feature
+            .slots()
+            .filter(|&(_, slot)| today(slot).spent.is_some())
+            .map(|(f, _)| f)
             .collect();
         if let Some(HardLimit::PerFeature(m)) = &self.config.hard_limit_usd {
             names.extend(m.keys().map(String::as_str));
@@ -487,13 +768,16 @@ impl State {
         names
             .into_iter()
             .map(|f| {
-                let spent = today.and_then(|m| m.get(f)).copied().unwrap_or(0.0);
-                let rate = window.get(f).copied().unwrap_or(0.0) / self.window as f64;
+                let slot = l.by_feature.slots.get(f).map(|&s| s as usize);
+                let spend = slot.map(today).unwrap_or_default();
+                let spent = spend.spent.unwrap_or(0.0);
+                let in_window = slot.and_then(|s| window.get(s)).copied().unwrap_or(0.0);
+                let rate = in_window / self.window as f64;
                 let entry = serde_json::json!({
                     "spent_usd": spent,
                     "projected_usd": spent + rate * left,
                     "limit_usd": self.limit_for(f),
-                    "disabled": l.disabled.contains(&(f.to_string(), day)),
+                    "disabled": spend.disabled,
                 });
                 (f.to_string(), entry)
             })
@@ -503,7 +787,7 @@ impl State {
     /// The buckets that overlap the projection window (it moves in steps of
     /// a bucket: 1/60 of the window).
     fn in_window(&self) -> impl Iterator<Item = &Bucket> {
-        let width = (self.window / 60).max(1);
+        let width = self.width;
         let since = self.ledger.now.saturating_sub(self.window);
         self.ledger
             .recent
@@ -514,7 +798,7 @@ impl State {
     fn advance(&mut self, now: u64) -> Vec<Alert> {
         self.ledger.now = self.ledger.now.max(now);
         let since = self.ledger.now.saturating_sub(self.window);
-        let width = (self.window / 60).max(1);
+        let width = self.width;
         while self
             .ledger
             .recent
@@ -565,21 +849,28 @@ impl State {
     pub fn report(&self) -> serde_json::Value {
         let l = &self.ledger;
         let (spent, projected) = self.projection();
-        let mut top: Vec<(&String, &f64)> = l.by_trace.iter().collect();
-        top.sort_by(|a, b| b.1.total_cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let mut top: Vec<(&TraceKey, &f64)> = l.by_trace.iter().collect();
+        top.sort_by(|a, b| {
+            b.1.total_cmp(a.1)
+                .then_with(|| a.0.as_str().cmp(b.0.as_str()))
+        });
         top.truncate(self.config.top_traces);
-        let today = l.now / DAY;
-        let disabled: Vec<&String> = l
-            .disabled
-            .iter()
-            .filter(|(_, d)| *d == today)
-            .map(|(f, _)| f)
-            .collect();
+        let disabled: Vec<&str> = match l.days.get(&(l.now / DAY)) {
+            Some(today) => l
+                .by_feature
+                .slots()
+                .filter(|&(_, slot)| today.features.get(slot).is_some_and(|f| f.disabled))
+                .map(|(f, _)| f)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+            None => vec![],
+        };
         serde_json::json!({"cost": {
             "total_usd": l.total,
-            "by_model": l.by_model,
-            "by_feature": l.by_feature,
-            "by_user": l.by_user,
+            "by_model": l.by_model.sorted(),
+            "by_feature": l.by_feature.sorted(),
+            "by_user": l.by_user.sorted(),
             "daily_budget_usd": self.config.daily_budget_usd,
             "spent_today_usd": spent,
             "projected_daily_usd": projected,
@@ -591,26 +882,11 @@ impl State {
                 Some(HardLimit::Every(x)) => Some(*x),
                 _ => None,
             },
-            "top_traces": top.into_iter().map(|(t, c)| serde_json::json!({"trace_id": t, "cost_usd": c})).collect::<Vec<_>>(),
+            "top_traces": top.into_iter().map(|(t, c)| serde_json::json!({"trace_id": t.as_str(), "cost_usd": c})).collect::<Vec<_>>(),
             "missing_price_spans": l.missing_price_spans,
             "duplicate_spans": l.duplicate_spans,
             "revised_calls": l.revised_calls,
         }})
-    }
-}
-
-/// Adds `by` to `key`'s sum, allocating the key only when it is new (this
-/// runs for every priced span); returns the new sum.
-fn bump(map: &mut HashMap<String, f64>, key: &str, by: f64) -> f64 {
-    match map.get_mut(key) {
-        Some(sum) => {
-            *sum += by;
-            *sum
-        }
-        None => {
-            map.insert(key.to_string(), by);
-            by
-        }
     }
 }
 

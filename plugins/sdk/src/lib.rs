@@ -31,6 +31,7 @@
 #[global_allocator]
 static HEAP: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
+pub mod ids;
 mod memcmp;
 
 /// Bindings of the `processor` world.
@@ -471,6 +472,45 @@ impl Value {
     }
 }
 
+/// A dense batch of the given rows, each value in read order: what the host
+/// sends, for a plugin's tests (and those of [`Rows`]).
+pub fn dense_batch<'a, R: AsRef<[ValueRef<'a>]>>(rows: &[R]) -> types::Batch {
+    let mut b = types::Batch {
+        rows: rows.len() as u32,
+        kinds: vec![],
+        positions: vec![],
+        ints: vec![],
+        floats: vec![],
+        text: vec![],
+        text_ends: vec![],
+    };
+    for v in rows.iter().flat_map(|r| r.as_ref()) {
+        let (kind, text) = match *v {
+            ValueRef::Absent => (0, None),
+            ValueRef::Str(s) => (1, Some(s)),
+            ValueRef::Int(i) => {
+                b.ints.push(i);
+                (2, None)
+            }
+            ValueRef::Float(f) => {
+                b.floats.push(f);
+                (3, None)
+            }
+            ValueRef::Boolean(x) => {
+                b.ints.push(i64::from(x));
+                (4, None)
+            }
+            ValueRef::Json(s) => (5, Some(s)),
+        };
+        b.kinds.push(kind);
+        if let Some(s) = text {
+            b.text.extend_from_slice(s.as_bytes());
+            b.text_ends.push(b.text.len() as u32);
+        }
+    }
+    b
+}
+
 /// A projected batch as rows of values, one per declared read, whether the
 /// batch came dense or sparse. Reading it decodes the WIT's packed columns
 /// (see `record batch`) once, borrowing every string from the batch.
@@ -806,6 +846,18 @@ mod tests {
             ),
         ];
         assert_eq!(read(&Rows::new(&dense, 4).unwrap()), expected);
+        // `dense_batch` packs those rows as the batch above.
+        let rows: Vec<Vec<ValueRef>> = expected.iter().map(|(_, v)| v.clone()).collect();
+        let packed = super::dense_batch(&rows);
+        assert_eq!(
+            (packed.rows, &packed.kinds, &packed.ints, &packed.floats),
+            (dense.rows, &dense.kinds, &dense.ints, &dense.floats)
+        );
+        assert_eq!(
+            (&packed.text, &packed.text_ends),
+            (&dense.text, &dense.text_ends)
+        );
+        assert!(packed.positions.is_empty());
         // The same present values, sparse, in another order within rows.
         let sparse = Batch {
             rows: 2,

@@ -14,13 +14,8 @@
 #[cfg(all(feature = "memcmp", target_family = "wasm"))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
-    // SAFETY: the caller's guarantee.
-    let (a, b) = unsafe {
-        (
-            std::slice::from_raw_parts(a, n),
-            std::slice::from_raw_parts(b, n),
-        )
-    };
+    // SAFETY: the caller's guarantee, passed on.
+    let (a, b) = unsafe { slices(a, b, n) };
     compare(a, b)
 }
 
@@ -32,7 +27,37 @@ pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     // SAFETY: the caller's guarantee, passed on.
-    unsafe { memcmp(a, b, n) }
+    let (a, b) = unsafe { slices(a, b, n) };
+    i32::from(differ(a, b))
+}
+
+/// The `n` bytes at `a` and at `b`.
+///
+/// # Safety
+/// `a` and `b` must be valid for reads of `n` bytes while the slices live.
+#[cfg(all(feature = "memcmp", target_family = "wasm"))]
+unsafe fn slices<'a>(a: *const u8, b: *const u8, n: usize) -> (&'a [u8], &'a [u8]) {
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        (
+            std::slice::from_raw_parts(a, n),
+            std::slice::from_raw_parts(b, n),
+        )
+    }
+}
+
+/// Whether `a` and `b` (equal lengths) differ: words compared as they are,
+/// with none of `compare`'s byte swaps (wasm has no instruction for one).
+#[cfg_attr(not(all(feature = "memcmp", target_family = "wasm")), allow(dead_code))]
+#[inline]
+fn differ(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().min(b.len());
+    let (wa, ra) = a[..n].as_chunks::<8>();
+    let (wb, rb) = b[..n].as_chunks::<8>();
+    wa.iter()
+        .zip(wb)
+        .any(|(x, y)| u64::from_ne_bytes(*x) != u64::from_ne_bytes(*y))
+        || ra.iter().zip(rb).any(|(x, y)| x != y)
 }
 
 /// Negative, zero or positive as the first differing byte of `a` is below,
@@ -61,7 +86,7 @@ fn compare(a: &[u8], b: &[u8]) -> i32 {
 
 #[cfg(test)]
 mod tests {
-    use super::compare;
+    use super::{compare, differ};
 
     /// The same sign as a byte-by-byte comparison, for every length and
     /// every place of the first difference, either way round.
@@ -83,10 +108,12 @@ mod tests {
                     let got = compare(&a2, &b);
                     assert_eq!(got.signum(), (x as i32 - y as i32).signum(), "{len} {at}");
                     assert_eq!(a2.cmp(&b) as i32, got.signum());
+                    assert!(differ(&a2, &b), "{len} {at}");
                 }
             }
             let a: Vec<u8> = (0..len).map(|i| i as u8).collect();
             assert_eq!(compare(&a, &a.clone()), 0);
+            assert!(!differ(&a, &a.clone()));
         }
     }
 }
