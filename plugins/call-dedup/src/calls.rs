@@ -20,7 +20,7 @@
 //!    reasons), then the smallest span id.
 
 use plume_sdk::hash::{HashMap, fixed_str};
-use plume_sdk::ids::same;
+use plume_sdk::ids::{hash_id, same};
 use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 
@@ -305,15 +305,7 @@ impl Eq for TraceText<'_> {}
 
 impl Hash for TraceText<'_> {
     fn hash<H: Hasher>(&self, h: &mut H) {
-        match <&[u8; 32]>::try_from(self.0.as_bytes()) {
-            Ok(b) => {
-                let (a, b) = b.split_at(16);
-                let word = |w: &[u8]| u128::from_le_bytes(w.try_into().unwrap_or_default());
-                h.write_u128(word(a));
-                h.write_u128(word(b));
-            }
-            Err(_) => h.write(self.0.as_bytes()),
-        }
+        hash_id(self.0, h);
     }
 }
 

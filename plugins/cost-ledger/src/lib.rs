@@ -32,6 +32,7 @@
 
 use plume_sdk::evaluator::{Guest, export_evaluator};
 use plume_sdk::hash::fixed_str;
+use plume_sdk::ids::TraceKey;
 use plume_sdk::types::{Alert, Batch, Field, Manifest, Severity};
 use plume_sdk::{Rows, ValueRef};
 use quick::HashMap;
@@ -253,47 +254,6 @@ fn at_slot<T: Default + Clone>(slots: &mut Vec<T>, slot: usize) -> &mut T {
         slots.resize(slot + 1, T::default());
     }
     &mut slots[slot]
-}
-
-/// A trace id as a key: the 32 bytes of an id as the host sends it (32 hex
-/// digits) inline, so that a trace costs no string to allocate and hashes
-/// as two 128-bit words; any other id as its text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum TraceKey {
-    Id([u8; 32]),
-    Text(Box<str>),
-}
-
-impl TraceKey {
-    fn of(trace: &str) -> TraceKey {
-        match trace.as_bytes().try_into() {
-            Ok(id) => TraceKey::Id(id),
-            Err(_) => TraceKey::Text(trace.into()),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            // The bytes of a `str` (`of`), so valid UTF-8.
-            TraceKey::Id(id) => std::str::from_utf8(id).unwrap_or_default(),
-            TraceKey::Text(s) => s,
-        }
-    }
-}
-
-impl std::hash::Hash for TraceKey {
-    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
-        match self {
-            // Two writes, a multiply each (see `quick`).
-            TraceKey::Id(id) => {
-                let (a, b) = id.split_at(16);
-                for half in [a, b] {
-                    h.write_u128(u128::from_le_bytes(half.try_into().unwrap_or_default()));
-                }
-            }
-            TraceKey::Text(s) => h.write(s.as_bytes()),
-        }
-    }
 }
 
 /// Hash maps of the per-span path: the SDK's seeded foldhash, except that

@@ -6,7 +6,12 @@
 /// whole words, inline; `==` calls `bcmp` out of line for every comparison.
 #[inline(always)]
 pub fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    same_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// [`same`] of bytes.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
@@ -74,6 +79,91 @@ fn hex8(w: u64) -> Option<u32> {
     let n = ((n & 0x0000_00ff_0000_00ff) << 8) | ((n >> 16) & 0x0000_00ff_0000_00ff);
     let n = ((n & 0xffff) << 16) | ((n >> 32) & 0xffff);
     Some(n as u32)
+}
+
+/// Hashes an id: the usual 32 bytes as two 128-bit words (foldhash does one
+/// multiply for each; a `str` goes through its 128-bit buffer, whose shifts
+/// wasm32 emulates), any other id by its bytes.
+#[inline(always)]
+pub fn hash_id<H: std::hash::Hasher>(id: &str, h: &mut H) {
+    hash_id_bytes(id.as_bytes(), h);
+}
+
+#[inline(always)]
+fn hash_id_bytes<H: std::hash::Hasher>(id: &[u8], h: &mut H) {
+    match <&[u8; 32]>::try_from(id) {
+        Ok(b) => {
+            let word = |at: usize| {
+                let mut w = [0u8; 16];
+                w.copy_from_slice(&b[at..at + 16]);
+                u128::from_le_bytes(w)
+            };
+            h.write_u128(word(0));
+            h.write_u128(word(16));
+        }
+        Err(_) => h.write(id),
+    }
+}
+
+/// A trace id as a map key: the usual 32 bytes inline (no string allocated
+/// per trace), any other id as its text. Hashes with [`hash_id`], compares
+/// with [`same`], encodes as the string it is.
+#[derive(Clone, Debug, Eq)]
+pub enum TraceKey {
+    /// 32 bytes: always the UTF-8 of a `str` (made only from one).
+    Id([u8; 32]),
+    /// An id of another length.
+    Text(Box<str>),
+}
+
+impl TraceKey {
+    /// The key of `trace`.
+    pub fn of(trace: &str) -> TraceKey {
+        match trace.as_bytes().try_into() {
+            Ok(id) => TraceKey::Id(id),
+            Err(_) => TraceKey::Text(trace.into()),
+        }
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            TraceKey::Id(id) => std::str::from_utf8(id).expect("made from a str"),
+            TraceKey::Text(s) => s,
+        }
+    }
+
+    /// The id's bytes (no UTF-8 check: for hashing and comparing).
+    fn bytes(&self) -> &[u8] {
+        match self {
+            TraceKey::Id(id) => id,
+            TraceKey::Text(s) => s.as_bytes(),
+        }
+    }
+}
+
+impl PartialEq for TraceKey {
+    fn eq(&self, other: &Self) -> bool {
+        same_bytes(self.bytes(), other.bytes())
+    }
+}
+
+impl std::hash::Hash for TraceKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        hash_id_bytes(self.bytes(), h);
+    }
+}
+
+impl serde::Serialize for TraceKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TraceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(TraceKey::of(&String::deserialize(d)?))
+    }
 }
 
 #[cfg(test)]

@@ -18,12 +18,11 @@
 
 use plume_sdk::evaluator::{Guest, export_evaluator};
 use plume_sdk::hash::HashMap;
-use plume_sdk::ids::{hex16, same};
+use plume_sdk::ids::{TraceKey, hex16, same};
 use plume_sdk::types::{Alert, Batch, Field, Manifest};
 use plume_sdk::{Rows, ValueRef};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cell::RefCell;
-use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 #[derive(Deserialize)]
@@ -367,79 +366,15 @@ impl<'de> Deserialize<'de> for Parents {
     }
 }
 
-/// A trace id as a map key: the usual 32 hex digits kept inline (no string
-/// allocated per trace), any other id as a string. Hashes, compares and
-/// encodes as the string it is.
-#[derive(Clone, Debug, Eq)]
-enum TraceId {
-    /// 32 bytes: always the UTF-8 of a `str` (made only from one).
-    Inline([u8; 32]),
-    Other(String),
-}
-
-impl TraceId {
-    fn new(id: &str) -> TraceId {
-        match <[u8; 32]>::try_from(id.as_bytes()) {
-            Ok(bytes) => TraceId::Inline(bytes),
-            Err(_) => TraceId::Other(id.to_string()),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            TraceId::Inline(bytes) => std::str::from_utf8(bytes).expect("made from a str"),
-            TraceId::Other(s) => s,
-        }
-    }
-}
-
-impl PartialEq for TraceId {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (TraceId::Inline(a), TraceId::Inline(b)) => {
-                let word = |s: &[u8; 32], at: usize| {
-                    u64::from_ne_bytes(s[at..at + 8].try_into().unwrap_or_default())
-                };
-                [0, 8, 16, 24]
-                    .iter()
-                    .fold(0, |d, &at| d | (word(a, at) ^ word(b, at)))
-                    == 0
-            }
-            (TraceId::Other(a), TraceId::Other(b)) => same(a, b),
-            _ => false,
-        }
-    }
-}
-
-impl Hash for TraceId {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        match self {
-            // Two 128-bit words: foldhash does one multiply for each (a
-            // `str` hashes through its 128-bit buffer, shifted in software
-            // on wasm32).
-            TraceId::Inline(b) => {
-                let word = |at: usize| {
-                    let mut w = [0u8; 16];
-                    w.copy_from_slice(&b[at..at + 16]);
-                    u128::from_le_bytes(w)
-                };
-                h.write_u128(word(0));
-                h.write_u128(word(16));
-            }
-            TraceId::Other(s) => h.write(s.as_bytes()),
-        }
-    }
-}
-
 /// The traces kept, by id; looked up by `&str` (an id of the usual length is
 /// copied onto the stack, not allocated).
 #[derive(Serialize, Deserialize, Default)]
 #[serde(transparent)]
-struct TraceMap(HashMap<TraceId, Trace>);
+struct TraceMap(HashMap<TraceKey, Trace>);
 
 impl TraceMap {
     fn get(&self, id: &str) -> Option<&Trace> {
-        self.0.get(&TraceId::new(id))
+        self.0.get(&TraceKey::of(id))
     }
 
     #[cfg(test)]
@@ -460,22 +395,6 @@ impl std::ops::Index<&str> for TraceMap {
     type Output = Trace;
     fn index(&self, id: &str) -> &Trace {
         self.get(id).expect("a kept trace")
-    }
-}
-
-impl Serialize for TraceId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for TraceId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(match <[u8; 32]>::try_from(s.as_bytes()) {
-            Ok(bytes) => TraceId::Inline(bytes),
-            Err(_) => TraceId::Other(s),
-        })
     }
 }
 
@@ -545,7 +464,7 @@ impl State {
     /// `spans` more.
     fn trace<'k>(kept: &'k mut Kept, id: &str, spans: usize) -> &'k mut Trace {
         let seen = &mut kept.seen;
-        let t = kept.traces.0.entry(TraceId::new(id)).or_insert_with(|| {
+        let t = kept.traces.0.entry(TraceKey::of(id)).or_insert_with(|| {
             *seen += 1;
             Trace::new()
         });
@@ -567,7 +486,7 @@ impl State {
 
     pub fn report(&self) -> serde_json::Value {
         let traces = &self.kept.traces;
-        let top = |mut v: Vec<(&TraceId, &Trace)>, key: &dyn Fn(&Trace) -> f64| {
+        let top = |mut v: Vec<(&TraceKey, &Trace)>, key: &dyn Fn(&Trace) -> f64| {
             v.sort_by(|a, b| {
                 key(b.1)
                     .total_cmp(&key(a.1))
@@ -578,8 +497,8 @@ impl State {
                 .map(|(id, t)| t.summary(id.as_str()))
                 .collect::<Vec<_>>()
         };
-        let all: Vec<(&TraceId, &Trace)> = traces.0.iter().collect();
-        let errors: Vec<(&TraceId, &Trace)> =
+        let all: Vec<(&TraceKey, &Trace)> = traces.0.iter().collect();
+        let errors: Vec<(&TraceKey, &Trace)> =
             all.iter().copied().filter(|(_, t)| t.errors > 0).collect();
         let mut durations: Vec<f64> = traces.values().map(Trace::duration_ms).collect();
         durations.sort_by(f64::total_cmp);
@@ -1037,7 +956,7 @@ mod tests {
         assert_eq!((kept.seen, kept.forgotten, kept.traces.len()), (3, 1, 2));
         assert!(matches!(
             kept.traces.0.keys().find(|k| k.as_str() == long),
-            Some(TraceId::Inline(_))
+            Some(TraceKey::Id(_))
         ));
         let t = &kept.traces["short"];
         assert_eq!((t.spans, t.depth(), t.agents.len()), (2, 2, 1));
@@ -1060,7 +979,7 @@ mod tests {
         trace.agents = vec!["planner".to_string()].into();
         trace.parents.insert(1, 0);
         let mut mine = Kept::default();
-        mine.traces.0.insert(TraceId::new(long), trace);
+        mine.traces.0.insert(TraceKey::of(long), trace);
         assert_eq!(
             plume_sdk::state::save(&mine),
             plume_sdk::state::save(&old_one)
