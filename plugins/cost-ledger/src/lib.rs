@@ -11,7 +11,7 @@
 //! | `alert_at_fraction` | `0.8` | warn when the projection passes this fraction of the budget |
 //! | `top_traces` | `20` | most expensive traces listed in the report |
 //! | `runbook` | `"examples/runbooks/cost-runaway.md"` | linked from its alerts |
-//! | `revision_window` | `"10m"` | how long (event time) a call stays revisable by response id (at most the last 100,000 calls) |
+//! | `revision_window` | `"10m"` | how long (event time) a call stays revisable by response id (for the last 50,000 calls at least, 100,000 at most) |
 //!
 //! **Projection.** `projected_daily_usd` = spent so far today + the spend rate
 //! over the trailing `projection_window` x the time left in the UTC day, all
@@ -30,6 +30,7 @@
 //! order the spans arrived in. A span resent with the same span id is
 //! counted once.
 
+use plume_sdk::bound::Recent;
 use plume_sdk::evaluator::{Guest, export_evaluator};
 use plume_sdk::hash::fixed_str;
 use plume_sdk::ids::TraceKey;
@@ -97,8 +98,9 @@ fn default_revision_window() -> String {
     "10m".into()
 }
 
-/// Calls remembered for revision at most, whatever the window.
-const MAX_REVISABLE: usize = 100_000;
+/// Calls remembered for revision, whatever the window: the last 50,000 at
+/// least and 100,000 at most (two generations, see `plume_sdk::bound::Recent`).
+const REVISABLE: usize = 50_000;
 
 /// Traces whose spend is kept for `top_traces` at most; past it the cheapest
 /// tenth is forgotten.
@@ -145,10 +147,7 @@ pub struct Ledger {
     budget_alerted_day: Option<u64>,
     /// Counted calls by response id hash, revisable within the revision window.
     #[serde(with = "packed::calls")]
-    calls: HashMap<u64, Counted>,
-    /// (event time, response id hash) in arrival order, to expire `calls`.
-    #[serde(with = "packed::order")]
-    call_order: VecDeque<(u64, u64)>,
+    calls: Calls,
     /// Spans not added because they record a call counted on another span.
     duplicate_spans: u64,
     /// Entries replaced by a more complete record of the same call.
@@ -329,13 +328,26 @@ pub struct Call<'a> {
     pub at: u64,
 }
 
+/// Counted calls by response id hash. Generations cleared in place rather
+/// than a map and an expiry queue: removing the oldest call one at a time
+/// leaves tombstones, and past half full they make the map double.
+pub struct Calls(Recent<u64, Counted>);
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls(Recent::new(REVISABLE))
+    }
+}
+
 /// What the ledger keeps of a counted call with a response id, to revise it:
-/// 24 bytes, hashes rather than strings, so a window of calls stays small.
+/// 32 bytes, hashes rather than strings, so a window of calls stays small.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Counted {
     span: u64,
     tokens: i64,
     cost: f64,
+    /// Event time, for the revision window.
+    at: u64,
 }
 
 impl Counted {
@@ -344,6 +356,7 @@ impl Counted {
             span: fixed_str(call.span),
             tokens: call.tokens,
             cost: call.cost,
+            at: call.at,
         }
     }
 
@@ -355,46 +368,86 @@ impl Counted {
 }
 
 /// The revision window in snapshots, as fixed-width little-endian records in
-/// one byte string. It holds up to 100,000 calls and snapshots are taken on
-/// the pipeline thread while spans wait: as bytes it is one copy (0.4-0.5 ms
-/// natively for 100k calls) instead of a serializer call per field.
+/// byte strings. It holds up to 100,000 calls and snapshots are taken on the
+/// pipeline thread while spans wait: as bytes it is a copy (0.4-0.5 ms
+/// natively for 100k calls) instead of a serializer call per field. The
+/// records go out in chunks through one small buffer: a buffer of the whole
+/// window (3 MiB for 100k calls) would stay in the plugin's linear memory,
+/// which never shrinks.
 mod packed {
+    use serde::ser::SerializeSeq;
     use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-    /// Records of `N` u64 words as one byte string.
-    fn pack<const N: usize>(records: impl Iterator<Item = [u64; N]>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(records.size_hint().0 * 8 * N);
-        for r in records {
-            for w in r {
-                out.extend_from_slice(&w.to_le_bytes());
-            }
-        }
-        out
-    }
+    /// Records per chunk (32 KiB for the widest).
+    const CHUNK: usize = 1024;
 
-    fn unpack<const N: usize, E: de::Error>(bytes: &[u8]) -> Result<Vec<[u64; N]>, E> {
-        if !bytes.len().is_multiple_of(8 * N) {
-            return Err(E::invalid_length(bytes.len(), &"whole records"));
-        }
-        Ok(bytes
-            .chunks_exact(8 * N)
-            .map(|c| {
-                std::array::from_fn(|i| u64::from_le_bytes(std::array::from_fn(|j| c[8 * i + j])))
-            })
-            .collect())
-    }
+    /// Records of `N` u64 words, from a function that lists them (called
+    /// twice: to count them, then to write them), as byte strings of at
+    /// most `CHUNK` records.
+    struct Records<F>(F);
 
-    /// A byte string (serde's derive would write a `Vec<u8>` a byte at a time).
-    struct Bytes(Vec<u8>);
-
-    impl Serialize for Bytes {
+    impl<F, I, const N: usize> Serialize for Records<F>
+    where
+        F: Fn() -> I,
+        I: Iterator<Item = [u64; N]>,
+    {
         fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(&self.0)
+            let count = (self.0)().count();
+            let mut seq = s.serialize_seq(Some(count.div_ceil(CHUNK)))?;
+            let mut buf = Vec::with_capacity(CHUNK.min(count) * 8 * N);
+            let mut records = (self.0)();
+            loop {
+                buf.clear();
+                for r in records.by_ref().take(CHUNK) {
+                    for w in r {
+                        buf.extend_from_slice(&w.to_le_bytes());
+                    }
+                }
+                if buf.is_empty() {
+                    break;
+                }
+                seq.serialize_element(&Bytes(&buf))?;
+            }
+            seq.end()
         }
     }
 
-    impl<'de> Deserialize<'de> for Bytes {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+    /// What [`Records`] wrote, read back.
+    struct Unpacked<const N: usize>(Vec<[u64; N]>);
+
+    impl<'de, const N: usize> Deserialize<'de> for Unpacked<N> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let chunks: Vec<ByteBuf> = Deserialize::deserialize(d)?;
+            let mut out = Vec::new();
+            for ByteBuf(bytes) in chunks {
+                if !bytes.len().is_multiple_of(8 * N) {
+                    return Err(de::Error::invalid_length(bytes.len(), &"whole records"));
+                }
+                out.extend(bytes.chunks_exact(8 * N).map(|c| {
+                    std::array::from_fn(|i| {
+                        u64::from_le_bytes(std::array::from_fn(|j| c[8 * i + j]))
+                    })
+                }));
+            }
+            Ok(Unpacked(out))
+        }
+    }
+
+    /// A byte string out (serde's derive would write a `Vec<u8>` a byte at a
+    /// time) ...
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+
+    /// ... and in.
+    struct ByteBuf(Vec<u8>);
+
+    impl<'de> Deserialize<'de> for ByteBuf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ByteBuf, D::Error> {
             struct Visitor;
             impl de::Visitor<'_> for Visitor {
                 type Value = Vec<u8>;
@@ -408,62 +461,53 @@ mod packed {
                     Ok(v)
                 }
             }
-            d.deserialize_bytes(Visitor).map(Bytes)
+            d.deserialize_bytes(Visitor).map(ByteBuf)
         }
     }
 
-    /// `calls`: (response id hash, span id hash, tokens, cost bits).
+    /// `calls`: each generation as (response id hash, span id hash, tokens,
+    /// cost bits, event time) records.
     pub mod calls {
-        use super::super::{Counted, HashMap};
-        use super::{Bytes, pack, unpack};
+        use super::super::{Calls, Counted, REVISABLE};
+        use super::{Records, Unpacked};
+        use plume_sdk::bound::Recent;
+        use plume_sdk::hash::HashMap;
         use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-        pub fn serialize<S: Serializer>(
-            m: &HashMap<u64, Counted>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            let records = m
-                .iter()
-                .map(|(id, c)| [*id, c.span, c.tokens as u64, c.cost.to_bits()]);
-            Bytes(pack(records)).serialize(s)
+        fn records(m: &HashMap<u64, Counted>) -> impl Iterator<Item = [u64; 5]> + '_ {
+            m.iter()
+                .map(|(id, c)| [*id, c.span, c.tokens as u64, c.cost.to_bits(), c.at])
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<HashMap<u64, Counted>, D::Error> {
-            Ok(unpack::<4, D::Error>(&Bytes::deserialize(d)?.0)?
-                .into_iter()
-                .map(|[id, span, tokens, cost]| {
-                    (
-                        id,
-                        Counted {
-                            span,
-                            tokens: tokens as i64,
-                            cost: f64::from_bits(cost),
-                        },
-                    )
-                })
-                .collect())
-        }
-    }
-
-    /// `call_order`: (event time, response id hash).
-    pub mod order {
-        use super::{Bytes, pack, unpack};
-        use serde::{Deserialize, Deserializer, Serialize, Serializer};
-        use std::collections::VecDeque;
-
-        pub fn serialize<S: Serializer>(q: &VecDeque<(u64, u64)>, s: S) -> Result<S::Ok, S::Error> {
-            Bytes(pack(q.iter().map(|(at, id)| [*at, *id]))).serialize(s)
+        fn map(records: Unpacked<5>) -> HashMap<u64, Counted> {
+            let calls = records.0.into_iter().map(|[id, span, tokens, cost, at]| {
+                let cost = f64::from_bits(cost);
+                let tokens = tokens as i64;
+                (
+                    id,
+                    Counted {
+                        span,
+                        tokens,
+                        cost,
+                        at,
+                    },
+                )
+            });
+            calls.collect()
         }
 
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<VecDeque<(u64, u64)>, D::Error> {
-            Ok(unpack::<2, D::Error>(&Bytes::deserialize(d)?.0)?
-                .into_iter()
-                .map(|[at, id]| (at, id))
-                .collect())
+        pub fn serialize<S: Serializer>(c: &Calls, s: S) -> Result<S::Ok, S::Error> {
+            let [previous, current] = c.0.generations();
+            (Records(|| records(previous)), Records(|| records(current))).serialize(s)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Calls, D::Error> {
+            let (previous, current) = <(Unpacked<5>, Unpacked<5>)>::deserialize(d)?;
+            Ok(Calls(Recent::from_generations(
+                REVISABLE,
+                map(previous),
+                map(current),
+            )))
         }
     }
 
@@ -471,7 +515,7 @@ mod packed {
     /// the other ids as (text, cost).
     pub mod traces {
         use super::super::{HashMap, TraceKey};
-        use super::{Bytes, pack, unpack};
+        use super::{Records, Unpacked};
         use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
         fn words(id: &[u8; 32]) -> [u64; 4] {
@@ -482,13 +526,15 @@ mod packed {
             m: &HashMap<TraceKey, f64>,
             s: S,
         ) -> Result<S::Ok, S::Error> {
-            let ids = m.iter().filter_map(|(t, c)| match t {
-                TraceKey::Id(id) => {
-                    let [a, b, c2, d] = words(id);
-                    Some([a, b, c2, d, c.to_bits()])
-                }
-                TraceKey::Text(_) => None,
-            });
+            let ids = || {
+                m.iter().filter_map(|(t, c)| match t {
+                    TraceKey::Id(id) => {
+                        let [a, b, c2, d] = words(id);
+                        Some([a, b, c2, d, c.to_bits()])
+                    }
+                    TraceKey::Text(_) => None,
+                })
+            };
             let texts: Vec<(&str, f64)> = m
                 .iter()
                 .filter_map(|(t, c)| match t {
@@ -496,22 +542,20 @@ mod packed {
                     TraceKey::Id(_) => None,
                 })
                 .collect();
-            (Bytes(pack(ids)), texts).serialize(s)
+            (Records(ids), texts).serialize(s)
         }
 
         pub fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<HashMap<TraceKey, f64>, D::Error> {
-            let (ids, texts): (Bytes, Vec<(Box<str>, f64)>) = Deserialize::deserialize(d)?;
-            let ids = unpack::<5, D::Error>(&ids.0)?
-                .into_iter()
-                .map(|[a, b, c, d, cost]| {
-                    let mut id = [0u8; 32];
-                    for (chunk, w) in id.chunks_exact_mut(8).zip([a, b, c, d]) {
-                        chunk.copy_from_slice(&w.to_le_bytes());
-                    }
-                    (TraceKey::Id(id), f64::from_bits(cost))
-                });
+            let (ids, texts): (Unpacked<5>, Vec<(Box<str>, f64)>) = Deserialize::deserialize(d)?;
+            let ids = ids.0.into_iter().map(|[a, b, c, d, cost]| {
+                let mut id = [0u8; 32];
+                for (chunk, w) in id.chunks_exact_mut(8).zip([a, b, c, d]) {
+                    chunk.copy_from_slice(&w.to_le_bytes());
+                }
+                (TraceKey::Id(id), f64::from_bits(cost))
+            });
             let texts = texts.into_iter().map(|(t, c)| (TraceKey::Text(t), c));
             Ok(ids.chain(texts).collect())
         }
@@ -573,28 +617,23 @@ impl State {
             return;
         };
         let new = Counted::of(&call);
+        let settled = self.ledger.now.saturating_sub(self.revision_window);
         let l = &mut self.ledger;
-        // One lookup for the decision and the write.
-        let cost = match l.calls.entry(id) {
-            Entry::Vacant(v) => {
-                v.insert(new);
-                l.call_order.push_back((call.at, id));
-                while l.call_order.len() > MAX_REVISABLE {
-                    if let Some((_, old)) = l.call_order.pop_front() {
-                        l.calls.remove(&old);
-                    }
+        let cost = match l.calls.0.get_mut(id) {
+            Some(held) if held.at > settled => {
+                if !new.ranks_before(held) {
+                    l.duplicate_spans += 1;
+                    return;
                 }
-                call.cost
-            }
-            Entry::Occupied(mut held) if new.ranks_before(held.get()) => {
-                let old = held.insert(new);
+                let old = std::mem::replace(held, new);
                 l.revised_calls += 1;
                 l.duplicate_spans += 1;
                 new.cost - old.cost
             }
-            Entry::Occupied(_) => {
-                l.duplicate_spans += 1;
-                return;
+            // Unknown, or settled (its generation not yet forgotten).
+            _ => {
+                l.calls.0.insert(id, new);
+                call.cost
             }
         };
         self.add_call(&call, cost);
@@ -768,16 +807,7 @@ impl State {
             self.ledger.recent.pop_front();
         }
         let settled = self.ledger.now.saturating_sub(self.revision_window);
-        while self
-            .ledger
-            .call_order
-            .front()
-            .is_some_and(|(t, _)| *t <= settled)
-        {
-            if let Some((_, id)) = self.ledger.call_order.pop_front() {
-                self.ledger.calls.remove(&id);
-            }
-        }
+        self.ledger.calls.0.forget_old(|c| c.at <= settled);
         let mut alerts = std::mem::take(&mut self.ledger.pending);
         if let Some(budget) = self.config.daily_budget_usd {
             let (spent, projected) = self.projection();

@@ -188,8 +188,34 @@ fn calls_settle_after_the_revision_window() {
     let mut s = state(r#"{"revision_window": "1h"}"#);
     s.record(entry("a", 10, 1.0, "m", "t"), Some("r"));
     s.advance(DAY0 + 3 * H);
-    assert!(s.ledger.calls.is_empty());
-    assert!(s.ledger.call_order.is_empty());
+    assert!(s.ledger.calls.0.is_empty());
+    // The same response id later is a call of its own.
+    let mut later = entry("b", 10, 1.0, "m", "t");
+    later.at = DAY0 + 3 * H;
+    s.record(later, Some("r"));
+    let r = s.report()["cost"].clone();
+    assert_eq!(
+        (r["total_usd"].as_f64(), r["duplicate_spans"].as_u64()),
+        (Some(2.0), Some(0))
+    );
+}
+
+/// A call settles at the end of its window even before its generation of
+/// calls is forgotten: a record then is not a revision.
+#[test]
+fn a_settled_call_is_not_revised_before_it_is_forgotten() {
+    let mut s = state(r#"{"revision_window": "1h"}"#);
+    s.record(entry("a", 10, 1.0, "m", "t"), Some("r"));
+    let mut fresh = entry("x", 5, 1.0, "m", "t");
+    fresh.at = DAY0 + 2 * H + 1;
+    s.record(fresh, None);
+    assert_eq!(s.ledger.calls.0.len(), 1, "not forgotten yet (no tick)");
+    let mut fuller = entry("b", 20, 3.0, "m", "t");
+    fuller.at = DAY0 + 2 * H + 2;
+    s.record(fuller, Some("r"));
+    let r = s.report()["cost"].clone();
+    assert_eq!(r["revised_calls"], 0);
+    assert_eq!(r["total_usd"].as_f64(), Some(5.0));
 }
 
 /// What the host keeps across a trap or a reload gives the same ledger back.
@@ -218,8 +244,10 @@ fn a_snapshot_keeps_calls_revisable() {
     let bytes = s.snapshot();
     let mut fresh = state("{}");
     fresh.ledger = plume_sdk::state::load(&bytes).unwrap();
-    assert_eq!(fresh.ledger.calls, s.ledger.calls);
-    assert_eq!(fresh.ledger.call_order, s.ledger.call_order);
+    assert_eq!(
+        fresh.ledger.calls.0.generations(),
+        s.ledger.calls.0.generations()
+    );
     for l in [&mut s, &mut fresh] {
         l.record(entry("a1", 1000, 0.010, "claude", "t1"), Some("msg_1"));
     }
@@ -230,6 +258,30 @@ fn a_snapshot_keeps_calls_revisable() {
         (r["total_usd"].as_f64().unwrap() * 1e6).round() as i64,
         12_000
     );
+}
+
+/// A window of calls longer than one chunk of the snapshot's records (and
+/// traces past one chunk) comes back whole.
+#[test]
+fn a_snapshot_of_many_calls_comes_back_whole() {
+    let mut s = state("{}");
+    for i in 0..2_500 {
+        let (span, trace) = (format!("{i:016x}"), format!("{i:032x}"));
+        s.record(
+            entry(&span, 100 + i, 0.001, "claude", &trace),
+            Some(&format!("msg_{i}")),
+        );
+    }
+    let bytes = s.snapshot();
+    let mut fresh = state("{}");
+    fresh.ledger = plume_sdk::state::load(&bytes).unwrap();
+    assert_eq!(fresh.ledger.calls.0.len(), 2_500);
+    assert_eq!(
+        fresh.ledger.calls.0.generations(),
+        s.ledger.calls.0.generations()
+    );
+    assert_eq!(fresh.ledger.by_trace, s.ledger.by_trace);
+    assert_eq!(fresh.report(), s.report());
 }
 
 /// The projection window's memory does not grow with traffic: an hour of

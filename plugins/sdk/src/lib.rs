@@ -168,8 +168,17 @@ pub mod state {
     /// Encodes `value` for `snapshot`. Failing to encode is a bug, not a
     /// state to hide: it panics, which the host reports as a trap.
     pub fn save<T: serde::Serialize>(value: &T) -> Vec<u8> {
-        // No shrink_to_fit: the host copies the bytes out anyway.
-        postcard::to_extend(value, vec![VERSION]).expect("plugin state encodes (postcard)")
+        // Measured first, then written into a buffer of that size: a buffer
+        // grown by doubling would hold twice the state for a moment, and a
+        // plugin's linear memory never shrinks back.
+        let size = postcard::serialize_with_flavor::<T, _, usize>(
+            value,
+            postcard::ser_flavors::Size::default(),
+        )
+        .expect("plugin state encodes (postcard)");
+        let mut out = Vec::with_capacity(1 + size);
+        out.push(VERSION);
+        postcard::to_extend(value, out).expect("plugin state encodes (postcard)")
     }
 
     /// Decodes bytes written by [`save`] of the same plugin.
@@ -296,7 +305,45 @@ pub mod bound {
                 std::mem::swap(&mut self.current, &mut self.previous);
                 self.current.clear();
             }
+            if self.current.capacity() == 0 {
+                // A generation's full size at once (twice in a plugin's
+                // life): a map grown by doubling holds its old table and
+                // the new one for a moment, and linear memory keeps that
+                // peak for good.
+                self.current.reserve(self.at_least);
+            }
             self.current.insert(key, value);
+        }
+
+        /// Forgets each generation whose values are all `old` (the previous
+        /// one first; the current one only after it): how a time window
+        /// frees what it no longer needs. A scan stops at the first value
+        /// that is not old.
+        pub fn forget_old(&mut self, old: impl Fn(&V) -> bool) {
+            if self.previous.values().all(&old) {
+                self.previous.clear();
+                if self.current.values().all(&old) {
+                    self.current.clear();
+                }
+            }
+        }
+
+        /// The generations, previous then current (to save them).
+        pub fn generations(&self) -> [&crate::hash::HashMap<K, V>; 2] {
+            [&self.previous, &self.current]
+        }
+
+        /// Generations as [`generations`](Self::generations) gave them.
+        pub fn from_generations(
+            at_least: usize,
+            previous: crate::hash::HashMap<K, V>,
+            current: crate::hash::HashMap<K, V>,
+        ) -> Self {
+            Recent {
+                current,
+                previous,
+                at_least,
+            }
         }
 
         /// How many keys are remembered now.
@@ -784,6 +831,26 @@ mod tests {
         r.insert(1999, 5);
         assert_eq!((r.get(&1999), r.len()), (Some(&5), before));
 
+        // The generations' maps are sized once, never grown by doubling.
+        let [previous, current] = r.generations();
+        assert!(previous.capacity() >= 100 && current.capacity() >= 100);
+        assert!(previous.capacity() < 200 && current.capacity() < 200);
+
+        // Old generations go as a whole, the previous one first.
+        let mut w: bound::Recent<u64, u64> = bound::Recent::new(2);
+        for (k, at) in [(1, 10), (2, 11), (3, 20), (4, 30)] {
+            w.insert(k, at);
+        }
+        w.forget_old(|&at| at <= 15);
+        assert!(!w.contains_key(&1) && w.contains_key(&3) && w.len() == 2);
+        w.forget_old(|&at| at <= 25);
+        assert_eq!(w.len(), 2, "the current generation holds a value not old");
+        w.insert(5, 40);
+        w.forget_old(|&at| at <= 35);
+        assert!(w.contains_key(&5) && w.len() == 1);
+        w.forget_old(|&at| at <= 45);
+        assert!(w.is_empty());
+
         let mut none: bound::Recent<u64, ()> = bound::Recent::new(0);
         none.insert(1, ());
         assert!(none.is_empty() && none.get_mut(1).is_none());
@@ -1025,6 +1092,9 @@ mod tests {
         .into();
         let bytes = state::save(&ledger);
         assert_eq!(bytes[0], 1);
+        // Written into a buffer of exactly its size (a plugin's memory
+        // keeps its largest moment).
+        assert_eq!(bytes.capacity(), bytes.len());
         let back: BTreeMap<String, (u64, f64)> = state::load(&bytes).unwrap();
         assert_eq!(back, ledger);
         // JSON written by an older build is refused with a message, not misread.
