@@ -359,6 +359,63 @@ fn needs_escape(b: &[u8]) -> bool {
 /// about 6 instructions per byte written).
 #[inline]
 pub(super) fn plain_len(b: &[u8]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        plain_len_sse2(b)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        plain_len_swar(b)
+    }
+}
+
+/// [`plain_len`] 16 bytes at a time (SSE2 is part of every x86_64): a
+/// compare per special byte kind and one mask, ~7 instructions a block
+/// against ~12 for 8 bytes in SWAR.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[allow(unsafe_code)] // one 16-byte load; see SAFETY below
+fn plain_len_sse2(b: &[u8]) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // The positions of specials in 16 bytes, one bit each.
+    let specials = |block: &[u8; 16]| {
+        // SAFETY: SSE2 is part of the x86_64 baseline, and the load reads
+        // exactly the 16 bytes of `block` (unaligned).
+        unsafe {
+            let x = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            let control = _mm_set1_epi8(0x1f);
+            // Unsigned x <= 0x1f exactly when max(x, 0x1f) is 0x1f.
+            let low = _mm_cmpeq_epi8(_mm_max_epu8(x, control), control);
+            let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), low)) as u32
+        }
+    };
+    let (blocks, rest) = b.as_chunks::<16>();
+    for (n, block) in blocks.iter().enumerate() {
+        let found = specials(block);
+        if found != 0 {
+            return n * 16 + found.trailing_zeros() as usize;
+        }
+    }
+    // The rest padded with spaces, which are not special.
+    let mut last = [b' '; 16];
+    last[..rest.len()].copy_from_slice(rest);
+    let found = specials(&last);
+    if found == 0 {
+        b.len()
+    } else {
+        blocks.len() * 16 + found.trailing_zeros() as usize
+    }
+}
+
+/// [`plain_len`] 8 bytes at a time in a word, for other targets.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline]
+fn plain_len_swar(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let specials = |w: u64| {
@@ -517,6 +574,34 @@ pub fn write(out: &mut Vec<u8>, s: &Span) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both ways of finding the first special byte agree with a byte loop,
+    /// for every length to past two blocks and every kind of byte.
+    #[test]
+    fn plain_len_agrees_with_a_byte_loop() {
+        let naive = |b: &[u8]| {
+            b.iter()
+                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+                .unwrap_or(b.len())
+        };
+        let mut rng = fastrand::Rng::with_seed(3);
+        for len in 0..=40 {
+            for _ in 0..200 {
+                // Mostly plain bytes (ASCII and high), a special one now and then.
+                let b: Vec<u8> = (0..len)
+                    .map(|_| match rng.u8(..40) {
+                        0 => b'"',
+                        1 => b'\\',
+                        2 => rng.u8(..0x20),
+                        3 => rng.u8(0x80..),
+                        _ => rng.u8(0x20..0x7f),
+                    })
+                    .collect();
+                assert_eq!(plain_len(&b), naive(&b), "{b:?}");
+                assert_eq!(plain_len_swar(&b), naive(&b), "{b:?}");
+            }
+        }
+    }
 
     const DESIGN_EXAMPLE: &str = r#"{"trace_id":"4BF92F3577B34DA6A3CE929D0E0E4736","span_id":"00f067aa0ba902b7",
  "parent_span_id":null,"name":"chat gpt-4o","kind":"client",
