@@ -352,9 +352,10 @@ fn needs_escape(b: &[u8]) -> bool {
 
 /// How many bytes of `b` come before a quote, a backslash or a control
 /// character: the bytes JSON escapes, and that end a string when reading.
-/// Strings are most of a line's bytes, read and written: they are tested 8
-/// bytes at a time without a branch per byte (SWAR: each test leaves the
-/// top bit of a byte set where it holds; the lowest such byte is exact).
+/// Strings are most of a line's bytes, read and written: they are tested 16
+/// bytes at a time on x86_64 (SSE2), 8 at a time in a word elsewhere (SWAR:
+/// each test leaves the top bit of a byte set where it holds; the lowest
+/// such byte is exact), without a branch per byte.
 /// serde_json's writer looks each byte up in a table instead (callgrind:
 /// about 6 instructions per byte written).
 #[inline]
