@@ -573,17 +573,16 @@ impl<'a> Rows<'a> {
     /// never sends.
     pub fn new(batch: &'a Batch, width: usize) -> Result<Self, String> {
         let layout = Layout::check(batch, width)?;
-        let mut values = Vec::new();
-        if layout.dense {
-            values.reserve_exact(layout.cells);
-            decode(batch, |_, value| values.push(value))?;
+        let values = if layout.dense {
+            decode_dense(batch)?
         } else {
-            values = vec![ValueRef::Absent; layout.cells];
+            let mut values = vec![ValueRef::Absent; layout.cells];
             decode(batch, |at, value| {
                 // `Layout::check` bounds every position.
                 values[at] = value;
             })?;
-        }
+            values
+        };
         Ok(Rows {
             width,
             rows: batch.rows as usize,
@@ -733,14 +732,7 @@ fn bad(what: &str) -> String {
 /// every value of every batch, in every plugin.
 #[inline(always)]
 fn decode<'a>(batch: &'a Batch, mut emit: impl FnMut(usize, ValueRef<'a>)) -> Result<(), String> {
-    let text = std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?;
-    let mut payloads = Payloads {
-        ints: batch.ints.iter(),
-        floats: batch.floats.iter(),
-        ends: batch.text_ends.iter(),
-        text,
-        start: 0,
-    };
+    let mut payloads = Payloads::of(batch)?;
     if batch.positions.is_empty() {
         for (at, &kind) in batch.kinds.iter().enumerate() {
             match payloads.next(kind) {
@@ -759,6 +751,35 @@ fn decode<'a>(batch: &'a Batch, mut emit: impl FnMut(usize, ValueRef<'a>)) -> Re
     Ok(())
 }
 
+/// The values of a dense batch, in order. Collected from an iterator of
+/// known length, so each value is written without a capacity check and the
+/// length is stored once; out of line, so that the loop is compiled alone.
+/// (In wasm, where Cranelift compiles the loop, pushing one value at a time
+/// inside `Rows::new` cost ~65 instructions a value: the vector's length and
+/// the decoder's state went through memory on every value.)
+#[inline(never)]
+fn decode_dense(batch: &Batch) -> Result<Vec<ValueRef<'_>>, String> {
+    let mut payloads = Payloads::of(batch)?;
+    let mut fault = None;
+    let values = batch
+        .kinds
+        .iter()
+        .map(|&kind| match payloads.next(kind) {
+            Some(value) => value,
+            None => {
+                if fault.is_none() {
+                    fault = Some(payloads.fault(kind));
+                }
+                ValueRef::Absent
+            }
+        })
+        .collect();
+    match fault {
+        None => Ok(values),
+        Some(fault) => Err(bad(&fault)),
+    }
+}
+
 /// The payload columns of a batch, read in step with its kinds.
 struct Payloads<'a, 'b> {
     ints: std::slice::Iter<'b, i64>,
@@ -766,6 +787,19 @@ struct Payloads<'a, 'b> {
     ends: std::slice::Iter<'b, u32>,
     text: &'a str,
     start: usize,
+}
+
+impl<'a> Payloads<'a, 'a> {
+    /// The payloads of `batch`, its text checked as UTF-8 once.
+    fn of(batch: &'a Batch) -> Result<Self, String> {
+        Ok(Payloads {
+            ints: batch.ints.iter(),
+            floats: batch.floats.iter(),
+            ends: batch.text_ends.iter(),
+            text: std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?,
+            start: 0,
+        })
+    }
 }
 
 impl<'a> Payloads<'a, '_> {
