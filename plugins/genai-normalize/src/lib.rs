@@ -21,7 +21,7 @@ mod tables;
 
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
-use plume_sdk::{Cells, ValueRef};
+use plume_sdk::{Cell, Cells, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
 use tables::{ALIASES, Canonical};
@@ -40,6 +40,9 @@ struct Layout {
     /// For each canonical attribute: the read indexes of its aliases, the
     /// canonical name first.
     aliases: Vec<Vec<usize>>,
+    /// For each read: the canonical attribute it is an alias of, and its
+    /// rank among that attribute's aliases (0: the canonical name).
+    alias_of: Vec<Option<(u8, u8)>>,
     provider: Vec<usize>,
     operation_hints: Vec<(usize, tables::OperationHint)>,
     finish: Vec<usize>,
@@ -89,7 +92,7 @@ fn build(config: Config) -> (Manifest, State) {
         reads.push(f);
         reads.len() - 1
     };
-    let aliases = ALIASES
+    let aliases: Vec<Vec<usize>> = ALIASES
         .iter()
         .map(|(_, names)| {
             names
@@ -121,10 +124,17 @@ fn build(config: Config) -> (Manifest, State) {
     let duration = index(Field::Duration);
     let scope = index(Field::ScopeName);
     let width = reads.len();
+    let mut alias_of = vec![None; width];
+    for (canonical, idx) in aliases.iter().enumerate() {
+        for (rank, &read) in idx.iter().enumerate() {
+            alias_of[read] = Some((canonical as u8, rank as u8));
+        }
+    }
     let mut writes: Vec<String> = FIXED_WRITES.iter().map(|s| s.to_string()).collect();
     writes.extend(ALIASES.iter().map(|(c, _)| c.name().to_string()));
     let layout = Layout {
         aliases,
+        alias_of,
         provider,
         operation_hints,
         finish,
@@ -160,9 +170,27 @@ const fn canonical_index(c: Canonical) -> usize {
 /// How many canonical attributes there are (one per `ALIASES` entry).
 const CANONICAL: usize = ALIASES.len();
 
-/// Normalises one span's row into edits.
-fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut Vec<Edit>) {
+/// Normalises one span's row into edits. `row` holds every read (absent
+/// ones too), `present` the row's present values: the aliases are looked up
+/// through these (a span has a few of ~50), not alias by alias.
+fn normalize_row<'a>(
+    state: &State,
+    row_no: u32,
+    row: &[ValueRef<'a>],
+    present: &[Cell<'a>],
+    edits: &mut Vec<Edit>,
+) {
     let l = &state.layout;
+    // For each canonical attribute, its first alias present (lowest rank).
+    let mut found: [Option<(u8, ValueRef<'a>)>; CANONICAL] = [None; CANONICAL];
+    for c in present {
+        if let Some((i, rank)) = l.alias_of[c.read as usize] {
+            let slot = &mut found[i as usize];
+            if slot.is_none_or(|(r, _)| rank < r) {
+                *slot = Some((rank, c.value));
+            }
+        }
+    }
     let set = |edits: &mut Vec<Edit>, slot: u32, value: Value| {
         edits.push(Edit {
             row: row_no,
@@ -173,7 +201,7 @@ fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut V
     // OpenInference keeps the request model only inside its JSON invocation
     // parameters (and on failed calls there is no other model attribute).
     let model_slot = canonical_index(Canonical::RequestModel);
-    let params_model = if first(row, &l.aliases[model_slot]).is_none() {
+    let params_model = if found[model_slot].is_none() {
         row[l.invocation_parameters]
             .as_str()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
@@ -185,15 +213,14 @@ fn normalize_row(state: &State, row_no: u32, row: &[ValueRef<'_>], edits: &mut V
     // values are borrowed from the row: only what is written is copied.
     // On the stack: this runs for every span.
     let mut canonical_values: [Option<ValueRef<'_>>; CANONICAL] = [None; CANONICAL];
-    for (i, idx) in l.aliases.iter().enumerate() {
-        let current = row[idx[0]];
-        let found = first(row, idx);
-        if let Some(v) = found
-            && (!current.is_present() || (state.config.overwrite && current != v))
-        {
-            set(edits, slot::CANONICAL + i as u32, v.to_value());
+    for (i, found) in found.iter().enumerate() {
+        if let Some((_, v)) = *found {
+            let current = row[l.aliases[i][0]];
+            if !current.is_present() || (state.config.overwrite && current != v) {
+                set(edits, slot::CANONICAL + i as u32, v.to_value());
+            }
+            canonical_values[i] = Some(v);
         }
-        canonical_values[i] = found;
     }
     if let Some(m) = &params_model {
         set(
@@ -394,7 +421,7 @@ impl Guest for Normalize {
                 for c in present {
                     values[c.read as usize] = c.value;
                 }
-                normalize_row(state, row, &values, &mut edits);
+                normalize_row(state, row, &values, present, &mut edits);
                 for c in present {
                     values[c.read as usize] = ValueRef::Absent;
                 }

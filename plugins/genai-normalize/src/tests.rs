@@ -23,8 +23,17 @@ fn normalize(attrs: &[(&str, Value)], duration_ns: i64, config: Config) -> BTree
             _ => ValueRef::Absent,
         })
         .collect();
+    let present: Vec<Cell<'_>> = row
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_present())
+        .map(|(read, &value)| Cell {
+            read: read as u32,
+            value,
+        })
+        .collect();
     let mut edits = Vec::new();
-    normalize_row(&state, 0, &row, &mut edits);
+    normalize_row(&state, 0, &row, &present, &mut edits);
     edits
         .into_iter()
         .map(|e| (manifest.writes[e.slot as usize].clone(), e.value))
