@@ -1114,6 +1114,25 @@ mod tests {
             Cells::new(&backwards, 3).err().as_deref(),
             Some("batch: sparse entries are not row by row")
         );
+        // An absent entry in a sparse batch (the host sends none) is left out.
+        let with_absent = Batch {
+            kinds: vec![1, 0, 4, 2],
+            positions: vec![0, 3, 7, 6],
+            ..sparse.clone()
+        };
+        assert_eq!(
+            read(&Cells::new(&with_absent, 3).unwrap()),
+            read(&Cells::new(&sparse, 3).unwrap())
+        );
+        // Payloads that break the layout fail a sparse batch as a dense one.
+        let long_text = Batch {
+            text_ends: vec![3],
+            ..sparse.clone()
+        };
+        assert_eq!(
+            Cells::new(&long_text, 3).err().as_deref(),
+            Some("batch: text end out of range")
+        );
         assert!(Cells::new(&Batch { rows: 2, ..sparse }, 3).is_err());
     }
 
