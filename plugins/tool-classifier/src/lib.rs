@@ -28,12 +28,14 @@
 mod rules;
 
 use plume_sdk::bound::Recent;
+use plume_sdk::hash::Seeded;
 use plume_sdk::processor::{Guest, export_processor};
 use plume_sdk::types::{Batch, BatchResult, Edit, EventAttribute, Field, Manifest, Value};
 use plume_sdk::{Rows, ValueRef};
 use rules::{Rule, RuleConfig};
 use serde::Deserialize;
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +103,7 @@ const LLM_OPERATIONS: &[&str] = &[
 
 struct State {
     rules: Vec<Rule>,
+    matches: RuleMemo,
     retry_keys: usize,
     /// Calls seen per (trace, parent, tool, arguments), hashed (arguments can
     /// be kilobytes): the last `retry_memory` at least.
@@ -127,7 +130,51 @@ fn text(v: &ValueRef<'_>) -> Option<String> {
 }
 
 /// Classifies one row (no retry logic).
-pub fn classify(rules: &[Rule], v: &[ValueRef<'_>]) -> Verdict {
+/// Distinct failures whose matching rule is remembered, at most; the memory
+/// is emptied when full.
+const RULE_MEMO: usize = 1024;
+
+/// The first rule each failure seen matched (by its error types, its text,
+/// its HTTP status and whether it is a tool call). The rules are regular
+/// expressions run over the error text, ~50,000 instructions for a short
+/// message through the built-in rules (regex-lite simulates the NFA byte by
+/// byte), and a failing dependency repeats the same few messages.
+#[derive(Default)]
+pub struct RuleMemo {
+    seen: HashMap<Failure, Option<usize>, Seeded>,
+}
+
+/// What the rules see of a failure: tool call or not, HTTP status, error
+/// types, all error text.
+type Failure = (bool, Option<i64>, String, String);
+
+impl RuleMemo {
+    /// The index of the first rule in `rules` that matches.
+    fn first_match(
+        &mut self,
+        rules: &[Rule],
+        types: String,
+        all: String,
+        http: Option<i64>,
+        is_tool: bool,
+    ) -> Option<usize> {
+        let key = (is_tool, http, types, all);
+        if let Some(&found) = self.seen.get(&key) {
+            return found;
+        }
+        let found = rules
+            .iter()
+            .position(|r| r.matches(&key.2, &key.3, http, is_tool));
+        if self.seen.len() >= RULE_MEMO {
+            self.seen.clear();
+        }
+        self.seen.insert(key, found);
+        found
+    }
+}
+
+/// A span's tool status (tool calls) and error category (failed calls).
+pub fn classify(rules: &[Rule], memo: &mut RuleMemo, v: &[ValueRef<'_>]) -> Verdict {
     let op = v[read::OPERATION].as_str().unwrap_or_default();
     let is_tool = op == "execute_tool" || v[read::TOOL_NAME].is_present();
     let is_llm = !is_tool && (LLM_OPERATIONS.contains(&op) || v[read::MODEL].is_present());
@@ -165,9 +212,9 @@ pub fn classify(rules: &[Rule], v: &[ValueRef<'_>]) -> Verdict {
     );
     let types = types.join(" | ");
     let all = all.join(" | ");
-    let rule = rules
-        .iter()
-        .find(|r| r.matches(&types, &all, http, is_tool));
+    let rule = memo
+        .first_match(rules, types, all, http, is_tool)
+        .map(|i| &rules[i]);
     let (category, tool_status) = match rule {
         Some(r) => (r.category.clone(), r.tool_status()),
         None => ("unknown".to_string(), "error"),
@@ -248,6 +295,7 @@ impl Guest for Classifier {
         STATE.with(|s| {
             *s.borrow_mut() = Some(State {
                 rules,
+                matches: RuleMemo::default(),
                 retry_keys,
                 seen: Recent::new(config.retry_memory.max(1)),
             })
@@ -280,7 +328,7 @@ impl Guest for Classifier {
             order.sort_by_key(|(_, v)| v[read::START].as_i64().unwrap_or(0));
             let mut edits = Vec::new();
             for (row, v) in order {
-                let verdict = classify(&state.rules, v);
+                let verdict = classify(&state.rules, &mut state.matches, v);
                 if let Some(status) = verdict.tool_status {
                     edits.push(Edit {
                         row,

@@ -34,7 +34,7 @@ fn llm<'a>(fields: &[(usize, ValueRef<'a>)]) -> Vec<ValueRef<'a>> {
 }
 
 fn verdict(v: &[ValueRef<'_>]) -> (Option<&'static str>, Option<String>) {
-    let c = classify(&rules::builtin(), v);
+    let c = classify(&rules::builtin(), &mut RuleMemo::default(), v);
     (c.tool_status, c.category)
 }
 
@@ -245,7 +245,7 @@ fn user_rules_come_first_and_are_checked() {
         (read::HTTP_STATUS, ValueRef::Int(429)),
         (read::STATUS_MESSAGE, s("insufficient_quota")),
     ]);
-    let c = classify(&rules, &v);
+    let c = classify(&rules, &mut RuleMemo::default(), &v);
     assert_eq!(
         (c.tool_status, c.category.as_deref()),
         (Some("rate_limited"), Some("quota"))
@@ -265,6 +265,7 @@ fn user_rules_come_first_and_are_checked() {
 fn repeated_identical_calls_count_as_retries() {
     let mut state = State {
         rules: rules::builtin(),
+        matches: RuleMemo::default(),
         retry_keys: default_retry_keys().len(),
         seen: plume_sdk::bound::Recent::new(2),
     };
@@ -292,4 +293,58 @@ fn repeated_identical_calls_count_as_retries() {
     let mut v = call("p", r#"{"q":"a"}"#);
     v[read::FIXED + 1] = ValueRef::Int(4);
     assert_eq!(state.retries(&v), 4);
+}
+
+#[test]
+fn remembered_matches_answer_as_the_rules_do() {
+    // A rule for tool calls only: the same text from an LLM call matches
+    // another rule, so what is remembered must tell the two apart.
+    let tools_only = Rule::new(RuleConfig {
+        category: "tool_quota".into(),
+        pattern: Some("(?i)quota".into()),
+        error_type: None,
+        http_status: vec![],
+        tool_status: None,
+        applies_to: Some("tool".into()),
+    })
+    .unwrap();
+    let mut rules = vec![tools_only];
+    rules.extend(rules::builtin());
+    let failed = |msg: &'static str| [(read::STATUS, s("error")), (read::STATUS_MESSAGE, s(msg))];
+    let cases = [
+        tool(&failed("quota exceeded")),
+        llm(&failed("quota exceeded")),
+        tool(&failed("rate limited")),
+        tool(&[(read::HTTP_STATUS, ValueRef::Int(429))]),
+        tool(&[(read::HTTP_STATUS, ValueRef::Int(504))]),
+        tool(&failed("something odd")),
+    ];
+    let mut memo = RuleMemo::default();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        for v in &cases {
+            let remembered = classify(&rules, &mut memo, v);
+            let fresh = classify(&rules, &mut RuleMemo::default(), v);
+            assert_eq!(
+                (remembered.tool_status, &remembered.category),
+                (fresh.tool_status, &fresh.category)
+            );
+            seen.push(remembered.category);
+        }
+    }
+    assert_eq!(seen[0].as_deref(), Some("tool_quota"));
+    assert_ne!(seen[1].as_deref(), Some("tool_quota"));
+    // Bounded: many distinct messages, still answered by the rules.
+    let texts: Vec<String> = (0..RULE_MEMO * 2 + 5)
+        .map(|i| format!("rate limited, retry in {i} s"))
+        .collect();
+    for t in &texts {
+        let v = tool(&[
+            (read::STATUS, s("error")),
+            (read::STATUS_MESSAGE, ValueRef::Str(t)),
+        ]);
+        let c = classify(&rules, &mut memo, &v);
+        assert_eq!(c.tool_status, Some("rate_limited"));
+        assert!(memo.seen.len() <= RULE_MEMO);
+    }
 }
