@@ -32,15 +32,17 @@ use crate::span::{Batch, Span, TraceId};
 use crate::wal::Wal;
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How often, at most, log records are released.
 const RELEASE_EVERY: Duration = Duration::from_millis(100);
 
-/// Spans waiting, at most, in each queue between threads (one shard's, the
-/// tail's), counted in batches of the pipeline's size (see `queue_batches`).
+/// Spans waiting, at most, in each queue between threads (the tail's; the
+/// shards' queues share `QUEUE_SPANS` per shard, see [`InFlight`]), counted
+/// in batches of the pipeline's size (see `queue_batches`).
 /// A pipeline on N cores runs N + 2 threads, so a thread waits a scheduler
 /// slice now and then; a queue must hold more work than that wait or the
 /// thread after it idles. Measured on two cores (BENCHMARKS.md): queues of 8
@@ -55,6 +57,88 @@ const QUEUE_SPANS: usize = 8_192;
 /// `batch_max_spans`, and at least a few, so large batches still overlap.
 fn queue_batches(batch_max_spans: usize) -> usize {
     (QUEUE_SPANS / batch_max_spans.max(1)).clamp(4, 64)
+}
+
+/// Spans the head has sent to the shards and they have not yet run, bounded
+/// across all shards (`QUEUE_SPANS` each on average) rather than per shard:
+/// with one bound per shard, the head waited on the one whose queue was
+/// full while the other ran dry, and on two cores a third of a core idled
+/// (BENCHMARKS.md). A shard may now hold more than its share for a while.
+pub(crate) struct InFlight {
+    state: Mutex<InFlightState>,
+    room: Condvar,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct InFlightState {
+    spans: usize,
+    /// A shard's thread ended: nothing waits for room any more (what is sent
+    /// to that shard is lost, and `send` says so).
+    closed: bool,
+}
+
+impl InFlight {
+    fn new(limit: usize) -> Arc<InFlight> {
+        Arc::new(InFlight {
+            state: Mutex::new(InFlightState::default()),
+            room: Condvar::new(),
+            limit,
+        })
+    }
+
+    /// Waits until `n` more spans fit (always, when none are in flight).
+    fn acquire(&self, n: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !s.closed && s.spans > 0 && s.spans + n > self.limit {
+            s = self.room.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.spans += n;
+    }
+
+    /// `n` spans have been run by a shard.
+    fn release(&self, n: usize) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.spans = s.spans.saturating_sub(n);
+        drop(s);
+        self.room.notify_one();
+    }
+
+    fn close(&self) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        self.room.notify_all();
+    }
+}
+
+/// Closes the shards' bound when a shard's thread ends, even by a panic, so
+/// that the head never waits for room that will not come.
+struct CloseOnExit(Arc<InFlight>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// The head's queue to one shard: unbounded itself, bounded by [`InFlight`].
+pub(crate) struct ShardQueue {
+    tx: Sender<WorkerMsg>,
+    in_flight: Arc<InFlight>,
+}
+
+impl ShardQueue {
+    /// Sends spans to run, once they fit in the shards' bound.
+    fn spans(&self, batch: Batch) {
+        self.in_flight.acquire(batch.len());
+        self.send(WorkerMsg::Spans(batch, Vec::new()));
+    }
+
+    /// Sends a message that is not spans (marks, questions, the end).
+    fn send(&self, msg: WorkerMsg) {
+        if self.tx.send(msg).is_err() {
+            lost();
+        }
+    }
 }
 
 /// A replaced engine whose remote sinks still drain, with the log records
@@ -137,7 +221,7 @@ impl Plan {
 pub(crate) enum Forward {
     /// The head: whole groups to the shards, by trace id.
     Shards {
-        to: Vec<SyncSender<WorkerMsg>>,
+        to: Vec<ShardQueue>,
         /// Spans gathered per shard, sent at `flush` or when a batch is full.
         pending: Vec<Batch>,
         max_spans: usize,
@@ -170,10 +254,7 @@ impl Forward {
         {
             let i = Self::shard_of(&first.trace_id, to.len());
             if !pending[i].is_empty() && pending[i].len() + group.len() > *max_spans {
-                send(
-                    &to[i],
-                    WorkerMsg::Spans(std::mem::take(&mut pending[i]), Vec::new()),
-                );
+                to[i].spans(std::mem::take(&mut pending[i]));
             }
             pending[i].extend(group);
         }
@@ -201,7 +282,7 @@ impl Forward {
         if let Forward::Shards { to, pending, .. } = self {
             for (tx, batch) in to.iter().zip(pending.iter_mut()) {
                 if !batch.is_empty() {
-                    send(tx, WorkerMsg::Spans(std::mem::take(batch), Vec::new()));
+                    tx.spans(std::mem::take(batch));
                 }
             }
         }
@@ -209,7 +290,7 @@ impl Forward {
 
     fn mark(&self, mark: Mark) {
         match self {
-            Forward::Shards { to, .. } => to.iter().for_each(|tx| send(tx, WorkerMsg::Mark(mark))),
+            Forward::Shards { to, .. } => to.iter().for_each(|tx| tx.send(WorkerMsg::Mark(mark))),
             Forward::Tail(tail) => send(tail, WorkerMsg::Mark(mark)),
         }
     }
@@ -220,8 +301,12 @@ impl Forward {
 /// loses what is sent to it, and says so.
 fn send(tx: &SyncSender<WorkerMsg>, msg: WorkerMsg) {
     if tx.send(msg).is_err() {
-        tracing::error!("a pipeline thread has stopped; spans sent to it are lost");
+        lost();
     }
+}
+
+fn lost() {
+    tracing::error!("a pipeline thread has stopped; spans sent to it are lost");
 }
 
 /// A release round of the write-ahead log. The head sends one to every
@@ -270,7 +355,7 @@ pub enum Runner {
 /// The head, and the threads of the shards and the tail.
 pub struct Sharded {
     head: Box<Engine>,
-    shards: Vec<(SyncSender<WorkerMsg>, JoinHandle<Engine>)>,
+    shards: Vec<(ShardQueue, JoinHandle<Engine>)>,
     tail: (SyncSender<WorkerMsg>, JoinHandle<Engine>),
     wal: Option<Wal>,
     round: u64,
@@ -318,17 +403,25 @@ impl Runner {
                         }
                         .run(tail_rx)
                     })?;
+                let in_flight = InFlight::new(queue * head.batch_max_spans.max(1) * count);
                 let mut threads = Vec::new();
+                let mut queues = Vec::new();
                 for (i, mut engine) in shards.into_iter().enumerate() {
-                    let (tx, rx) = sync_channel(queue);
+                    let (tx, rx) = channel();
                     engine.set_forward(Some(Forward::Tail(tail_tx.clone())));
+                    let bound = in_flight.clone();
                     let thread = std::thread::Builder::new()
                         .name(format!("plume-shard-{i}"))
-                        .spawn(move || run_shard(engine, rx))?;
-                    threads.push((tx, thread));
+                        .spawn(move || run_shard(engine, rx, bound))?;
+                    let queue = |tx| ShardQueue {
+                        tx,
+                        in_flight: in_flight.clone(),
+                    };
+                    queues.push(queue(tx.clone()));
+                    threads.push((queue(tx), thread));
                 }
                 head.set_forward(Some(Forward::Shards {
-                    to: threads.iter().map(|(tx, _)| tx.clone()).collect(),
+                    to: queues,
                     pending: vec![Vec::new(); count],
                     max_spans: head.batch_max_spans,
                 }));
@@ -472,7 +565,7 @@ impl Sharded {
             .iter()
             .map(|(tx, _)| {
                 let (reply, answer) = sync_channel(1);
-                send(tx, msg(reply));
+                tx.send(msg(reply));
                 answer
             })
             .collect();
@@ -513,7 +606,7 @@ impl Sharded {
         replace_engine(&mut self.head, head);
         for ((tx, _), engine) in self.shards.iter().zip(shards) {
             let (reply, answer) = sync_channel(1);
-            send(tx, WorkerMsg::Swap(Box::new(engine), reply));
+            tx.send(WorkerMsg::Swap(Box::new(engine), reply));
             let _ = answer.recv();
         }
         self.ask_tail(|reply| WorkerMsg::Swap(tail, reply))
@@ -526,7 +619,7 @@ impl Sharded {
         self.send_mark(self.head.wal_keep_from());
         let mut shards = Vec::new();
         for (tx, thread) in std::mem::take(&mut self.shards) {
-            send(&tx, WorkerMsg::Finish);
+            tx.send(WorkerMsg::Finish);
             drop(tx);
             match thread.join() {
                 Ok(engine) => shards.push(engine.stats()),
@@ -547,10 +640,15 @@ impl Sharded {
 }
 
 /// A processor shard's thread.
-fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>) -> Engine {
+fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>, in_flight: Arc<InFlight>) -> Engine {
+    let _close = CloseOnExit(in_flight.clone());
     while let Ok(msg) = rx.recv() {
         match msg {
-            WorkerMsg::Spans(batch, _) => engine.process(batch),
+            WorkerMsg::Spans(batch, _) => {
+                let n = batch.len();
+                engine.process(batch);
+                in_flight.release(n);
+            }
             WorkerMsg::Mark(mark) => {
                 if mark.sync_files {
                     engine.sync_files(); // its dead letters
@@ -781,6 +879,50 @@ mod tests {
             json!({"pricing": {"table": "builtin", "priced_spans": 7, "cost": 0.75,
                 "missing_models": {"m1": 3, "m2": 5}, "seen": ["a", "b"], "delta": -5}})
         );
+    }
+
+    /// Whether `acquire(n)` returns within a short wait (it blocks otherwise).
+    fn acquires(bound: &Arc<InFlight>, n: usize) -> bool {
+        let (done, finished) = sync_channel(1);
+        let b = bound.clone();
+        std::thread::spawn(move || {
+            b.acquire(n);
+            let _ = done.send(());
+        });
+        finished.recv_timeout(Duration::from_millis(200)).is_ok()
+    }
+
+    #[test]
+    fn the_shards_bound_waits_for_room_across_all_shards() {
+        let bound = InFlight::new(100);
+        // Any one shard may take the whole bound.
+        assert!(acquires(&bound, 60));
+        assert!(acquires(&bound, 40));
+        // Full: the next batch waits until a shard has run enough spans.
+        let (done, finished) = sync_channel(1);
+        let b = bound.clone();
+        std::thread::spawn(move || {
+            b.acquire(30);
+            let _ = done.send(());
+        });
+        assert!(finished.recv_timeout(Duration::from_millis(100)).is_err());
+        bound.release(20);
+        assert!(finished.recv_timeout(Duration::from_millis(100)).is_err());
+        bound.release(20);
+        assert!(finished.recv_timeout(Duration::from_secs(5)).is_ok());
+        // A batch larger than the bound goes when nothing is in flight.
+        bound.release(90);
+        assert!(acquires(&bound, 500));
+    }
+
+    #[test]
+    fn a_shard_that_ended_never_leaves_the_head_waiting() {
+        let bound = InFlight::new(10);
+        assert!(acquires(&bound, 10));
+        assert!(!acquires(&bound, 1));
+        // The waiting acquire above is released by the close, as is every later one.
+        drop(CloseOnExit(bound.clone()));
+        assert!(acquires(&bound, 1));
     }
 
     #[test]
