@@ -9,8 +9,8 @@ use crate::ingest::SpanBudget;
 use crate::span::otlp_proto::{Decoded, from_proto};
 use crate::span::{Span, otlp_json};
 use crate::wal::{Refused, Wal};
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as Http, header};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -21,6 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 use std::io::Read;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -141,22 +142,31 @@ impl Decoded {
 
 /// The HTTP receiver: `POST /v1/traces`.
 pub fn http_router(receiver: Arc<Receiver>) -> axum::Router {
-    let limit = receiver.max_body_bytes;
     axum::Router::new()
         .route("/v1/traces", axum::routing::post(http_export))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(receiver)
 }
 
-async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: Body) -> Response {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    let outcome = match decode_http(&rx, &headers, &body, json) {
-        Ok(d) => rx.accept(d).await,
-        Err(refusal) => Err(refusal),
-    };
+    let outcome = async {
+        // The token is checked before the body is read.
+        if !rx.authorised(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        ) {
+            let _ = read_body(body, 0).await;
+            return Err(Refusal::Unauthorized);
+        }
+        let body = read_body(body, rx.max_body_bytes).await?;
+        rx.accept(decode_http(&headers, &body, json, rx.max_body_bytes)?)
+            .await
+    }
+    .await;
     match outcome {
         Ok(d) => {
             let partial = d.partial_success();
@@ -214,19 +224,44 @@ async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
     }
 }
 
+/// Bytes of a refused body read and thrown away before answering. A client
+/// still sending when the server closes gets a reset instead of the answer
+/// (Go's net/http reads on in the same way); past this the connection is
+/// closed on it.
+const DRAIN_BYTES: usize = 1 << 20;
+
+/// The request body, at most `limit` bytes; over that, `TooLarge` once the
+/// rest (up to `DRAIN_BYTES` more) has been read and dropped.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Refusal> {
+    let mut kept = bytes::BytesMut::new();
+    let mut dropped = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| Refusal::Malformed(format!("request body: {e}")))?;
+        // Trailers carry nothing for OTLP.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if dropped == 0 && kept.len() + data.len() <= limit {
+            kept.extend_from_slice(&data);
+        } else {
+            dropped += data.len();
+            if dropped > DRAIN_BYTES {
+                break;
+            }
+        }
+    }
+    if dropped > 0 {
+        return Err(Refusal::TooLarge);
+    }
+    Ok(kept.freeze())
+}
+
 fn decode_http(
-    rx: &Receiver,
     headers: &HeaderMap,
     body: &[u8],
     json: bool,
+    max_body_bytes: usize,
 ) -> Result<Decoded, Refusal> {
-    if !rx.authorised(
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    ) {
-        return Err(Refusal::Unauthorized);
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -244,7 +279,7 @@ fn decode_http(
     let body = match encoding {
         "identity" | "" => body,
         "gzip" => {
-            inflated = gunzip(body, rx.max_body_bytes)?;
+            inflated = gunzip(body, max_body_bytes)?;
             &inflated[..]
         }
         other => {
