@@ -358,6 +358,35 @@ impl TraceService for GrpcReceiver {
 mod tests {
     use super::*;
 
+    /// A body of `chunks` frames of `size` bytes; `read` counts the frames taken.
+    fn body(chunks: usize, size: usize, read: Arc<AtomicU64>) -> Body {
+        use tokio_stream::StreamExt;
+        Body::from_stream(tokio_stream::iter(0..chunks).map(move |_| {
+            read.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, std::io::Error>(vec![b'x'; size])
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_is_read_on_up_to_a_bound() {
+        let read = Arc::new(AtomicU64::new(0));
+        let whole = read_body(body(3, 4, read.clone()), 12).await.unwrap();
+        assert_eq!(whole.len(), 12);
+        // Over the limit: refused, but only once all of it was read.
+        let read = Arc::new(AtomicU64::new(0));
+        let over = read_body(body(3, 4, read.clone()), 5).await;
+        assert!(matches!(over, Err(Refusal::TooLarge)), "{over:?}");
+        assert_eq!(read.load(Ordering::Relaxed), 3);
+        // Far over it: reading stops past DRAIN_BYTES.
+        let read = Arc::new(AtomicU64::new(0));
+        let huge = read_body(body(64, 64 << 10, read.clone()), 0).await;
+        assert!(matches!(huge, Err(Refusal::TooLarge)), "{huge:?}");
+        assert_eq!(
+            read.load(Ordering::Relaxed) as usize,
+            DRAIN_BYTES / (64 << 10) + 1
+        );
+    }
+
     #[test]
     fn tokens_compare_in_full() {
         assert!(constant_time_eq(b"secret", b"secret"));
