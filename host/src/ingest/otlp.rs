@@ -233,16 +233,18 @@ const DRAIN_BYTES: usize = 1 << 20;
 /// The request body, at most `limit` bytes; over that, `TooLarge` once the
 /// rest (up to `DRAIN_BYTES` more) has been read and dropped.
 async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Refusal> {
-    let mut kept = bytes::BytesMut::new();
-    let mut dropped = 0usize;
+    // The frames as they came: a body in one frame is passed on uncopied.
+    let mut kept: Vec<Bytes> = Vec::new();
+    let (mut len, mut dropped) = (0usize, 0usize);
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|e| Refusal::Malformed(format!("request body: {e}")))?;
         // Trailers carry nothing for OTLP.
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if dropped == 0 && kept.len() + data.len() <= limit {
-            kept.extend_from_slice(&data);
+        if dropped == 0 && len + data.len() <= limit {
+            len += data.len();
+            kept.push(data);
         } else {
             dropped += data.len();
             if dropped > DRAIN_BYTES {
@@ -253,7 +255,11 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Refusal> {
     if dropped > 0 {
         return Err(Refusal::TooLarge);
     }
-    Ok(kept.freeze())
+    Ok(match kept.len() {
+        0 => Bytes::new(),
+        1 => kept.swap_remove(0),
+        _ => kept.concat().into(),
+    })
 }
 
 fn decode_http(
@@ -371,7 +377,7 @@ mod tests {
     async fn a_refused_body_is_read_on_up_to_a_bound() {
         let read = Arc::new(AtomicU64::new(0));
         let whole = read_body(body(3, 4, read.clone()), 12).await.unwrap();
-        assert_eq!(whole.len(), 12);
+        assert_eq!(&whole[..], &[b'x'; 12][..]);
         // Over the limit: refused, but only once all of it was read.
         let read = Arc::new(AtomicU64::new(0));
         let over = read_body(body(3, 4, read.clone()), 5).await;
