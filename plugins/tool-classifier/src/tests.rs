@@ -49,7 +49,7 @@ fn tool_statuses() {
     // A tool that raised Python's TimeoutError.
     assert_eq!(
         verdict(&tool(&[
-            err.clone(),
+            err,
             (read::EXCEPTION_TYPE, s("TimeoutError")),
             (
                 read::EXCEPTION_MESSAGE,
@@ -66,7 +66,7 @@ fn tool_statuses() {
     // Arguments the model produced did not validate (pydantic).
     assert_eq!(
         verdict(&tool(&[
-            err.clone(),
+            err,
             (read::EXCEPTION_TYPE, s("ValidationError")),
             (
                 read::EXCEPTION_MESSAGE,
@@ -77,7 +77,7 @@ fn tool_statuses() {
     );
     assert_eq!(
         verdict(&tool(&[
-            err.clone(),
+            err,
             (read::EXCEPTION_TYPE, s("TypeError")),
             (
                 read::EXCEPTION_MESSAGE,
@@ -109,7 +109,7 @@ fn llm_error_categories() {
         // openai-v2: error.type is the class repr; the status message holds the API text.
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::ERROR_TYPE, s("<class 'openai.RateLimitError'>")),
                 (
                     read::STATUS_MESSAGE,
@@ -120,7 +120,7 @@ fn llm_error_categories() {
         ),
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::ERROR_TYPE, s("<class 'openai.BadRequestError'>")),
                 (
                     read::STATUS_MESSAGE,
@@ -132,7 +132,7 @@ fn llm_error_categories() {
         // Anthropic SDK self-tracing: error.type is the API's error type.
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::ERROR_TYPE, s("rate_limit_error")),
                 (read::HTTP_STATUS, ValueRef::Int(429)),
             ]),
@@ -140,7 +140,7 @@ fn llm_error_categories() {
         ),
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::ERROR_TYPE, s("invalid_request_error")),
                 (read::HTTP_STATUS, ValueRef::Int(400)),
                 (
@@ -152,7 +152,7 @@ fn llm_error_categories() {
         ),
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::ERROR_TYPE, s("overloaded_error")),
                 (read::HTTP_STATUS, ValueRef::Int(529)),
             ]),
@@ -160,7 +160,7 @@ fn llm_error_categories() {
         ),
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::ERROR_TYPE, s("authentication_error")),
                 (read::HTTP_STATUS, ValueRef::Int(401)),
             ]),
@@ -169,7 +169,7 @@ fn llm_error_categories() {
         // OpenInference: no error.type, an exception event.
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::EXCEPTION_TYPE, s("openai.APIConnectionError")),
                 (read::EXCEPTION_MESSAGE, s("Connection error.")),
             ]),
@@ -177,7 +177,7 @@ fn llm_error_categories() {
         ),
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::EXCEPTION_TYPE, s("openai.APITimeoutError")),
                 (read::EXCEPTION_MESSAGE, s("Request timed out.")),
             ]),
@@ -185,7 +185,7 @@ fn llm_error_categories() {
         ),
         (
             llm(&[
-                err.clone(),
+                err,
                 (
                     read::STATUS_MESSAGE,
                     s(
@@ -197,7 +197,7 @@ fn llm_error_categories() {
         ),
         (
             llm(&[
-                err.clone(),
+                err,
                 (read::HTTP_STATUS, ValueRef::Int(400)),
                 (
                     read::STATUS_MESSAGE,
