@@ -227,6 +227,28 @@ fn refusals_are_clear_and_gzip_is_read() {
         .0,
         413
     );
+    // A client that waits for a go-ahead before sending a body declared too
+    // large is answered at once, and never asked for the body.
+    for (auth, status) in [
+        (format!("Bearer {TOKEN}"), "413"),
+        ("Bearer wrong".into(), "401"),
+    ] {
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            conn,
+            "POST /v1/traces HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+             authorization: {auth}\r\ncontent-length: 300000\r\nexpect: 100-continue\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = [0u8; 12];
+        std::io::Read::read_exact(&mut conn, &mut head).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&head).unwrap(),
+            format!("HTTP/1.1 {status}")
+        );
+    }
     // A gzip bomb: small on the wire, over the limit inflated.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&vec![b' '; 1_000_000]).unwrap();

@@ -159,8 +159,15 @@ async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         ) {
-            let _ = read_body(body, 0).await;
+            if !answer_unread(&headers, 0) {
+                let _ = read_body(body, 0).await;
+            }
             return Err(Refusal::Unauthorized);
+        }
+        if declared_length(&headers).is_some_and(|n| n > rx.max_body_bytes)
+            && answer_unread(&headers, rx.max_body_bytes)
+        {
+            return Err(Refusal::TooLarge);
         }
         let body = read_body(body, rx.max_body_bytes).await?;
         rx.accept(decode_http(&headers, &body, json, rx.max_body_bytes)?)
@@ -229,6 +236,27 @@ async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
 /// (Go's net/http reads on in the same way); past this the connection is
 /// closed on it.
 const DRAIN_BYTES: usize = 1 << 20;
+
+/// The body's length as its header declares it.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// True when a request refused with `limit` bytes kept is better answered
+/// without reading its body: the client waits for a go-ahead before sending
+/// it (`Expect: 100-continue`, as curl sends for large bodies), or declares
+/// more than would be read on.
+fn answer_unread(headers: &HeaderMap, limit: usize) -> bool {
+    let waits = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    waits || declared_length(headers).is_some_and(|n| n > limit.saturating_add(DRAIN_BYTES))
+}
 
 /// The request body, at most `limit` bytes; over that, `TooLarge` once the
 /// rest (up to `DRAIN_BYTES` more) has been read and dropped.
