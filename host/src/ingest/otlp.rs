@@ -159,17 +159,10 @@ async fn http_export(State(rx): State<Arc<Receiver>>, headers: HeaderMap, body: 
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok()),
         ) {
-            if !answer_unread(&headers, 0) {
-                let _ = read_body(body, 0).await;
-            }
+            let _ = read_body(&headers, body, None).await;
             return Err(Refusal::Unauthorized);
         }
-        if declared_length(&headers).is_some_and(|n| n > rx.max_body_bytes)
-            && answer_unread(&headers, rx.max_body_bytes)
-        {
-            return Err(Refusal::TooLarge);
-        }
-        let body = read_body(body, rx.max_body_bytes).await?;
+        let body = read_body(&headers, body, Some(rx.max_body_bytes)).await?;
         rx.accept(decode_http(&headers, &body, json, rx.max_body_bytes)?)
             .await
     }
@@ -247,20 +240,26 @@ fn declared_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// True when a request refused with `limit` bytes kept is better answered
-/// without reading its body: the client waits for a go-ahead before sending
-/// it (`Expect: 100-continue`, as curl sends for large bodies), or declares
-/// more than would be read on.
-fn answer_unread(headers: &HeaderMap, limit: usize) -> bool {
+/// The request body, at most `limit` bytes (`None`: the request is refused,
+/// none is wanted); over that, `TooLarge` once the rest (up to `DRAIN_BYTES`
+/// more) has been read and dropped. A body known to be over `limit` is
+/// refused unread when the client waits for a go-ahead before sending it
+/// (`Expect: 100-continue`, as curl sends for large bodies) or declares more
+/// than would be read on.
+async fn read_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: Option<usize>,
+) -> Result<Bytes, Refusal> {
+    let declared = declared_length(headers);
     let waits = headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    waits || declared_length(headers).is_some_and(|n| n > limit.saturating_add(DRAIN_BYTES))
-}
-
-/// The request body, at most `limit` bytes; over that, `TooLarge` once the
-/// rest (up to `DRAIN_BYTES` more) has been read and dropped.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Refusal> {
+    let over = limit.is_none_or(|limit| declared.is_some_and(|n| n > limit));
+    let limit = limit.unwrap_or(0);
+    if over && (waits || declared.is_some_and(|n| n > limit.saturating_add(DRAIN_BYTES))) {
+        return Err(Refusal::TooLarge);
+    }
     // The frames as they came: a body in one frame is passed on uncopied.
     let mut kept: Vec<Bytes> = Vec::new();
     let (mut len, mut dropped) = (0usize, 0usize);
@@ -404,16 +403,18 @@ mod tests {
     #[tokio::test]
     async fn a_refused_body_is_read_on_up_to_a_bound() {
         let read = Arc::new(AtomicU64::new(0));
-        let whole = read_body(body(3, 4, read.clone()), 12).await.unwrap();
+        let whole = read_body(&HeaderMap::new(), body(3, 4, read.clone()), Some(12))
+            .await
+            .unwrap();
         assert_eq!(&whole[..], &[b'x'; 12][..]);
         // Over the limit: refused, but only once all of it was read.
         let read = Arc::new(AtomicU64::new(0));
-        let over = read_body(body(3, 4, read.clone()), 5).await;
+        let over = read_body(&HeaderMap::new(), body(3, 4, read.clone()), Some(5)).await;
         assert!(matches!(over, Err(Refusal::TooLarge)), "{over:?}");
         assert_eq!(read.load(Ordering::Relaxed), 3);
         // Far over it: reading stops past DRAIN_BYTES.
         let read = Arc::new(AtomicU64::new(0));
-        let huge = read_body(body(64, 64 << 10, read.clone()), 0).await;
+        let huge = read_body(&HeaderMap::new(), body(64, 64 << 10, read.clone()), None).await;
         assert!(matches!(huge, Err(Refusal::TooLarge)), "{huge:?}");
         assert_eq!(
             read.load(Ordering::Relaxed) as usize,
