@@ -85,7 +85,7 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
     let read = {
         let mut on_spans = |spans| batcher.push(spans, |b| engine.process(b));
         if source == "-" {
-            read_to_end("-", std::io::stdin().lock(), &mut on_spans)
+            read_to_end("-", crate::ingest::jsonl::stdin(), &mut on_spans)
         } else {
             let file = std::fs::File::open(&args.input)
                 .with_context(|| format!("cannot open {source}"))?;

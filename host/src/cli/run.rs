@@ -323,7 +323,7 @@ async fn serve(
             };
             let result = if source == "-" {
                 // Standard input cannot be read again: not logged.
-                read_to_end("-", std::io::stdin().lock(), send)
+                read_to_end("-", crate::ingest::jsonl::stdin(), send)
             } else {
                 // How often a followed file is checked for new lines: the latency
                 // floor of a JSONL source (a stat and a read each time).

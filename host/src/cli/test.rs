@@ -226,7 +226,7 @@ fn run_case(
     let lines = input_lines(base, n, case)?;
     let mut spans = Vec::new();
     for (k, l) in lines.iter().enumerate() {
-        spans.extend(parse_line(l).map_err(|e| anyhow::anyhow!("input span {k}: {e}"))?);
+        parse_line(l, &mut spans).map_err(|e| anyhow::anyhow!("input span {k}: {e}"))?;
     }
     let input_names: Vec<String> = spans.iter().map(|s| s.name.to_string()).collect();
     let out = dir.join(format!("test-{n}.jsonl"));

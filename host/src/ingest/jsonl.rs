@@ -41,17 +41,15 @@ impl ReadStats {
         self.errors.extend(other.errors.into_iter().take(room));
     }
 
-    fn line(&mut self, source: &str, bytes: &[u8], on_spans: &mut impl FnMut(Vec<Span>)) {
+    /// Parses one line (its newline included, if any) and appends its spans to `out`.
+    fn line(&mut self, source: &str, bytes: &[u8], out: &mut Vec<Span>) {
         self.lines += 1;
+        let before = out.len();
         let parsed = std::str::from_utf8(bytes)
             .map_err(|e| format!("not UTF-8: {e}"))
-            .and_then(parse_line);
+            .and_then(|line| parse_line(line, out));
         match parsed {
-            Ok(spans) if spans.is_empty() => {}
-            Ok(spans) => {
-                self.spans += spans.len() as u64;
-                on_spans(spans);
-            }
+            Ok(()) => self.spans += (out.len() - before) as u64,
             Err(message) => {
                 self.failed += 1;
                 let error = LineError {
@@ -68,20 +66,79 @@ impl ReadStats {
     }
 }
 
-/// Reads `reader` to its end, calling `on_spans` for every good line.
+/// Spans handed on at most at once by [`read_to_end`]; fewer when the
+/// lines read so far end (the next read may wait for more input).
+const CHUNK_SPANS: usize = 1024;
+
+/// The buffer standard input is read through: a read fills it with ~100
+/// lines of spans, where stdin's own 8 KiB holds ~13.
+const STDIN_BUFFER: usize = 64 * 1024;
+
+/// Standard input, buffered for [`read_to_end`].
+pub fn stdin() -> impl BufRead {
+    std::io::BufReader::with_capacity(STDIN_BUFFER, std::io::stdin().lock())
+}
+
+/// Reads `reader` to its end, calling `on_spans` with the spans of the good
+/// lines. Lines are parsed where the reader buffered them (only a line split
+/// between two reads is copied), and spans are handed on in chunks of up to
+/// [`CHUNK_SPANS`], each as soon as the lines read so far are parsed: a slow
+/// source is not held back, and a fast one is not handed on span by span
+/// (a send to another thread per line cost more than parsing it).
 pub fn read_to_end(
     source: &str,
     mut reader: impl BufRead,
     mut on_spans: impl FnMut(Vec<Span>),
 ) -> std::io::Result<ReadStats> {
     let mut stats = ReadStats::default();
-    let mut buf = Vec::with_capacity(4096);
+    // The start of a line whose end has not been read yet.
+    let mut split: Vec<u8> = Vec::new();
+    let mut spans = Vec::new();
     loop {
-        buf.clear();
-        if reader.read_until(b'\n', &mut buf)? == 0 {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            // The end: a last line without its newline still counts.
+            if !split.is_empty() {
+                stats.line(source, &split, &mut spans);
+            }
+            if !spans.is_empty() {
+                on_spans(spans);
+            }
             return Ok(stats);
         }
-        stats.line(source, &buf, &mut on_spans);
+        let mut used = 0;
+        if !split.is_empty() {
+            let end = memchr::memchr(b'\n', buf).map_or(buf.len(), |nl| nl + 1);
+            split.extend_from_slice(&buf[..end]);
+            used = end;
+            if split.ends_with(b"\n") {
+                stats.line(source, &split, &mut spans);
+                split.clear();
+            }
+        }
+        while spans.len() < CHUNK_SPANS && used < buf.len() {
+            match memchr::memchr(b'\n', &buf[used..]) {
+                Some(nl) => {
+                    stats.line(source, &buf[used..used + nl + 1], &mut spans);
+                    used += nl + 1;
+                }
+                None => {
+                    split.extend_from_slice(&buf[used..]);
+                    used = buf.len();
+                }
+            }
+        }
+        reader.consume(used);
+        if !spans.is_empty() {
+            on_spans(std::mem::replace(
+                &mut spans,
+                Vec::with_capacity(CHUNK_SPANS),
+            ));
+        }
     }
 }
 
@@ -120,10 +177,8 @@ pub fn follow(
         pending.extend_from_slice(&chunk[..n]);
         let mut start = 0;
         let mut spans = Vec::new();
-        while let Some(nl) = pending[start..].iter().position(|&b| b == b'\n') {
-            stats.line(path, &pending[start..start + nl + 1], &mut |s| {
-                spans.extend(s)
-            });
+        while let Some(nl) = memchr::memchr(b'\n', &pending[start..]) {
+            stats.line(path, &pending[start..start + nl + 1], &mut spans);
             start += nl + 1;
         }
         pending.drain(..start);
@@ -148,5 +203,42 @@ mod tests {
         assert_eq!((stats.lines, stats.failed, stats.spans), (4, 1, 2));
         assert_eq!(stats.errors[0].line, 2);
         assert!(stats.errors[0].to_string().starts_with("mem:2: "));
+    }
+
+    /// Whatever the reader's buffer size (lines split across reads, a
+    /// buffer smaller than a line), every line is read once, in order, with
+    /// the right numbers; chunks stay within `CHUNK_SPANS`; a last line
+    /// without its newline counts.
+    #[test]
+    fn lines_split_between_reads_and_chunks() {
+        let line = |i: usize| {
+            format!(
+                r#"{{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"{:016x}","name":"s{i}","start_time_unix_nano":1,"end_time_unix_nano":2}}"#,
+                i + 1
+            )
+        };
+        let n = CHUNK_SPANS * 2 + 7;
+        let mut input: String = (0..n).map(|i| line(i) + "\n").collect();
+        input.push_str("{broken\n");
+        input.push_str(&line(n)); // no newline at the end
+        for capacity in [1, 7, 150, 4096, 1 << 20] {
+            let reader = std::io::BufReader::with_capacity(capacity, input.as_bytes());
+            let mut names = Vec::new();
+            let mut chunks = Vec::new();
+            let stats = read_to_end("mem", reader, |s| {
+                chunks.push(s.len());
+                names.extend(s.into_iter().map(|s| s.name.to_string()));
+            })
+            .unwrap();
+            let expected: Vec<String> = (0..=n).map(|i| format!("s{i}")).collect();
+            assert_eq!(names, expected, "buffer of {capacity}");
+            assert_eq!((stats.lines, stats.failed), (n as u64 + 2, 1));
+            assert_eq!(stats.errors[0].line, n as u64 + 1);
+            assert!(chunks.iter().all(|&c| (1..=CHUNK_SPANS).contains(&c)));
+        }
+        // A slice is one buffer: still handed on in chunks, not at once.
+        let mut chunks = Vec::new();
+        read_to_end("mem", input.as_bytes(), |s| chunks.push(s.len())).unwrap();
+        assert_eq!(chunks[..2], [CHUNK_SPANS, CHUNK_SPANS]);
     }
 }
