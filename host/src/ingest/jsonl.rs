@@ -41,6 +41,25 @@ impl ReadStats {
         self.errors.extend(other.errors.into_iter().take(room));
     }
 
+    /// Parses the whole lines at the start of `bytes` until `out` holds
+    /// `max_spans`; returns the bytes parsed (up to the last newline used).
+    fn whole_lines(
+        &mut self,
+        source: &str,
+        bytes: &[u8],
+        out: &mut Vec<Span>,
+        max_spans: usize,
+    ) -> usize {
+        let mut used = 0;
+        while out.len() < max_spans
+            && let Some(nl) = memchr::memchr(b'\n', &bytes[used..])
+        {
+            self.line(source, &bytes[used..used + nl + 1], out);
+            used += nl + 1;
+        }
+        used
+    }
+
     /// Parses one line (its newline included, if any) and appends its spans to `out`.
     fn line(&mut self, source: &str, bytes: &[u8], out: &mut Vec<Span>) {
         self.lines += 1;
@@ -120,17 +139,11 @@ pub fn read_to_end(
                 split.clear();
             }
         }
-        while spans.len() < CHUNK_SPANS && used < buf.len() {
-            match memchr::memchr(b'\n', &buf[used..]) {
-                Some(nl) => {
-                    stats.line(source, &buf[used..used + nl + 1], &mut spans);
-                    used += nl + 1;
-                }
-                None => {
-                    split.extend_from_slice(&buf[used..]);
-                    used = buf.len();
-                }
-            }
+        used += stats.whole_lines(source, &buf[used..], &mut spans, CHUNK_SPANS);
+        if spans.len() < CHUNK_SPANS {
+            // What is left has no newline: the start of a line.
+            split.extend_from_slice(&buf[used..]);
+            used = buf.len();
         }
         reader.consume(used);
         if !spans.is_empty() {
@@ -175,12 +188,8 @@ pub fn follow(
         }
         offset += n as u64;
         pending.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
         let mut spans = Vec::new();
-        while let Some(nl) = memchr::memchr(b'\n', &pending[start..]) {
-            stats.line(path, &pending[start..start + nl + 1], &mut spans);
-            start += nl + 1;
-        }
+        let start = stats.whole_lines(path, &pending, &mut spans, usize::MAX);
         pending.drain(..start);
         if !spans.is_empty() {
             on_spans(spans, offset - pending.len() as u64);
