@@ -3,7 +3,7 @@
 //! the plugin boundary measured against the same work done natively.
 
 use crate::bench::synthetic_spans;
-use crate::config::{Limits, PluginSpec};
+use crate::config::{Limits, Pipeline, PluginSpec};
 use crate::engine::EngineOptions;
 use crate::engine::batcher::Batcher;
 use crate::engine::hold::{Hold, HoldSettings};
@@ -11,8 +11,11 @@ use crate::engine::shards::{Plan, Runner};
 use crate::ingest::jsonl::read_to_end;
 use crate::plugin::PluginKind;
 use crate::plugin::bindings::Processor;
+use crate::plugin::bindings::evaluator::Evaluator;
+use crate::plugin::bindings::exporter::Exporter;
+use crate::plugin::bindings::router::Router;
 use crate::plugin::bindings::types::Batch as WitBatch;
-use crate::plugin::instance::Sandbox;
+use crate::plugin::instance::{RebuildCost, Sandbox, World};
 use crate::plugin::projection::Projection;
 use crate::plugin::runtime::Runtime;
 use crate::span::{AttrValue, Key, Span, flat, otlp_proto};
@@ -179,6 +182,11 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             })
         })
         .collect();
+    let rebuilds = if args.boundary_only {
+        vec![]
+    } else {
+        rebuild_costs(&rt, &pipeline)?
+    };
     let boundary = if args.no_boundary {
         vec![]
     } else {
@@ -196,6 +204,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "stages": stages,
         "boundary": boundary,
         "hold": hold,
+        "rebuild_after_trap": rebuilds,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -243,6 +252,17 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
                 hold["released_early"]
             );
         }
+        if !rebuilds.is_empty() {
+            println!("  rebuild after a trap (new store and instance, then init):");
+            for r in &rebuilds {
+                println!(
+                    "    {:<24} {:>8} us  (instance alone {} us)",
+                    r["name"].as_str().unwrap_or(""),
+                    r["rebuild_us"],
+                    r["instantiate_us"]
+                );
+            }
+        }
         if !boundary.is_empty() {
             println!(
                 "  boundary: read 3 attributes, write 1 (bench-probe vs the same work native)"
@@ -266,6 +286,38 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 /// are made as they arrive, decoded from OTLP protobuf as the service's
 /// receivers decode them, and dropped when released, so the growth of the
 /// resident set at the end is what the hold keeps.
+/// Rebuilds of each entry's instance, as after a trap, timed per entry.
+fn rebuild_costs(rt: &Runtime, pipeline: &Pipeline) -> anyhow::Result<Vec<serde_json::Value>> {
+    const TRIES: u32 = 50;
+    fn cost<W: World>(rt: &Runtime, spec: &PluginSpec) -> anyhow::Result<RebuildCost> {
+        let (mut sandbox, _) =
+            Sandbox::<W>::new(rt, spec).map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))?;
+        sandbox
+            .time_rebuilds(TRIES)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))
+    }
+    let mut out = Vec::new();
+    let entries = (pipeline.stages.iter())
+        .chain(&pipeline.evaluators)
+        .chain(&pipeline.router)
+        .chain(&pipeline.exports);
+    for spec in entries {
+        let c = match spec.kind {
+            PluginKind::Processor => cost::<Processor>(rt, spec)?,
+            PluginKind::Evaluator => cost::<Evaluator>(rt, spec)?,
+            PluginKind::Router => cost::<Router>(rt, spec)?,
+            PluginKind::Exporter => cost::<Exporter>(rt, spec)?,
+        };
+        let us = |d: std::time::Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
+        out.push(json!({
+            "name": spec.name,
+            "instantiate_us": us(c.instantiate),
+            "rebuild_us": us(c.rebuild),
+        }));
+    }
+    Ok(out)
+}
+
 fn hold_memory(settings: &HoldSettings, rate: u64, seconds: u64) -> serde_json::Value {
     let mut hold = Hold::new(settings.clone());
     let rss_before = resident_bytes();

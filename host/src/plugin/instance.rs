@@ -14,6 +14,7 @@ use super::breaker::{Breaker, BreakerEvent};
 use super::runtime::{HostState, Runtime, deadline_ticks, new_store};
 use crate::config::PluginSpec;
 use std::fmt;
+use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store};
 
 /// Time allowed for instantiation (start functions), separate from the
@@ -201,6 +202,16 @@ pub struct Sandbox<W: World> {
     pub restarts: u64,
 }
 
+/// The time to rebuild an instance after a trap, measured by
+/// [`Sandbox::time_rebuilds`].
+#[derive(Debug, Clone, Copy)]
+pub struct RebuildCost {
+    /// A new store and instance (start functions run), dropped again.
+    pub instantiate: Duration,
+    /// A new store and instance and `init`: what the next call waits for.
+    pub rebuild: Duration,
+}
+
 impl<W: World> Sandbox<W> {
     /// Compiles (or reuses) the component, links, instantiates and calls
     /// `init`. Errors are messages for the operator.
@@ -277,8 +288,8 @@ impl<W: World> Sandbox<W> {
         Ok(true)
     }
 
-    /// Rebuilds a poisoned instance: a new store, a new instance, `init` again.
-    fn revive(&mut self) -> Result<(), PluginError> {
+    /// A new store and a new instance of the same code, not yet initialised.
+    fn fresh_instance(&self) -> Result<(Store<HostState>, W), PluginError> {
         let mut store = new_store(
             &self.engine,
             &self.spec.name,
@@ -294,6 +305,12 @@ impl<W: World> Sandbox<W> {
             message: format!("re-instantiation failed: {e:#}"),
             stderr: String::new(),
         })?;
+        Ok((store, world))
+    }
+
+    /// Rebuilds a poisoned instance: a new store, a new instance, `init` again.
+    fn revive(&mut self) -> Result<(), PluginError> {
+        let (store, world) = self.fresh_instance()?;
         self.store = store;
         self.world = world;
         self.poisoned = false;
@@ -302,13 +319,33 @@ impl<W: World> Sandbox<W> {
         self.call_unguarded(|w, s| w.init(s, &config)).map(|_| ())
     }
 
+    /// What a trap costs before the next call (`plume bench`), over `n`
+    /// tries of each: a store and an instance made and dropped, and the whole
+    /// rebuild (`init` again). This instance is rebuilt `n` times.
+    pub fn time_rebuilds(&mut self, n: u32) -> Result<RebuildCost, PluginError> {
+        let n = n.max(1);
+        let started = Instant::now();
+        for _ in 0..n {
+            drop(self.fresh_instance()?);
+        }
+        let instantiate = started.elapsed() / n;
+        let started = Instant::now();
+        for _ in 0..n {
+            self.revive()?;
+        }
+        Ok(RebuildCost {
+            instantiate,
+            rebuild: started.elapsed() / n,
+        })
+    }
+
     /// Calls into the plugin under its time limit. Traps and limit breaches
     /// poison the instance; the plugin's own `Err` does not.
     pub fn call<T>(
         &mut self,
         f: impl FnOnce(&W, &mut Store<HostState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, PluginError> {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         if let Err(left) = self.breaker.allow(now) {
             return Err(PluginError::Disabled {
                 next_try_secs: left.as_secs() + 1,
@@ -474,5 +511,23 @@ impl Sandbox<Exporter> {
         notifications: &[Notification],
     ) -> Result<Vec<Part>, PluginError> {
         self.call(|w, s| w.call_export_alerts(s, notifications))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timed_rebuilds_leave_a_working_instance() {
+        let rt = Runtime::new().unwrap();
+        let pipeline =
+            crate::config::parse("<default>", crate::config::DEFAULT_PIPELINE, |_| None).unwrap();
+        let (mut sandbox, _) = Sandbox::<Processor>::new(&rt, &pipeline.stages[0]).unwrap();
+        let cost = sandbox.time_rebuilds(3).unwrap();
+        assert_eq!(sandbox.restarts, 3, "rebuilt once per try");
+        assert!(cost.rebuild > Duration::ZERO && cost.instantiate > Duration::ZERO);
+        let report: serde_json::Value = serde_json::from_str(&sandbox.report().unwrap()).unwrap();
+        assert!(report.is_object(), "{report}");
     }
 }
