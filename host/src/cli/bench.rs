@@ -281,11 +281,6 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Memory held by the trace hold when spans arrive at `rate` per second for
-/// `seconds` (a virtual clock, so the machine's speed does not matter): spans
-/// are made as they arrive, decoded from OTLP protobuf as the service's
-/// receivers decode them, and dropped when released, so the growth of the
-/// resident set at the end is what the hold keeps.
 /// Rebuilds of each entry's instance, as after a trap, timed per entry.
 fn rebuild_costs(rt: &Runtime, pipeline: &Pipeline) -> anyhow::Result<Vec<serde_json::Value>> {
     const TRIES: u32 = 50;
@@ -296,6 +291,7 @@ fn rebuild_costs(rt: &Runtime, pipeline: &Pipeline) -> anyhow::Result<Vec<serde_
             .time_rebuilds(TRIES)
             .map_err(|e| anyhow::anyhow!("{}: {e}", spec.name))
     }
+    let us = |d: std::time::Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
     let mut out = Vec::new();
     let entries = (pipeline.stages.iter())
         .chain(&pipeline.evaluators)
@@ -308,7 +304,6 @@ fn rebuild_costs(rt: &Runtime, pipeline: &Pipeline) -> anyhow::Result<Vec<serde_
             PluginKind::Router => cost::<Router>(rt, spec)?,
             PluginKind::Exporter => cost::<Exporter>(rt, spec)?,
         };
-        let us = |d: std::time::Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
         out.push(json!({
             "name": spec.name,
             "instantiate_us": us(c.instantiate),
@@ -318,6 +313,11 @@ fn rebuild_costs(rt: &Runtime, pipeline: &Pipeline) -> anyhow::Result<Vec<serde_
     Ok(out)
 }
 
+/// Memory held by the trace hold when spans arrive at `rate` per second for
+/// `seconds` (a virtual clock, so the machine's speed does not matter): spans
+/// are made as they arrive, decoded from OTLP protobuf as the service's
+/// receivers decode them, and dropped when released, so the growth of the
+/// resident set at the end is what the hold keeps.
 fn hold_memory(settings: &HoldSettings, rate: u64, seconds: u64) -> serde_json::Value {
     let mut hold = Hold::new(settings.clone());
     let rss_before = resident_bytes();
