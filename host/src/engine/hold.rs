@@ -27,6 +27,8 @@
 use crate::span::trace_context::parse_traceparent;
 use crate::span::{AttrValue, Key, Span, SpanId, TraceId};
 use foldhash::{HashMap, HashMapExt, HashSet};
+use slab::Slab;
+use smallvec::SmallVec;
 use std::cmp::Reverse as Later;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
@@ -90,14 +92,17 @@ pub struct HoldStats {
 
 struct Group {
     spans: Vec<Span>,
-    traces: Vec<TraceId>,
+    /// Mostly one trace and a call's response ids: kept inline, so that a
+    /// new group allocates only its spans.
+    traces: SmallVec<[TraceId; 1]>,
     /// The group's `join_on` values, by [`join_hash`].
-    keys: Vec<u64>,
+    keys: SmallVec<[u64; 2]>,
     /// The (trace, span) ids held, once the group is large enough that
     /// looking through its spans for a resent one would cost more.
     ids: Option<HashSet<(TraceId, SpanId)>>,
     has_root: bool,
-    /// Arrival order of the group's first span: ties in release order.
+    /// Arrival order of the group's first span: ties in release order, and
+    /// tells a group from an earlier one in the same slot.
     seq: u64,
     deadline: u64,
     /// The last `push` that added a span (see `Hold::touched`).
@@ -120,14 +125,26 @@ impl Group {
         }
     }
 
-    /// Adds spans, keeping `ids` when the group needs it.
-    fn add(&mut self, spans: impl IntoIterator<Item = Span>) {
-        for s in spans {
-            if let Some(ids) = &mut self.ids {
-                ids.insert((s.trace_id, s.span_id));
-            }
-            self.spans.push(s);
+    /// Adds one span, keeping `ids` when the group needs it. (One span at a
+    /// time and by value: a `Span` is moved once, from the arriving batch.)
+    fn add(&mut self, span: Span) {
+        if let Some(ids) = &mut self.ids {
+            ids.insert((span.trace_id, span.span_id));
         }
+        self.spans.push(span);
+        self.index_ids();
+    }
+
+    /// Takes the spans of a group merged into this one.
+    fn absorb(&mut self, spans: Vec<Span>) {
+        if let Some(ids) = &mut self.ids {
+            ids.extend(spans.iter().map(|s| (s.trace_id, s.span_id)));
+        }
+        self.spans.extend(spans);
+        self.index_ids();
+    }
+
+    fn index_ids(&mut self) {
         if self.ids.is_none() && self.spans.len() > GROUP_ID_SET {
             self.ids = Some(self.spans.iter().map(|s| (s.trace_id, s.span_id)).collect());
         }
@@ -155,17 +172,18 @@ pub struct Hold {
     /// (interned keys compare by address).
     join_keys: Vec<Key>,
     stitch_keys: Vec<Key>,
-    groups: HashMap<u64, Group>,
-    by_trace: HashMap<TraceId, u64>,
-    by_key: HashMap<u64, u64>,
+    /// Groups by slot; a released group's slot is reused.
+    groups: Slab<Group>,
+    by_trace: HashMap<TraceId, usize>,
+    by_key: HashMap<u64, usize>,
     /// Spans held in all groups.
     held: usize,
-    /// (deadline, seq, group): stale entries are skipped when popped.
-    due: BinaryHeap<Later<(u64, u64, u64)>>,
-    next_id: u64,
+    /// (deadline, seq, slot): stale entries are skipped when popped.
+    due: BinaryHeap<Later<(u64, u64, usize)>>,
+    next_seq: u64,
     /// Groups that got spans in the current `push`: their deadlines are
     /// queued once per push, not once per span.
-    touched: Vec<u64>,
+    touched: Vec<usize>,
     pushes: u64,
     stats: HoldStats,
     /// Stitched trace -> (caller's trace, calling span), and arrival order to
@@ -178,8 +196,8 @@ impl Hold {
     /// The lowest write-ahead log record of a held span, if any.
     pub fn min_seq(&self) -> Option<u64> {
         self.groups
-            .values()
-            .flat_map(|g| g.spans.iter().map(|s| s.seq))
+            .iter()
+            .flat_map(|(_, g)| g.spans.iter().map(|s| s.seq))
             .filter(|&q| q != 0)
             .min()
     }
@@ -203,12 +221,12 @@ impl Hold {
             join_keys: keys(&settings.join_on),
             stitch_keys: keys(&settings.stitch_attributes),
             settings,
-            groups: HashMap::new(),
+            groups: Slab::new(),
             by_trace: HashMap::new(),
             by_key: HashMap::new(),
             held: 0,
             due: BinaryHeap::new(),
-            next_id: 0,
+            next_seq: 0,
             touched: Vec::new(),
             pushes: 0,
             stats: HoldStats::default(),
@@ -232,10 +250,12 @@ impl Hold {
         let started = std::time::Instant::now();
         self.pushes += 1;
         for span in spans {
-            self.push_one(span, now);
+            if let Some(id) = self.place(&span, now) {
+                self.groups[id].add(span);
+            }
         }
         for id in std::mem::take(&mut self.touched) {
-            if let Some(g) = self.groups.get(&id) {
+            if let Some(g) = self.groups.get(id) {
                 self.due.push(Later((g.deadline, g.seq, id)));
             }
         }
@@ -244,15 +264,17 @@ impl Hold {
         self.stats.nanos += started.elapsed().as_nanos() as u64;
     }
 
-    fn push_one(&mut self, span: Span, now: u64) {
+    /// The group `span` joins, made or merged as its trace and join keys
+    /// need, and updated for its arrival; `None` for a resent span (dropped).
+    fn place(&mut self, span: &Span, now: u64) -> Option<usize> {
         // The span's group: its trace's, merged with those of its join keys.
         // A resent span can only be in its trace's group.
         let mut id = self.by_trace.get(&span.trace_id).copied();
         if let Some(g) = id
-            && self.groups[&g].holds(span.trace_id, span.span_id)
+            && self.groups[g].holds(span.trace_id, span.span_id)
         {
             self.stats.duplicate_spans += 1;
-            return;
+            return None;
         }
         self.held += 1;
         for k in 0..self.join_keys.len() {
@@ -270,7 +292,7 @@ impl Hold {
             id = Some(match (id, self.by_key.get(&value).copied()) {
                 (Some(a), Some(b)) if a != b => self.merge(a, b),
                 (Some(a), _) => {
-                    let group = self.groups.get_mut(&a).expect("indexed group exists");
+                    let group = &mut self.groups[a];
                     if !group.keys.contains(&value) {
                         group.keys.push(value);
                         self.by_key.insert(value, a);
@@ -280,25 +302,24 @@ impl Hold {
                 (None, Some(b)) => b,
                 (None, None) => {
                     let g = self.new_group();
-                    self.groups.get_mut(&g).expect("new group").keys.push(value);
+                    self.groups[g].keys.push(value);
                     self.by_key.insert(value, g);
                     g
                 }
             });
         }
         let mut id = id.unwrap_or_else(|| self.new_group());
-        let caller = self.caller_of(&span);
+        let caller = self.caller_of(span);
         if let Some((caller_trace, _)) = caller {
             id = self.join_trace(id, caller_trace);
         }
-        let group = self.groups.get_mut(&id).expect("linked group exists");
+        let group = &mut self.groups[id];
         if !group.traces.contains(&span.trace_id) {
             group.traces.push(span.trace_id);
             self.by_trace.insert(span.trace_id, id);
         }
         // A stitched sub-agent's root is not the root of the whole trace.
         group.has_root |= span.parent_span_id.is_none() && caller.is_none();
-        group.add([span]);
         let quiet = if group.has_root {
             self.settings.after_root.min(self.settings.wait)
         } else {
@@ -309,6 +330,7 @@ impl Hold {
             group.pushed_in = self.pushes;
             self.touched.push(id);
         }
+        Some(id)
     }
 
     /// The caller a sub-agent's root span records, when stitching is on;
@@ -355,16 +377,12 @@ impl Hold {
     }
 
     /// Puts trace `trace` in group `id` (merging with the group it is in).
-    fn join_trace(&mut self, id: u64, trace: TraceId) -> u64 {
+    fn join_trace(&mut self, id: usize, trace: TraceId) -> usize {
         match self.by_trace.get(&trace).copied() {
             Some(other) if other != id => self.merge(id, other),
             Some(_) => id,
             None => {
-                self.groups
-                    .get_mut(&id)
-                    .expect("group exists")
-                    .traces
-                    .push(trace);
+                self.groups[id].traces.push(trace);
                 self.by_trace.insert(trace, id);
                 id
             }
@@ -398,38 +416,34 @@ impl Hold {
         }
     }
 
-    fn new_group(&mut self) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.groups.insert(
-            id,
-            Group {
-                spans: Vec::new(),
-                traces: Vec::new(),
-                keys: Vec::new(),
-                ids: None,
-                has_root: false,
-                seq: id,
-                deadline: 0,
-                pushed_in: 0,
-            },
-        );
-        id
+    fn new_group(&mut self) -> usize {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.groups.insert(Group {
+            spans: Vec::new(),
+            traces: SmallVec::new(),
+            keys: SmallVec::new(),
+            ids: None,
+            has_root: false,
+            seq,
+            deadline: 0,
+            pushed_in: 0,
+        })
     }
 
     /// Merges two groups; returns the survivor (the larger keeps its storage).
-    fn merge(&mut self, a: u64, b: u64) -> u64 {
-        let (a_len, b_len) = (self.groups[&a].spans.len(), self.groups[&b].spans.len());
+    fn merge(&mut self, a: usize, b: usize) -> usize {
+        let (a_len, b_len) = (self.groups[a].spans.len(), self.groups[b].spans.len());
         let (into, from) = if a_len >= b_len { (a, b) } else { (b, a) };
-        let from_group = self.groups.remove(&from).expect("merged group exists");
+        let from_group = self.groups.remove(from);
         for t in &from_group.traces {
             self.by_trace.insert(*t, into);
         }
         for k in &from_group.keys {
             self.by_key.insert(*k, into);
         }
-        let group = self.groups.get_mut(&into).expect("merged group exists");
-        group.add(from_group.spans);
+        let group = &mut self.groups[into];
+        group.absorb(from_group.spans);
         group.traces.extend(from_group.traces);
         group.keys.extend(from_group.keys);
         group.has_root |= from_group.has_root;
@@ -450,7 +464,7 @@ impl Hold {
             self.due.pop();
             let current = self
                 .groups
-                .get(&id)
+                .get(id)
                 .is_some_and(|g| g.deadline == deadline && g.seq == seq);
             if !current {
                 continue; // superseded by a later arrival, or merged away
@@ -469,8 +483,8 @@ impl Hold {
         self.release_due(u64::MAX, out);
     }
 
-    fn remove(&mut self, id: u64) -> Vec<Span> {
-        let group = self.groups.remove(&id).expect("released group exists");
+    fn remove(&mut self, id: usize) -> Vec<Span> {
+        let group = self.groups.remove(id);
         for t in &group.traces {
             self.by_trace.remove(t);
         }
