@@ -117,10 +117,11 @@ fn three_shards_answer_as_one_thread_does() {
         "the same spans, with the same attributes"
     );
 
-    // Counters of every processor, summed over the shards.
-    let counters = |r: &Value| {
-        let stages = r["pipeline"]["stages"].as_array().unwrap().clone();
-        stages
+    // Counters of every entry: processors summed over the shards; the
+    // evaluators' and exporters' with what the shards prepared for them.
+    let counters = |r: &Value, entries: &str| {
+        let entries = r["pipeline"][entries].as_array().unwrap().clone();
+        entries
             .iter()
             .map(|s| {
                 let keys = [
@@ -129,12 +130,22 @@ fn three_shards_answer_as_one_thread_does() {
                     "spans_out",
                     "dropped_by_plugin",
                     "errors",
+                    "exported",
+                    "dropped_on_error",
                 ];
                 keys.map(|k| s[k].clone())
             })
             .collect::<Vec<_>>()
     };
-    assert_eq!(counters(&one), counters(&three));
+    for entries in ["stages", "evaluators", "exports"] {
+        assert_eq!(
+            counters(&one, entries),
+            counters(&three, entries),
+            "{entries}"
+        );
+    }
+    let exported = &three["pipeline"]["exports"][0]["exported"];
+    assert_eq!(exported, &three["pipeline"]["spans_out"]);
     assert_eq!(one["pipeline"]["spans_in"], three["pipeline"]["spans_in"]);
     assert_eq!(one["pipeline"]["spans_out"], three["pipeline"]["spans_out"]);
     // Alerts are raised as event time moves, batch by batch: when a value

@@ -64,7 +64,6 @@ struct Stage {
 
 struct EvaluatorStage {
     sandbox: Sandbox<Evaluator>,
-    projection: Projection,
     stats: EntryStats,
     /// The latest state the plugin handed over: the host keeps it so a trap
     /// costs at most the batches since, not the evaluator's whole history.
@@ -146,6 +145,37 @@ impl EvaluatorStage {
     }
 }
 
+/// An evaluator's projection, apart from its instance: a processor shard
+/// projects its batches for the tail's evaluators (see [`Prepared`]), and
+/// a whole-pipeline engine for its own. `stats` counts the projection's
+/// time under the evaluator's name.
+#[derive(Clone)]
+pub(crate) struct Observer {
+    projection: Projection,
+    stats: EntryStats,
+}
+
+/// What a batch leaves for the evaluators and the sinks once its processors
+/// ran: each evaluator's projection and each exporter's payload. It is made
+/// where the spans are (a processor shard, on the core that just ran them)
+/// and finished where the evaluators and sinks are (the tail), so that the
+/// tail never reads span memory written on another core: measured, that
+/// cost two shards about a quarter more CPU a span than one (BENCHMARKS.md).
+#[derive(Default)]
+pub(crate) struct Prepared {
+    spans: u64,
+    /// Greatest end time of the batch's spans: the event time it brings.
+    batch_time: u64,
+    /// Lowest write-ahead log record among its spans (0: none).
+    seq: u64,
+    /// Per evaluator, its projection (no rows: nothing to observe).
+    observe: Vec<WitBatch>,
+    /// Per exporter, the payload; `None` when rendering failed (counted).
+    payloads: Vec<Option<Vec<u8>>>,
+    /// Alerts raised where the batch was prepared (a shard's breakers).
+    alerts: Vec<Alert>,
+}
+
 struct RouterStage {
     sandbox: Sandbox<Router>,
     stats: EntryStats,
@@ -164,12 +194,17 @@ struct Scratch {
     batch: WitBatch,
     rows: Vec<u32>,
     bytes: Vec<u8>,
+    /// The last batch's [`Prepared`], its buffers reused.
+    prepared: Option<Prepared>,
 }
 
 /// A running pipeline.
 pub struct Engine {
     stages: Vec<Stage>,
     evaluators: Vec<EvaluatorStage>,
+    /// The evaluators' projections: of this engine's evaluators, or, in a
+    /// processor shard (which has none), of the tail's.
+    observers: Vec<Observer>,
     router: Option<RouterStage>,
     exports: Vec<ExportStage>,
     dead_letter_path: PathBuf,
@@ -235,19 +270,25 @@ impl Engine {
             }
         }
         let mut evaluators = Vec::new();
+        let mut observers = Vec::new();
         for spec in &pipeline.evaluators {
             match Sandbox::<Evaluator>::new(rt, spec) {
                 Ok((sandbox, m)) if m.writes.is_empty() => {
                     match Projection::new(m.reads, vec![], m.require_any, m.sparse) {
-                        Ok(projection) => evaluators.push(EvaluatorStage {
-                            sandbox,
-                            projection,
-                            stats: entry_stats(spec),
-                            snapshot: None,
-                            batches_since_snapshot: 0,
-                            last_snapshot: None,
-                            snapshot_interval: SNAPSHOT_INTERVAL,
-                        }),
+                        Ok(projection) => {
+                            observers.push(Observer {
+                                projection,
+                                stats: entry_stats(spec),
+                            });
+                            evaluators.push(EvaluatorStage {
+                                sandbox,
+                                stats: entry_stats(spec),
+                                snapshot: None,
+                                batches_since_snapshot: 0,
+                                last_snapshot: None,
+                                snapshot_interval: SNAPSHOT_INTERVAL,
+                            })
+                        }
                         Err(e) => errors.push(spec.error(e)),
                     }
                 }
@@ -320,6 +361,7 @@ impl Engine {
         Ok(Engine {
             stages,
             evaluators,
+            observers,
             router,
             exports,
             dead_letter_path: pipeline.dead_letter_path.clone(),
@@ -416,47 +458,103 @@ impl Engine {
             .map(|s| s.end_time_unix_nano)
             .max()
             .unwrap_or(0);
-        if self.forward.is_some() {
-            // The head or a shard: the rest of the pipeline runs elsewhere;
-            // the processors' breaker alerts go along to be routed there.
-            self.spans_out += batch.len() as u64;
-            let alerts = self.breaker_alerts(batch_time);
-            if let Some(forward) = &mut self.forward {
-                forward.spans(batch, alerts);
+        match &mut self.forward {
+            Some(forward) if forward.is_head() => {
+                self.spans_out += batch.len() as u64;
+                forward.spans(batch);
                 forward.flush();
             }
-            return;
-        }
-        if batch.is_empty() {
-            return;
-        }
-        for ev in &mut self.evaluators {
-            let started = Instant::now();
-            ev.stats.spans_in += batch.len() as u64;
-            ev.projection
-                .project(&batch, &mut self.scratch.batch, &mut self.scratch.rows);
-            ev.stats.project_nanos += started.elapsed().as_nanos() as u64;
-            if self.scratch.batch.rows > 0
-                && let Err(e) = ev.call(|s| s.observe(&self.scratch.batch))
-            {
-                note_error(&mut ev.stats, ev.sandbox.spec(), &e);
-                if ev.sandbox.spec().on_error == OnError::Drop {
-                    ev.stats.dropped_on_error += batch.len() as u64;
-                    return;
+            Some(_) => {
+                // A processor shard: the tail finishes what it prepares here,
+                // with the breaker alerts of this shard's processors.
+                self.spans_out += batch.len() as u64;
+                let mut prepared = self.prepare(&batch, batch_time);
+                drop(batch);
+                prepared.alerts = self.breaker_alerts(batch_time);
+                if let Some(forward) = &mut self.forward {
+                    forward.prepared(prepared);
                 }
             }
-            ev.stats.restarts = ev.sandbox.restarts;
-            ev.stats.nanos += started.elapsed().as_nanos() as u64;
+            None if batch.is_empty() => {}
+            None => {
+                let prepared = self.prepare(&batch, batch_time);
+                drop(batch);
+                self.finish(prepared);
+            }
+        }
+    }
+
+    /// The part of a batch's run that reads its spans (see [`Prepared`]):
+    /// each evaluator's projection and each exporter's payload.
+    fn prepare(&mut self, batch: &[Span], batch_time: u64) -> Prepared {
+        let mut p = std::mem::take(&mut self.scratch.prepared).unwrap_or_default();
+        p.spans = batch.len() as u64;
+        p.batch_time = batch_time;
+        p.seq = batch
+            .iter()
+            .map(|s| s.seq)
+            .filter(|&q| q != 0)
+            .min()
+            .unwrap_or(0);
+        p.alerts.clear();
+        if batch.is_empty() {
+            p.observe.clear();
+            p.payloads.clear();
+            return p;
+        }
+        p.observe
+            .resize_with(self.observers.len(), WitBatch::default);
+        for (ob, out) in self.observers.iter_mut().zip(&mut p.observe) {
+            let started = Instant::now();
+            ob.projection.project(batch, out, &mut self.scratch.rows);
+            let took = started.elapsed().as_nanos() as u64;
+            ob.stats.project_nanos += took;
+            ob.stats.nanos += took;
+        }
+        p.payloads.resize_with(self.exports.len(), || None);
+        for (ex, payload) in self.exports.iter_mut().zip(&mut p.payloads) {
+            let started = Instant::now();
+            ex.stats.spans_in += batch.len() as u64;
+            ex.projection
+                .project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
+            let mut bytes = payload.take().unwrap_or_default();
+            bytes.clear();
+            let rendered = ex
+                .sandbox
+                .export_spans(&self.scratch.batch)
+                .and_then(|parts| render(&mut bytes, &parts, batch, &self.scratch.rows));
+            *payload = match rendered {
+                Ok(()) => Some(bytes),
+                Err(e) => {
+                    note_error(&mut ex.stats, ex.sandbox.spec(), &e);
+                    ex.stats.dropped_on_error += batch.len() as u64;
+                    None
+                }
+            };
+            ex.stats.restarts = ex.sandbox.restarts;
+            ex.stats.nanos += started.elapsed().as_nanos() as u64;
+        }
+        p
+    }
+
+    /// The rest of a batch's run, once prepared: the evaluators observe,
+    /// event time advances (alerts, routing), the payloads are written.
+    fn finish(&mut self, mut p: Prepared) {
+        self.pending_alerts.append(&mut p.alerts);
+        if !self.observe(&p) {
+            self.recycle(p);
+            return;
         }
         let mut notifications = Vec::new();
-        if batch_time > self.event_time {
-            self.event_time = batch_time;
+        if p.batch_time > self.event_time {
+            self.event_time = p.batch_time;
             notifications = self.tick(true);
         } else if !self.pending_alerts.is_empty() {
             notifications = self.tick(false);
         }
-        self.export(&batch, &notifications);
-        self.spans_out += batch.len() as u64;
+        self.write(&p, &notifications);
+        self.spans_out += p.spans;
+        self.recycle(p);
         // After the export, so this batch does not wait for it; one snapshot
         // per batch at most, so the stalls of several evaluators (tens of ms
         // for a large ledger) do not add up into one.
@@ -467,6 +565,39 @@ impl Engine {
                 taken = true;
             }
         }
+    }
+
+    /// Finishes a batch a processor shard prepared (the tail).
+    pub(crate) fn finish_prepared(&mut self, p: Prepared) {
+        self.spans_in += p.spans;
+        self.finish(p);
+    }
+
+    /// Keeps a finished batch's buffers for the next (this thread's own
+    /// batches; what a shard sends the tail is freed there).
+    fn recycle(&mut self, p: Prepared) {
+        self.scratch.prepared = Some(p);
+    }
+
+    /// The evaluators observe their projections of a batch; false when one
+    /// failed under `on_error = "drop"` (the batch goes no further).
+    fn observe(&mut self, p: &Prepared) -> bool {
+        for (ev, batch) in self.evaluators.iter_mut().zip(&p.observe) {
+            let started = Instant::now();
+            ev.stats.spans_in += p.spans;
+            if batch.rows > 0
+                && let Err(e) = ev.call(|s| s.observe(batch))
+            {
+                note_error(&mut ev.stats, ev.sandbox.spec(), &e);
+                if ev.sandbox.spec().on_error == OnError::Drop {
+                    ev.stats.dropped_on_error += p.spans;
+                    return false;
+                }
+            }
+            ev.stats.restarts = ev.sandbox.restarts;
+            ev.stats.nanos += started.elapsed().as_nanos() as u64;
+        }
+        true
     }
 
     /// Alerts for plugins whose crash-loop breaker opened or closed.
@@ -684,39 +815,23 @@ impl Engine {
         notifications
     }
 
-    fn export(&mut self, batch: &[Span], notifications: &[Notification]) {
-        let seq = batch
-            .iter()
-            .map(|s| s.seq)
-            .filter(|&q| q != 0)
-            .min()
-            .unwrap_or(0);
-        for ex in &mut self.exports {
+    /// Writes each exporter's payload of a batch to its sink, then the
+    /// notifications routed to it.
+    fn write(&mut self, p: &Prepared, notifications: &[Notification]) {
+        let bytes = &mut self.scratch.bytes;
+        for (i, ex) in self.exports.iter_mut().enumerate() {
             let started = Instant::now();
-            ex.stats.spans_in += batch.len() as u64;
-            ex.projection
-                .project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
-            let bytes = &mut self.scratch.bytes;
-            bytes.clear();
-            let spans_result = ex
-                .sandbox
-                .export_spans(&self.scratch.batch)
-                .and_then(|parts| render(bytes, &parts, batch, &self.scratch.rows));
-            match spans_result {
-                Ok(()) => match ex.sink.write_all(bytes, batch.len() as u64, seq) {
+            if let Some(Some(payload)) = p.payloads.get(i) {
+                match ex.sink.write_all(payload, p.spans, p.seq) {
                     Ok(()) => {
-                        ex.stats.exported += batch.len() as u64;
-                        ex.stats.bytes += bytes.len() as u64;
+                        ex.stats.exported += p.spans;
+                        ex.stats.bytes += payload.len() as u64;
                     }
                     Err(e) => {
                         *ex.stats.errors.entry("io").or_default() += 1;
-                        ex.stats.dropped_on_error += batch.len() as u64;
-                        tracing::error!(export = %ex.sandbox.spec().name, "write failed, {} spans lost: {e}", batch.len());
+                        ex.stats.dropped_on_error += p.spans;
+                        tracing::error!(export = %ex.sandbox.spec().name, "write failed, {} spans lost: {e}", p.spans);
                     }
-                },
-                Err(e) => {
-                    note_error(&mut ex.stats, ex.sandbox.spec(), &e);
-                    ex.stats.dropped_on_error += batch.len() as u64;
                 }
             }
             let mine: Vec<Notification> = notifications
@@ -825,12 +940,6 @@ impl Engine {
         self.forward.as_ref()
     }
 
-    /// Alerts raised outside this engine (a shard's breakers), routed with
-    /// the next batch.
-    pub(crate) fn push_alerts(&mut self, mut alerts: Vec<Alert>) {
-        self.pending_alerts.append(&mut alerts);
-    }
-
     /// Makes what file sinks and the dead-letter file got durable (fsync),
     /// before the log records of their spans are released.
     pub fn sync_files(&mut self) {
@@ -893,6 +1002,11 @@ impl Engine {
             }
         }
         // Counters of entries kept under the same name continue.
+        for ob in &mut self.observers {
+            if let Some(p) = old.observers.iter().find(|p| p.stats.name == ob.stats.name) {
+                ob.stats = p.stats.clone();
+            }
+        }
         for st in &mut self.stages {
             if let Some(p) = old.stages.iter().find(|p| p.stats.name == st.stats.name) {
                 st.stats = p.stats.clone();
@@ -953,11 +1067,7 @@ impl Engine {
                 .iter()
                 .map(|s| with_breaker(&s.stats, &s.sandbox))
                 .collect(),
-            evaluators: self
-                .evaluators
-                .iter()
-                .map(|s| with_breaker(&s.stats, &s.sandbox))
-                .collect(),
+            evaluators: self.evaluator_stats(),
             router: self
                 .router
                 .as_ref()
@@ -976,6 +1086,40 @@ impl Engine {
             hold: self.hold.stats(),
             wal: self.wal.as_ref().map(|w| w.stats()),
         }
+    }
+
+    /// Each evaluator's counters, its projection's time included. A
+    /// processor shard has only the projections (the tail adds them up).
+    fn evaluator_stats(&self) -> Vec<EntryStats> {
+        if self.evaluators.is_empty() {
+            return self.observers.iter().map(|o| o.stats.clone()).collect();
+        }
+        self.evaluators
+            .iter()
+            .zip(&self.observers)
+            .map(|(ev, ob)| {
+                let mut stats = with_breaker(&ev.stats, &ev.sandbox);
+                stats.project_nanos += ob.stats.project_nanos;
+                stats.nanos += ob.stats.nanos;
+                stats
+            })
+            .collect()
+    }
+
+    /// Gives a processor shard the tail's evaluator projections, so that it
+    /// prepares their batches (see [`Prepared`]).
+    pub(crate) fn observe_for(&mut self, tail: &Engine) {
+        self.observers = tail
+            .observers
+            .iter()
+            .map(|o| Observer {
+                projection: o.projection.clone(),
+                stats: EntryStats {
+                    name: o.stats.name.clone(),
+                    ..EntryStats::default()
+                },
+            })
+            .collect();
     }
 
     /// The report: every stage's, evaluator's and the router's sections merged

@@ -4,16 +4,24 @@
 //! most per call or per trace, so with `[engine] shards = N` (N > 1) they run
 //! as N shards: copies of the processor chain, each on its own thread with
 //! its own plugin instances. Evaluators keep state over every span
-//! (percentiles, budgets, burn rates) and the exporters own their files and
-//! queues, so they run once, with the router, on the tail thread. The trace
-//! hold runs before the shards on the engine thread (the head): a released
-//! group (one trace, or traces joined by `join_on` or stitched) goes whole to
-//! the shard its trace id picks, so a processor sees all of a call's spans.
+//! (percentiles, budgets, burn rates) and the exporters' sinks are single
+//! files and queues, so evaluators run once, with the router, on the tail
+//! thread, which also writes every payload. The trace hold runs before the
+//! shards on the engine thread (the head): a released group (one trace, or
+//! traces joined by `join_on` or stitched) goes whole to the shard its trace
+//! id picks, so a processor sees all of a call's spans.
 //!
 //! ```text
-//! batcher -> head (trace hold) -+-> shard 0 (processors) -+-> tail (evaluators, router, exporters)
+//! batcher -> head (trace hold) -+-> shard 0 (processors) -+-> tail (evaluators, router, sinks)
 //!                               +-> shard 1 (processors) -+
 //! ```
+//!
+//! A shard also does the rest of a batch's work that reads spans: it
+//! projects the batch for each of the tail's evaluators and renders each
+//! exporter's payload (with exporter instances of its own), then sends those
+//! ([`Prepared`]) instead of the spans. The tail never reads a span: reading
+//! spans written on another core cost two shards a quarter more CPU a span
+//! than one thread (BENCHMARKS.md).
 //!
 //! Every part is an [`Engine`] built from its part of the pipeline, so a
 //! span meets the same code either way. The queues between threads are
@@ -24,9 +32,8 @@
 use super::delivery::Floor;
 use super::hold::HoldSettings;
 use super::stats::PipelineStats;
-use super::{Engine, EngineOptions, ReportParts, assemble_report};
+use super::{Engine, EngineOptions, Prepared, ReportParts, assemble_report};
 use crate::config::{ConfigErrors, Pipeline};
-use crate::plugin::bindings::types::Alert;
 use crate::plugin::runtime::Runtime;
 use crate::span::{Batch, Span, TraceId};
 use crate::wal::Wal;
@@ -130,7 +137,7 @@ impl ShardQueue {
     /// Sends spans to run, once they fit in the shards' bound.
     fn spans(&self, batch: Batch) {
         self.in_flight.acquire(batch.len());
-        self.send(WorkerMsg::Spans(batch, Vec::new()));
+        self.send(WorkerMsg::Spans(batch));
     }
 
     /// Sends a message that is not spans (marks, questions, the end).
@@ -181,12 +188,17 @@ impl Plan {
             exports: Vec::new(),
             ..pipeline.clone()
         };
+        // A shard renders the exporters' payloads but never writes them:
+        // its sinks are the tail's.
         let shard = Pipeline {
             evaluators: Vec::new(),
             router: None,
-            exports: Vec::new(),
             hold: no_hold.clone(),
             ..pipeline.clone()
+        };
+        let shard_options = EngineOptions {
+            discard_output: true,
+            ..options.clone()
         };
         let tail = Pipeline {
             stages: Vec::new(),
@@ -199,7 +211,7 @@ impl Plan {
         // of its time on such lines when all were built on one thread).
         let built = std::thread::scope(|scope| {
             let shards: Vec<_> = (0..shards)
-                .map(|_| scope.spawn(|| Engine::build(&shard, rt, options)))
+                .map(|_| scope.spawn(|| Engine::build(&shard, rt, &shard_options)))
                 .collect();
             let tail = scope.spawn(|| Engine::build(&tail, rt, options));
             let shards = shards
@@ -209,10 +221,15 @@ impl Plan {
             let tail = tail.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             (shards, tail)
         });
+        let tail = built.1?;
+        let mut shards = built.0?;
+        for shard in &mut shards {
+            shard.observe_for(&tail);
+        }
         Ok(Plan::Sharded {
             head: Box::new(Engine::build(&head, rt, options)?),
-            shards: built.0?,
-            tail: Box::new(built.1?),
+            shards,
+            tail: Box::new(tail),
         })
     }
 }
@@ -226,7 +243,7 @@ pub(crate) enum Forward {
         pending: Vec<Batch>,
         max_spans: usize,
     },
-    /// A shard: processed batches to the tail.
+    /// A shard: processed batches, prepared, to the tail.
     Tail(SyncSender<WorkerMsg>),
 }
 
@@ -260,20 +277,21 @@ impl Forward {
         }
     }
 
-    /// Sends processed spans on: from the head, each span to its trace's
-    /// shard; from a shard, the batch to the tail with the alerts raised.
-    pub(crate) fn spans(&mut self, batch: Batch, alerts: Vec<Alert>) {
-        match self {
-            Forward::Shards { to, pending, .. } => {
-                for span in batch {
-                    pending[Self::shard_of(&span.trace_id, to.len())].push(span);
-                }
+    /// Sends spans on from the head, each to its trace's shard.
+    pub(crate) fn spans(&mut self, batch: Batch) {
+        if let Forward::Shards { to, pending, .. } = self {
+            for span in batch {
+                pending[Self::shard_of(&span.trace_id, to.len())].push(span);
             }
-            Forward::Tail(tail) => {
-                if !batch.is_empty() || !alerts.is_empty() {
-                    send(tail, WorkerMsg::Spans(batch, alerts));
-                }
-            }
+        }
+    }
+
+    /// Sends a batch a shard prepared (and its alerts) to the tail.
+    pub(crate) fn prepared(&mut self, prepared: Prepared) {
+        if let Forward::Tail(tail) = self
+            && (prepared.spans > 0 || !prepared.alerts.is_empty())
+        {
+            send(tail, WorkerMsg::Prepared(Box::new(prepared)));
         }
     }
 
@@ -327,8 +345,10 @@ pub(crate) struct Mark {
 
 /// What the shard and tail threads are sent.
 pub(crate) enum WorkerMsg {
-    /// Spans to run, with alerts raised by a shard's breakers.
-    Spans(Batch, Vec<Alert>),
+    /// Spans to run (the head to a shard).
+    Spans(Batch),
+    /// A batch a shard ran and prepared (a shard to the tail).
+    Prepared(Box<Prepared>),
     Mark(Mark),
     Stats(SyncSender<PipelineStats>),
     Report(SyncSender<ReportParts>),
@@ -644,11 +664,12 @@ fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>, in_flight: Arc<InFligh
     let _close = CloseOnExit(in_flight.clone());
     while let Ok(msg) = rx.recv() {
         match msg {
-            WorkerMsg::Spans(batch, _) => {
+            WorkerMsg::Spans(batch) => {
                 let n = batch.len();
                 engine.process(batch);
                 in_flight.release(n);
             }
+            WorkerMsg::Prepared(_) => {}
             WorkerMsg::Mark(mark) => {
                 if mark.sync_files {
                     engine.sync_files(); // its dead letters
@@ -697,10 +718,8 @@ impl Tail {
         let mut finished = 0;
         while let Ok(msg) = rx.recv() {
             match msg {
-                WorkerMsg::Spans(batch, alerts) => {
-                    self.engine.push_alerts(alerts);
-                    self.engine.process(batch);
-                }
+                WorkerMsg::Prepared(prepared) => self.engine.finish_prepared(*prepared),
+                WorkerMsg::Spans(batch) => self.engine.process(batch),
                 WorkerMsg::Mark(mark) => self.mark(mark),
                 WorkerMsg::Stats(reply) => {
                     let _ = reply.send(self.engine.stats());
@@ -786,15 +805,24 @@ fn release(engine: &mut Engine, wal: &Wal, keep_from: u64, retired: &[Retired]) 
 }
 
 /// The whole pipeline's counters from its parts: spans in and the hold from
-/// the head, processors summed over the shards, the rest from the tail.
+/// the head, processors summed over the shards, the rest from the tail with
+/// what the shards did for it (evaluators' projections, exporters' payloads).
 fn combine_stats(
     head: PipelineStats,
     shards: &[PipelineStats],
-    tail: PipelineStats,
+    mut tail: PipelineStats,
 ) -> PipelineStats {
     let mut stages = shards.first().map(|s| s.stages.clone()).unwrap_or_default();
     for other in shards.iter().skip(1) {
         for (into, from) in stages.iter_mut().zip(&other.stages) {
+            into.absorb(from);
+        }
+    }
+    for shard in shards {
+        for (into, from) in tail.evaluators.iter_mut().zip(&shard.evaluators) {
+            into.absorb(from);
+        }
+        for (into, from) in tail.exports.iter_mut().zip(&shard.exports) {
             into.absorb(from);
         }
     }
