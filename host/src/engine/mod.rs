@@ -487,7 +487,9 @@ impl Engine {
     /// The part of a batch's run that reads its spans (see [`Prepared`]):
     /// each evaluator's projection and each exporter's payload.
     fn prepare(&mut self, batch: &[Span], batch_time: u64) -> Prepared {
-        let mut p = std::mem::take(&mut self.scratch.prepared).unwrap_or_default();
+        let mut p = std::mem::take(&mut self.scratch.prepared)
+            .or_else(|| self.forward.as_ref().and_then(shards::Forward::spare))
+            .unwrap_or_default();
         p.spans = batch.len() as u64;
         p.batch_time = batch_time;
         p.seq = batch
@@ -567,14 +569,15 @@ impl Engine {
         }
     }
 
-    /// Finishes a batch a processor shard prepared (the tail).
-    pub(crate) fn finish_prepared(&mut self, p: Prepared) {
+    /// Finishes a batch a processor shard prepared (the tail); returns its
+    /// buffers, to go back to the shard.
+    pub(crate) fn finish_prepared(&mut self, p: Prepared) -> Prepared {
         self.spans_in += p.spans;
         self.finish(p);
+        self.scratch.prepared.take().unwrap_or_default()
     }
 
-    /// Keeps a finished batch's buffers for the next (this thread's own
-    /// batches; what a shard sends the tail is freed there).
+    /// Keeps a finished batch's buffers for the next.
     fn recycle(&mut self, p: Prepared) {
         self.scratch.prepared = Some(p);
     }

@@ -44,6 +44,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Buffers of prepared batches on their way back from the tail to the shard
+/// that made them (see [`Forward::spare`]).
+pub(crate) type Spares = Arc<Mutex<Vec<Prepared>>>;
+
+/// Spare buffers kept per shard, at most: about what its queue to the tail holds.
+const MAX_SPARES: usize = 64;
+
 /// How often, at most, log records are released.
 const RELEASE_EVERY: Duration = Duration::from_millis(100);
 
@@ -243,8 +250,12 @@ pub(crate) enum Forward {
         pending: Vec<Batch>,
         max_spans: usize,
     },
-    /// A shard: processed batches, prepared, to the tail.
-    Tail(SyncSender<WorkerMsg>),
+    /// A shard: processed batches, prepared, to the tail, which hands their
+    /// buffers back through `spares`.
+    Tail {
+        tx: SyncSender<WorkerMsg>,
+        spares: Spares,
+    },
 }
 
 impl Forward {
@@ -271,7 +282,10 @@ impl Forward {
         {
             let i = Self::shard_of(&first.trace_id, to.len());
             if !pending[i].is_empty() && pending[i].len() + group.len() > *max_spans {
-                to[i].spans(std::mem::take(&mut pending[i]));
+                to[i].spans(std::mem::replace(
+                    &mut pending[i],
+                    Vec::with_capacity(*max_spans),
+                ));
             }
             pending[i].extend(group);
         }
@@ -288,19 +302,35 @@ impl Forward {
 
     /// Sends a batch a shard prepared (and its alerts) to the tail.
     pub(crate) fn prepared(&mut self, prepared: Prepared) {
-        if let Forward::Tail(tail) = self
+        if let Forward::Tail { tx, spares } = self
             && (prepared.spans > 0 || !prepared.alerts.is_empty())
         {
-            send(tail, WorkerMsg::Prepared(Box::new(prepared)));
+            send(tx, WorkerMsg::Prepared(Box::new(prepared), spares.clone()));
         }
     }
 
-    /// Sends what the head gathered.
+    /// Buffers of a batch the tail finished, to prepare the next in (a
+    /// shard): sized by earlier batches, so the payloads and projections are
+    /// not grown again from nothing for every batch.
+    pub(crate) fn spare(&self) -> Option<Prepared> {
+        match self {
+            Forward::Tail { spares, .. } => spares.lock().ok()?.pop(),
+            Forward::Shards { .. } => None,
+        }
+    }
+
+    /// Sends what the head gathered. (Each shard's next batch gets room at
+    /// once: grown span by span, a batch of 256 was copied ~8 times.)
     pub(crate) fn flush(&mut self) {
-        if let Forward::Shards { to, pending, .. } = self {
+        if let Forward::Shards {
+            to,
+            pending,
+            max_spans,
+        } = self
+        {
             for (tx, batch) in to.iter().zip(pending.iter_mut()) {
                 if !batch.is_empty() {
-                    tx.spans(std::mem::take(batch));
+                    tx.spans(std::mem::replace(batch, Vec::with_capacity(*max_spans)));
                 }
             }
         }
@@ -309,7 +339,7 @@ impl Forward {
     fn mark(&self, mark: Mark) {
         match self {
             Forward::Shards { to, .. } => to.iter().for_each(|tx| tx.send(WorkerMsg::Mark(mark))),
-            Forward::Tail(tail) => send(tail, WorkerMsg::Mark(mark)),
+            Forward::Tail { tx, .. } => send(tx, WorkerMsg::Mark(mark)),
         }
     }
 }
@@ -347,8 +377,9 @@ pub(crate) struct Mark {
 pub(crate) enum WorkerMsg {
     /// Spans to run (the head to a shard).
     Spans(Batch),
-    /// A batch a shard ran and prepared (a shard to the tail).
-    Prepared(Box<Prepared>),
+    /// A batch a shard ran and prepared (a shard to the tail), and where its
+    /// buffers go back.
+    Prepared(Box<Prepared>, Spares),
     Mark(Mark),
     Stats(SyncSender<PipelineStats>),
     Report(SyncSender<ReportParts>),
@@ -428,7 +459,10 @@ impl Runner {
                 let mut queues = Vec::new();
                 for (i, mut engine) in shards.into_iter().enumerate() {
                     let (tx, rx) = channel();
-                    engine.set_forward(Some(Forward::Tail(tail_tx.clone())));
+                    engine.set_forward(Some(Forward::Tail {
+                        tx: tail_tx.clone(),
+                        spares: Spares::default(),
+                    }));
                     let bound = in_flight.clone();
                     let thread = std::thread::Builder::new()
                         .name(format!("plume-shard-{i}"))
@@ -442,7 +476,9 @@ impl Runner {
                 }
                 head.set_forward(Some(Forward::Shards {
                     to: queues,
-                    pending: vec![Vec::new(); count],
+                    pending: (0..count)
+                        .map(|_| Vec::with_capacity(head.batch_max_spans))
+                        .collect(),
                     max_spans: head.batch_max_spans,
                 }));
                 Ok(Runner::Sharded(Sharded {
@@ -669,7 +705,7 @@ fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>, in_flight: Arc<InFligh
                 engine.process(batch);
                 in_flight.release(n);
             }
-            WorkerMsg::Prepared(_) => {}
+            WorkerMsg::Prepared(..) => {}
             WorkerMsg::Mark(mark) => {
                 if mark.sync_files {
                     engine.sync_files(); // its dead letters
@@ -691,8 +727,8 @@ fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>, in_flight: Arc<InFligh
             }
             WorkerMsg::Finish => {
                 engine.flush();
-                if let Some(Forward::Tail(tail)) = engine.take_forward() {
-                    send(&tail, WorkerMsg::Finish);
+                if let Some(Forward::Tail { tx, .. }) = engine.take_forward() {
+                    send(&tx, WorkerMsg::Finish);
                 }
                 break;
             }
@@ -718,7 +754,14 @@ impl Tail {
         let mut finished = 0;
         while let Ok(msg) = rx.recv() {
             match msg {
-                WorkerMsg::Prepared(prepared) => self.engine.finish_prepared(*prepared),
+                WorkerMsg::Prepared(prepared, spares) => {
+                    let used = self.engine.finish_prepared(*prepared);
+                    if let Ok(mut spares) = spares.lock()
+                        && spares.len() < MAX_SPARES
+                    {
+                        spares.push(used);
+                    }
+                }
                 WorkerMsg::Spans(batch) => self.engine.process(batch),
                 WorkerMsg::Mark(mark) => self.mark(mark),
                 WorkerMsg::Stats(reply) => {
