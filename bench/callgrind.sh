@@ -7,7 +7,10 @@
 # usage: bench/callgrind.sh [PLUME] [PIPELINE] [SPANS]
 #   PLUME     the binary (default: target/release/plume)
 #   PIPELINE  a pipeline.toml that reads span JSONL from standard input
-#             ([ingest] jsonl = ["-"]; default: the embedded default pipeline)
+#             ([ingest] jsonl = ["-"]; default: the embedded default pipeline,
+#             host/src/config/default_pipeline.toml). It is run on one engine
+#             thread (`[engine] shards = 1` is added): valgrind runs threads
+#             one at a time, and the counts of several are not comparable.
 #   SPANS     how many synthetic spans (default: 20000)
 # Needs valgrind. The first run compiles every plugin under valgrind (a few
 # minutes); later runs reuse the compiled-code cache (~10 s per run). With
@@ -16,15 +19,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 plume=${1:-target/release/plume}
-pipeline=${2:-}
+pipeline=${2:-host/src/config/default_pipeline.toml}
 spans=${3:-20000}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+if grep -q '^\[engine\]' "$pipeline"; then
+  echo "$pipeline has an [engine] table: set shards = 1 there and remove it from this check" >&2
+  exit 1
+fi
+(cat "$pipeline"; printf '\n[engine]\nshards = 1\n') > "$work/pipeline.toml"
 python3 bench/gen_spans.py "$spans" > "$work/spans.jsonl"
 valgrind --tool=callgrind --smc-check=all-non-file \
   --toggle-collect='*parse_line*' --toggle-collect='*Engine::process*' \
   --toggle-collect='*Engine::flush*' --callgrind-out-file="$work/callgrind.out" \
-  "$plume" run ${pipeline:+"$pipeline"} < "$work/spans.jsonl" > /dev/null 2> "$work/log"
+  "$plume" run "$work/pipeline.toml" < "$work/spans.jsonl" > /dev/null 2> "$work/log"
 total=$(grep -o 'refs: *[0-9,]*' "$work/log" | tr -d ', ' | cut -d: -f2)
 echo "$spans spans: $total instructions, $((total / spans)) per span"
 cp "$work/callgrind.out" "callgrind.out.plume"

@@ -85,7 +85,10 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .spawn(move || {
             while let Some(msg) = batch_rx.blocking_recv() {
                 match msg {
-                    EngineMsg::Spans(batch) => runner.process(batch),
+                    EngineMsg::Spans(batch) => {
+                        runner.set_backlog(!batch_rx.is_empty());
+                        runner.process(batch)
+                    }
                     EngineMsg::Report(reply) => {
                         let stats = runner.stats();
                         let mut report = runner.report();

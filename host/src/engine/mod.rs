@@ -882,6 +882,7 @@ impl Engine {
         let mut groups = Vec::new();
         self.hold.release_all(|g| groups.push(g));
         self.run_groups(groups);
+        self.flush_forward();
         for ex in &mut self.exports {
             if let Err(e) = ex.sink.drain() {
                 tracing::error!(export = %ex.sandbox.spec().name, "flush failed: {e}");
@@ -933,6 +934,20 @@ impl Engine {
     /// and exporters (see `shards`).
     pub(crate) fn set_forward(&mut self, forward: Option<shards::Forward>) {
         self.forward = forward;
+    }
+
+    /// Sends on what the head gathered for its shards, backlog or not.
+    pub(crate) fn flush_forward(&mut self) {
+        if let Some(forward) = &mut self.forward {
+            forward.flush_all();
+        }
+    }
+
+    /// See [`shards::Runner::set_backlog`].
+    pub(crate) fn set_backlog(&mut self, more: bool) {
+        if let Some(forward) = &mut self.forward {
+            forward.set_backlog(more);
+        }
     }
 
     pub(crate) fn take_forward(&mut self) -> Option<shards::Forward> {

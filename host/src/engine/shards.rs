@@ -246,9 +246,13 @@ pub(crate) enum Forward {
     /// The head: whole groups to the shards, by trace id.
     Shards {
         to: Vec<ShardQueue>,
-        /// Spans gathered per shard, sent at `flush` or when a batch is full.
+        /// Spans gathered per shard, sent when a batch is full, or at
+        /// `flush` unless more input is already waiting (`backlog`).
         pending: Vec<Batch>,
         max_spans: usize,
+        /// More input waits for the head: a shard's partial batch can wait
+        /// to be filled by it (see [`Runner::set_backlog`]).
+        backlog: bool,
     },
     /// A shard: processed batches, prepared, to the tail, which hands their
     /// buffers back through `spares`.
@@ -278,6 +282,7 @@ impl Forward {
             to,
             pending,
             max_spans,
+            ..
         } = self
         {
             let i = Self::shard_of(&first.trace_id, to.len());
@@ -288,14 +293,34 @@ impl Forward {
                 ));
             }
             pending[i].extend(group);
+            if pending[i].len() >= *max_spans {
+                to[i].spans(std::mem::replace(
+                    &mut pending[i],
+                    Vec::with_capacity(*max_spans),
+                ));
+            }
         }
     }
 
-    /// Sends spans on from the head, each to its trace's shard.
+    /// Sends spans on from the head, each to its trace's shard, a shard's
+    /// batch as soon as it is full.
     pub(crate) fn spans(&mut self, batch: Batch) {
-        if let Forward::Shards { to, pending, .. } = self {
+        if let Forward::Shards {
+            to,
+            pending,
+            max_spans,
+            ..
+        } = self
+        {
             for span in batch {
-                pending[Self::shard_of(&span.trace_id, to.len())].push(span);
+                let i = Self::shard_of(&span.trace_id, to.len());
+                pending[i].push(span);
+                if pending[i].len() >= *max_spans {
+                    to[i].spans(std::mem::replace(
+                        &mut pending[i],
+                        Vec::with_capacity(*max_spans),
+                    ));
+                }
             }
         }
     }
@@ -319,13 +344,24 @@ impl Forward {
         }
     }
 
+    /// Sends what the head gathered, unless more input is waiting: then
+    /// the shards' partial batches wait to be filled by it. (Sent at every
+    /// call, two shards got batches of half the size, each a plugin call
+    /// per stage and a wake-up of their thread.)
+    pub(crate) fn flush(&mut self) {
+        if !matches!(self, Forward::Shards { backlog: true, .. }) {
+            self.flush_all();
+        }
+    }
+
     /// Sends what the head gathered. (Each shard's next batch gets room at
     /// once: grown span by span, a batch of 256 was copied ~8 times.)
-    pub(crate) fn flush(&mut self) {
+    pub(crate) fn flush_all(&mut self) {
         if let Forward::Shards {
             to,
             pending,
             max_spans,
+            ..
         } = self
         {
             for (tx, batch) in to.iter().zip(pending.iter_mut()) {
@@ -333,6 +369,13 @@ impl Forward {
                     tx.spans(std::mem::replace(batch, Vec::with_capacity(*max_spans)));
                 }
             }
+        }
+    }
+
+    /// Whether more input waits for the head (see [`Forward::flush`]).
+    pub(crate) fn set_backlog(&mut self, more: bool) {
+        if let Forward::Shards { backlog, .. } = self {
+            *backlog = more;
         }
     }
 
@@ -480,6 +523,7 @@ impl Runner {
                         .map(|_| Vec::with_capacity(head.batch_max_spans))
                         .collect(),
                     max_spans: head.batch_max_spans,
+                    backlog: false,
                 }));
                 Ok(Runner::Sharded(Sharded {
                     head,
@@ -519,6 +563,16 @@ impl Runner {
                     s.released_at = Instant::now();
                 }
             }
+        }
+    }
+
+    /// Tells the pipeline whether more input is already waiting behind the
+    /// next batch: then the head of a sharded pipeline lets a shard's
+    /// partial batch wait to be filled, so that under load the shards run
+    /// whole batches. Without a backlog every batch goes on at once.
+    pub fn set_backlog(&mut self, more: bool) {
+        if let Runner::Sharded(s) = self {
+            s.head.set_backlog(more);
         }
     }
 
@@ -603,6 +657,8 @@ impl Sharded {
 
     fn send_mark(&mut self, keep_from: u64) {
         let Some(wal) = &self.wal else { return };
+        // The mark must follow every span the head released.
+        self.head.flush_forward();
         self.round += 1;
         let mark = Mark {
             round: self.round,
@@ -1016,6 +1072,70 @@ mod tests {
             counts[shard] += 1;
         }
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
+    }
+
+    /// The head's batches to the shards: full ones leave at once; partial
+    /// ones wait while more input waits (so that shards run whole batches
+    /// under load), and leave at a flush without backlog, or any flush that
+    /// must send everything (a log mark, the end).
+    #[test]
+    fn partial_batches_wait_for_the_backlog_and_full_ones_do_not() {
+        let bound = InFlight::new(1 << 20);
+        let (queues, receivers): (Vec<_>, Vec<_>) = (0..2)
+            .map(|_| {
+                let (tx, rx) = channel();
+                let queue = ShardQueue {
+                    tx,
+                    in_flight: bound.clone(),
+                };
+                (queue, rx)
+            })
+            .unzip();
+        let mut head = Forward::Shards {
+            to: queues,
+            pending: vec![Vec::new(), Vec::new()],
+            max_spans: 8,
+            backlog: true,
+        };
+        let sent = |rx: &Receiver<WorkerMsg>| -> Vec<usize> {
+            rx.try_iter()
+                .map(|m| match m {
+                    WorkerMsg::Spans(b) => b.len(),
+                    _ => panic!("spans only"),
+                })
+                .collect()
+        };
+        let spans = crate::bench::synthetic_spans(40, 9, 1_000);
+        let to_first = spans
+            .iter()
+            .filter(|s| Forward::shard_of(&s.trace_id, 2) == 0)
+            .count();
+        head.spans(spans);
+        head.flush();
+        // Backlog: only whole batches went.
+        let first = sent(&receivers[0]);
+        assert_eq!(first, vec![8; to_first / 8]);
+        head.set_backlog(false);
+        head.flush();
+        let rest = sent(&receivers[0]);
+        assert_eq!(rest.iter().sum::<usize>(), to_first % 8);
+        assert!(rest.len() <= 1);
+        // Whole groups too; `flush_all` sends despite the backlog.
+        head.set_backlog(true);
+        receivers.iter().for_each(|rx| drop(sent(rx)));
+        let group: Vec<Span> = crate::bench::synthetic_spans(3, 10, 1_000)
+            .into_iter()
+            .map(|mut s| {
+                s.trace_id = TraceId([7; 16]);
+                s
+            })
+            .collect();
+        let i = Forward::shard_of(&group[0].trace_id, 2);
+        head.group(group);
+        head.flush();
+        assert!(sent(&receivers[i]).is_empty());
+        head.flush_all();
+        assert_eq!(sent(&receivers[i]), vec![3]);
     }
 
     #[test]
