@@ -84,10 +84,20 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .name("plume-engine".into())
         .spawn(move || {
             while let Some(msg) = batch_rx.blocking_recv() {
+                if !matches!(msg, EngineMsg::Spans(_)) {
+                    // Nothing waits behind a report or a reload.
+                    runner.set_backlog(false);
+                }
                 match msg {
                     EngineMsg::Spans(batch) => {
-                        runner.set_backlog(!batch_rx.is_empty());
-                        runner.process(batch)
+                        // Under load (more batches queued) the shards get
+                        // whole batches; what waits for the next batch is
+                        // sent as soon as the queue is empty.
+                        runner.set_backlog(true);
+                        runner.process(batch);
+                        if batch_rx.is_empty() {
+                            runner.set_backlog(false);
+                        }
                     }
                     EngineMsg::Report(reply) => {
                         let stats = runner.stats();

@@ -372,10 +372,14 @@ impl Forward {
         }
     }
 
-    /// Whether more input waits for the head (see [`Forward::flush`]).
+    /// Whether more input waits for the head (see [`Forward::flush`]); when
+    /// none does, what waited is sent now.
     pub(crate) fn set_backlog(&mut self, more: bool) {
         if let Forward::Shards { backlog, .. } = self {
             *backlog = more;
+        }
+        if !more {
+            self.flush_all();
         }
     }
 
@@ -569,7 +573,8 @@ impl Runner {
     /// Tells the pipeline whether more input is already waiting behind the
     /// next batch: then the head of a sharded pipeline lets a shard's
     /// partial batch wait to be filled, so that under load the shards run
-    /// whole batches. Without a backlog every batch goes on at once.
+    /// whole batches. Without a backlog every batch goes on at once, and
+    /// setting it off sends what waited.
     pub fn set_backlog(&mut self, more: bool) {
         if let Runner::Sharded(s) = self {
             s.head.set_backlog(more);
@@ -1115,8 +1120,8 @@ mod tests {
         // Backlog: only whole batches went.
         let first = sent(&receivers[0]);
         assert_eq!(first, vec![8; to_first / 8]);
+        // No backlog any more: what waited leaves.
         head.set_backlog(false);
-        head.flush();
         let rest = sent(&receivers[0]);
         assert_eq!(rest.iter().sum::<usize>(), to_first % 8);
         assert!(rest.len() <= 1);
