@@ -516,7 +516,6 @@ impl Engine {
         p.payloads.resize_with(self.exports.len(), || None);
         for (ex, payload) in self.exports.iter_mut().zip(&mut p.payloads) {
             let started = Instant::now();
-            ex.stats.spans_in += batch.len() as u64;
             ex.projection
                 .project(batch, &mut self.scratch.batch, &mut self.scratch.rows);
             let mut bytes = payload.take().unwrap_or_default();
@@ -824,6 +823,11 @@ impl Engine {
         let bytes = &mut self.scratch.bytes;
         for (i, ex) in self.exports.iter_mut().enumerate() {
             let started = Instant::now();
+            // Counted here, not where the payload was made: a batch that an
+            // evaluator dropped (`on_error = "drop"`) never reaches the exporters.
+            if i < p.payloads.len() {
+                ex.stats.spans_in += p.spans;
+            }
             if let Some(Some(payload)) = p.payloads.get(i) {
                 match ex.sink.write_all(payload, p.spans, p.seq) {
                     Ok(()) => {
