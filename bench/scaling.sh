@@ -28,4 +28,4 @@ for i in $(seq "$pairs"); do
   ratios+=("$ratio")
   echo "pair $i: one core $one spans/s, two cores $two spans/s, ${ratio}x"
 done
-python3 -c "import statistics,sys; print('median', statistics.median(map(float, sys.argv[1:])), 'x')" "${ratios[@]}"
+python3 -c "import statistics,sys; print(f'median {statistics.median(map(float, sys.argv[1:])):.2f}x')" "${ratios[@]}"
