@@ -825,9 +825,7 @@ impl Engine {
             let started = Instant::now();
             // Counted here, not where the payload was made: a batch that an
             // evaluator dropped (`on_error = "drop"`) never reaches the exporters.
-            if i < p.payloads.len() {
-                ex.stats.spans_in += p.spans;
-            }
+            ex.stats.spans_in += p.spans;
             if let Some(Some(payload)) = p.payloads.get(i) {
                 match ex.sink.write_all(payload, p.spans, p.seq) {
                     Ok(()) => {

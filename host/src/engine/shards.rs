@@ -241,6 +241,13 @@ impl Plan {
     }
 }
 
+/// Sends a shard the spans the head gathered for it, leaving a new batch
+/// with room for a whole one at once (grown span by span, a batch of 256 was
+/// copied ~8 times).
+fn send_pending(to: &ShardQueue, pending: &mut Batch, max_spans: usize) {
+    to.spans(std::mem::replace(pending, Vec::with_capacity(max_spans)));
+}
+
 /// Where an engine that runs part of a sharded pipeline sends its spans.
 pub(crate) enum Forward {
     /// The head: whole groups to the shards, by trace id.
@@ -287,17 +294,11 @@ impl Forward {
         {
             let i = Self::shard_of(&first.trace_id, to.len());
             if !pending[i].is_empty() && pending[i].len() + group.len() > *max_spans {
-                to[i].spans(std::mem::replace(
-                    &mut pending[i],
-                    Vec::with_capacity(*max_spans),
-                ));
+                send_pending(&to[i], &mut pending[i], *max_spans);
             }
             pending[i].extend(group);
             if pending[i].len() >= *max_spans {
-                to[i].spans(std::mem::replace(
-                    &mut pending[i],
-                    Vec::with_capacity(*max_spans),
-                ));
+                send_pending(&to[i], &mut pending[i], *max_spans);
             }
         }
     }
@@ -316,10 +317,7 @@ impl Forward {
                 let i = Self::shard_of(&span.trace_id, to.len());
                 pending[i].push(span);
                 if pending[i].len() >= *max_spans {
-                    to[i].spans(std::mem::replace(
-                        &mut pending[i],
-                        Vec::with_capacity(*max_spans),
-                    ));
+                    send_pending(&to[i], &mut pending[i], *max_spans);
                 }
             }
         }
@@ -354,8 +352,7 @@ impl Forward {
         }
     }
 
-    /// Sends what the head gathered. (Each shard's next batch gets room at
-    /// once: grown span by span, a batch of 256 was copied ~8 times.)
+    /// Sends what the head gathered.
     pub(crate) fn flush_all(&mut self) {
         if let Forward::Shards {
             to,
@@ -366,7 +363,7 @@ impl Forward {
         {
             for (tx, batch) in to.iter().zip(pending.iter_mut()) {
                 if !batch.is_empty() {
-                    tx.spans(std::mem::replace(batch, Vec::with_capacity(*max_spans)));
+                    send_pending(tx, batch, *max_spans);
                 }
             }
         }
