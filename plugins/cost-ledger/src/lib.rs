@@ -102,8 +102,11 @@ fn default_revision_window() -> String {
 /// least and 100,000 at most (two generations, see `plume_sdk::bound::Recent`).
 const REVISABLE: usize = 50_000;
 
-/// Traces whose spend is kept for `top_traces` at most; past it the cheapest
-/// tenth is forgotten.
+/// Traces whose spend is kept for `top_traces` at most; past it the cheaper
+/// half is forgotten. Each forgetting is a pass over the whole map, so the
+/// share forgotten sets its cost per trace: a tenth at a time cost the
+/// ledger 60-80 ns a span (BENCHMARKS.md); half, a fifth of that. The most
+/// expensive traces, the only ones reported, stay either way.
 const MAX_TRACES: usize = 20_000;
 
 /// Fixed reads; feature and user keys follow.
@@ -619,7 +622,7 @@ impl State {
         let new = Counted::of(&call);
         let settled = self.ledger.now.saturating_sub(self.revision_window);
         let l = &mut self.ledger;
-        let cost = match l.calls.0.get_mut(id) {
+        let cost = match l.calls.0.get_mut_or_insert(id, new) {
             Some(held) if held.at > settled => {
                 if !new.ranks_before(held) {
                     l.duplicate_spans += 1;
@@ -630,11 +633,13 @@ impl State {
                 l.duplicate_spans += 1;
                 new.cost - old.cost
             }
-            // Unknown, or settled (its generation not yet forgotten).
-            _ => {
-                l.calls.0.insert(id, new);
+            // Settled (its generation not yet forgotten): counted anew.
+            Some(held) => {
+                *held = new;
                 call.cost
             }
+            // Unknown: now remembered.
+            None => call.cost,
         };
         self.add_call(&call, cost);
     }
@@ -716,9 +721,9 @@ impl State {
                     at,
                 });
         }
-        // Bound the per-trace map: forget the cheapest, a tenth at a time.
+        // Bound the per-trace map: forget the cheaper half.
         if l.by_trace.len() > MAX_TRACES {
-            plume_sdk::bound::forget_lowest(&mut l.by_trace, MAX_TRACES / 10, |c| *c);
+            plume_sdk::bound::forget_lowest(&mut l.by_trace, MAX_TRACES / 2, |c| *c);
         }
     }
 

@@ -196,6 +196,7 @@ pub mod state {
 /// sorts the whole map delays every span behind it.
 pub mod bound {
     use std::collections::HashMap;
+    use std::collections::hash_map::{Entry, VacantEntry};
     use std::hash::{BuildHasher, Hash};
 
     /// Forgets the `count` entries of `map` with the lowest `score` (exactly
@@ -271,17 +272,20 @@ pub mod bound {
             self.current.get(key).or_else(|| self.previous.get(key))
         }
 
-        /// The value of `key` to change, if it is remembered; the key then
-        /// counts as recent again.
-        pub fn get_mut(&mut self, key: K) -> Option<&mut V>
-        where
-            K: Clone,
-        {
-            if !self.current.contains_key(&key) {
-                let value = self.previous.remove(&key)?;
-                self.put_current(key.clone(), value);
+        /// The value of `key` to change, the key then counting as recent
+        /// again; when `key` is not remembered, remembers it with `value`
+        /// and returns `None`.
+        pub fn get_mut_or_insert(&mut self, key: K, value: V) -> Option<&mut V> {
+            if self.at_least == 0 {
+                return None;
             }
-            self.current.get_mut(&key)
+            match self.find(key) {
+                Ok(held) => Some(held),
+                Err(slot) => {
+                    slot.insert(value);
+                    None
+                }
+            }
         }
 
         /// True when `key` is remembered.
@@ -294,14 +298,24 @@ pub mod bound {
             if self.at_least == 0 {
                 return;
             }
-            self.previous.remove(&key);
-            self.put_current(key, value);
+            match self.find(key) {
+                Ok(held) => *held = value,
+                Err(slot) => {
+                    slot.insert(value);
+                }
+            }
         }
 
-        /// Puts a key that is not in `previous` into the current generation,
-        /// first starting a new one when the current one is full.
-        fn put_current(&mut self, key: K, value: V) {
+        /// `key`'s value, moved to the current generation, or the current
+        /// generation's place for it: one lookup in each generation (a
+        /// lookup and then an insert made five, in maps larger than the
+        /// cache).
+        fn find(&mut self, key: K) -> Result<&mut V, VacantEntry<'_, K, V>> {
+            // A new key in a full generation starts a new one; a value kept
+            // in the previous generation, which then goes, is taken first.
+            let mut moved = None;
             if self.current.len() >= self.at_least && !self.current.contains_key(&key) {
+                moved = self.previous.remove(&key);
                 std::mem::swap(&mut self.current, &mut self.previous);
                 self.current.clear();
             }
@@ -312,17 +326,26 @@ pub mod bound {
                 // peak for good.
                 self.current.reserve(self.at_least);
             }
-            self.current.insert(key, value);
+            match self.current.entry(key) {
+                Entry::Occupied(held) => Ok(held.into_mut()),
+                Entry::Vacant(slot) => match moved.or_else(|| self.previous.remove(slot.key())) {
+                    Some(held) => Ok(slot.insert(held)),
+                    None => Err(slot),
+                },
+            }
         }
 
         /// Forgets each generation whose values are all `old` (the previous
         /// one first; the current one only after it): how a time window
         /// frees what it no longer needs. A scan stops at the first value
-        /// that is not old.
+        /// that is not old; an empty generation is not scanned (a map's
+        /// scan reads every bucket, full or not, and a plugin calls this
+        /// on every tick).
         pub fn forget_old(&mut self, old: impl Fn(&V) -> bool) {
-            if self.previous.values().all(&old) {
+            let all_old = |m: &crate::hash::HashMap<K, V>| m.is_empty() || m.values().all(&old);
+            if all_old(&self.previous) {
                 self.previous.clear();
-                if self.current.values().all(&old) {
+                if !self.current.is_empty() && all_old(&self.current) {
                     self.current.clear();
                 }
             }
@@ -853,7 +876,7 @@ mod tests {
         for k in 1000..2000u64 {
             r.insert(k, 0);
             // Key 7 is in use throughout: it is never forgotten.
-            *r.get_mut(7).expect("key 7 stays while in use") += 1;
+            *r.get_mut_or_insert(7, 0).expect("key 7 stays while in use") += 1;
             assert!(r.len() <= 200, "at most twice the bound: {}", r.len());
         }
         assert_eq!(r.get(&7), Some(&1000));
@@ -885,9 +908,20 @@ mod tests {
         w.forget_old(|&at| at <= 45);
         assert!(w.is_empty());
 
+        // A key of the previous generation, found just as the current one
+        // is full, moves to the new generation rather than going with the old.
+        let mut g: bound::Recent<u64, u32> = bound::Recent::new(2);
+        for k in 1..=4 {
+            assert_eq!(g.get_mut_or_insert(k, 10 + k as u32), None, "new key {k}");
+        }
+        // Now previous {1, 2}, current {3, 4} (full).
+        assert_eq!(g.get_mut_or_insert(1, 0).copied(), Some(11));
+        assert!(g.contains_key(&1) && !g.contains_key(&2) && g.len() == 3);
+        assert_eq!(g.get_mut_or_insert(3, 0).copied(), Some(13));
+
         let mut none: bound::Recent<u64, ()> = bound::Recent::new(0);
         none.insert(1, ());
-        assert!(none.is_empty() && none.get_mut(1).is_none());
+        assert!(none.get_mut_or_insert(1, ()).is_none() && none.is_empty());
     }
 
     #[test]

@@ -245,12 +245,13 @@ impl State {
             }
             h.finish()
         };
-        if let Some(n) = self.seen.get_mut(key) {
-            *n += 1;
-            return *n;
+        match self.seen.get_mut_or_insert(key, 0) {
+            Some(n) => {
+                *n += 1;
+                *n
+            }
+            None => 0,
         }
-        self.seen.insert(key, 0);
-        0
     }
 }
 
