@@ -203,8 +203,9 @@ pub mod bound {
     /// `count`, ties broken by iteration order), in one pass to find the
     /// cutoff (`select_nth_unstable`, no sort, no copies of the keys) and one
     /// `retain`. Returns how many were forgotten. Call it when the map passes
-    /// its bound, with `count` a fraction of the bound (a tenth): the work
-    /// per insert stays constant and each pause short.
+    /// its bound, with `count` a fraction of the bound: the work per insert
+    /// stays constant, and the larger the fraction, the smaller it is (each
+    /// call is a pass over the whole map; the builtins forget half).
     pub fn forget_lowest<K, V, S, T>(
         map: &mut HashMap<K, V, S>,
         count: usize,

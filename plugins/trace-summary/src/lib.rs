@@ -5,7 +5,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `max_traces` | `10000` | traces kept; beyond it the least recently active are forgotten (counted) |
+//! | `max_traces` | `10000` | traces kept; beyond it the least recently active half are forgotten (counted) |
 //! | `top` | `10` | entries in each list of the report |
 //!
 //! The trace hold delivers a trace's spans together, and sub-agent traces
@@ -472,14 +472,17 @@ impl State {
         t
     }
 
-    /// Forgets the least recently active traces beyond `max_traces`, a tenth
-    /// at a time (`plume_sdk::bound`: short pauses, constant work per span).
+    /// Forgets the least recently active traces beyond `max_traces`, down
+    /// to half of it (`plume_sdk::bound`: short pauses, constant work per
+    /// span). Each forgetting is a pass over every trace kept; down to nine
+    /// tenths, those passes cost ~100 ns a span at 25,000 traces a second
+    /// (BENCHMARKS.md), down to half a fifth of that.
     fn bound(&mut self) {
         let max = self.config.max_traces;
         if self.kept.traces.len() <= max {
             return;
         }
-        let drop = self.kept.traces.len() - (max - max / 10);
+        let drop = self.kept.traces.len() - (max - max / 2);
         let forgotten = plume_sdk::bound::forget_lowest(&mut self.kept.traces.0, drop, |t| t.end);
         self.kept.forgotten += forgotten as u64;
     }
@@ -790,8 +793,8 @@ mod tests {
             ));
         }
         st.bound();
-        assert_eq!(st.kept.traces.len(), 9, "max 10 keeps 9 after a bound");
-        assert_eq!(st.kept.forgotten, 2);
+        assert_eq!(st.kept.traces.len(), 5, "max 10 keeps 5 after a bound");
+        assert_eq!(st.kept.forgotten, 6);
     }
 
     #[test]
