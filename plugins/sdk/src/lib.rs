@@ -309,7 +309,7 @@ pub mod bound {
 
         /// `key`'s value, moved to the current generation, or the current
         /// generation's place for it: one lookup in each generation (a
-        /// lookup and then an insert made five, in maps larger than the
+        /// lookup and then an insert made four, in maps larger than the
         /// cache).
         fn find(&mut self, key: K) -> Result<&mut V, VacantEntry<'_, K, V>> {
             // A new key in a full generation starts a new one; a value kept
