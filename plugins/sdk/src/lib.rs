@@ -346,7 +346,7 @@ pub mod bound {
             let all_old = |m: &crate::hash::HashMap<K, V>| m.is_empty() || m.values().all(&old);
             if all_old(&self.previous) {
                 self.previous.clear();
-                if !self.current.is_empty() && all_old(&self.current) {
+                if all_old(&self.current) {
                     self.current.clear();
                 }
             }

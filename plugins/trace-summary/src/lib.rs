@@ -5,7 +5,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `max_traces` | `10000` | traces kept; beyond it the least recently active half are forgotten (counted) |
+//! | `max_traces` | `10000` | traces kept; beyond it the least recently active are forgotten, down to half of it (counted) |
 //! | `top` | `10` | entries in each list of the report |
 //!
 //! The trace hold delivers a trace's spans together, and sub-agent traces
