@@ -26,6 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 pub enum EngineMsg {
     /// Spans to process (an empty batch releases held traces that are due).
     Spans(crate::span::Batch),
+    /// Lines of a JSONL source, for the processor shards to parse (see
+    /// `engine::shards`).
+    Lines(crate::ingest::jsonl::Lines),
     /// The current report and counters.
     Report(oneshot::Sender<(Value, PipelineStats)>),
     /// The counters only (cheap: no plugin is asked for its report).

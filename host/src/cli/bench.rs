@@ -8,7 +8,7 @@ use crate::engine::EngineOptions;
 use crate::engine::batcher::Batcher;
 use crate::engine::hold::{Hold, HoldSettings};
 use crate::engine::shards::{Plan, Runner};
-use crate::ingest::jsonl::read_to_end;
+use crate::ingest::jsonl::{Lines, read_to_end};
 use crate::plugin::PluginKind;
 use crate::plugin::bindings::Processor;
 use crate::plugin::bindings::evaluator::Evaluator;
@@ -127,12 +127,18 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         runner.set_backlog(true);
         let cpu_before = crate::bench::cpu_seconds();
         let started = Instant::now();
-        let mut batcher = Batcher::new(pipeline.batch_max_spans);
-        read_to_end("bench", &input[..], |s| {
-            batcher.push(s, |b| runner.process(b))
-        })?;
-        if let Some(b) = batcher.take() {
-            runner.process(b);
+        if runner.shards_parse_lines() {
+            // As `plume run` reads JSONL for such a pipeline: the shards
+            // parse the lines.
+            read_to_end("bench", &input[..], |l: Lines| runner.lines(l))?;
+        } else {
+            let mut batcher = Batcher::new(pipeline.batch_max_spans);
+            read_to_end("bench", &input[..], |s: Vec<Span>| {
+                batcher.push(s, |b| runner.process(b))
+            })?;
+            if let Some(b) = batcher.take() {
+                runner.process(b);
+            }
         }
         // What the trace hold still holds, through every thread.
         let stats = runner.finish();

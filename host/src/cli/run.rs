@@ -10,7 +10,7 @@ use crate::engine::batcher::Batcher;
 use crate::engine::shards::{Plan, Runner};
 use crate::engine::{EngineOptions, write_summary};
 use crate::ingest::SpanBudget;
-use crate::ingest::jsonl::{ReadStats, follow, read_to_end};
+use crate::ingest::jsonl::{Lines, ReadStats, follow, read_to_end};
 use crate::ingest::otlp::{self, Receiver, ReceiverStats};
 use crate::plugin::runtime::Runtime;
 use crate::reload::Reloader;
@@ -80,24 +80,24 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     };
     let wal = durable.as_ref().map(|d| d.wal.clone());
     let mut runner = Runner::start(plan, wal.clone())?;
+    // JSONL sources hand on lines unparsed where the shards parse them: no
+    // trace hold and no log, which need spans before the shards. (A reload
+    // that adds a hold has the head parse them.)
+    let lines_to_shards = runner.shards_parse_lines();
     let engine_thread = std::thread::Builder::new()
         .name("plume-engine".into())
         .spawn(move || {
             while let Some(msg) = batch_rx.blocking_recv() {
-                if !matches!(msg, EngineMsg::Spans(_)) {
+                if !matches!(msg, EngineMsg::Spans(_) | EngineMsg::Lines(_)) {
                     // Nothing waits behind a report or a reload.
                     runner.set_backlog(false);
                 }
                 match msg {
                     EngineMsg::Spans(batch) => {
-                        // Under load (more batches queued) the shards get
-                        // whole batches; what waits for the next batch is
-                        // sent as soon as the queue is empty.
-                        runner.set_backlog(true);
-                        runner.process(batch);
-                        if batch_rx.is_empty() {
-                            runner.set_backlog(false);
-                        }
+                        take_input(&mut runner, &batch_rx, |r| r.process(batch))
+                    }
+                    EngineMsg::Lines(lines) => {
+                        take_input(&mut runner, &batch_rx, |r| r.lines(lines))
                     }
                     EngineMsg::Report(reply) => {
                         let stats = runner.stats();
@@ -157,6 +157,7 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             span_rx,
             wal,
             resume_at,
+            lines_to_shards,
         },
         batch_tx,
         Admin {
@@ -170,9 +171,25 @@ pub(super) fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         .join()
         .map_err(|_| anyhow::anyhow!("engine thread panicked"))?;
     stats.lines_read = read.lines;
-    stats.lines_failed = read.failed;
+    // The lines the pipeline parsed, it counted (see `Runner::lines`).
+    stats.lines_failed += read.failed;
     write_summary(&mut std::io::stderr(), &stats)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs input on the engine thread. Under load (more queued behind it) the
+/// shards get whole batches; what waits for more is sent as soon as the
+/// queue is empty.
+fn take_input(
+    runner: &mut Runner,
+    queue: &mpsc::Receiver<EngineMsg>,
+    run: impl FnOnce(&mut Runner),
+) {
+    runner.set_backlog(true);
+    run(runner);
+    if queue.is_empty() {
+        runner.set_backlog(false);
+    }
 }
 
 /// Runs what the log kept from the last run (not delivered before it ended)
@@ -233,6 +250,8 @@ struct Intake {
     wal: Option<Wal>,
     /// Where to go on reading followed files (offsets from the log's checkpoint).
     resume_at: BTreeMap<String, u64>,
+    /// JSONL sources hand on lines, not spans (see `Runner::lines`).
+    lines_to_shards: bool,
 }
 
 async fn serve(
@@ -248,7 +267,10 @@ async fn serve(
         mut span_rx,
         wal,
         resume_at,
+        lines_to_shards,
     } = intake;
+    // Lines from the JSONL sources, when the shards parse them.
+    let (lines_tx, mut lines_rx) = mpsc::channel::<Lines>(RECEIVER_QUEUE);
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_servers, servers_stopped) = tokio::sync::watch::channel(false);
     let budget = Arc::new(SpanBudget::new(ingest.max_queued_spans));
@@ -325,6 +347,7 @@ async fn serve(
     let mut readers = Vec::new();
     for source in ingest.jsonl {
         let tx = span_tx.clone();
+        let lines_tx = lines_tx.clone();
         let stop = stop.clone();
         let wal = wal.clone();
         let budget = budget.clone();
@@ -334,24 +357,38 @@ async fn serve(
                 budget.take(spans.len());
                 let _ = tx.blocking_send(spans);
             };
-            let result = if source == "-" {
-                // Standard input cannot be read again: not logged.
-                read_to_end("-", crate::ingest::jsonl::stdin(), send)
-            } else {
-                // How often a followed file is checked for new lines: the latency
-                // floor of a JSONL source (a stat and a read each time).
-                let poll = Duration::from_millis(25);
-                follow(&source, start, stop, poll, |spans, offset| match &wal {
-                    Some(wal) => {
-                        let n = spans.len();
-                        budget.take(n);
-                        if let Err(e) = wal.append_blocking(spans, &source, offset) {
-                            budget.give_back(n);
-                            tracing::error!(source, "spans not logged: {e}");
-                        }
-                    }
-                    None => send(spans),
-                })
+            let send_lines = |lines: Lines| {
+                budget.take(lines.len());
+                let _ = lines_tx.blocking_send(lines);
+            };
+            // How often a followed file is checked for new lines: the latency
+            // floor of a JSONL source (a stat and a read each time).
+            let poll = Duration::from_millis(25);
+            // Standard input cannot be read again: not logged.
+            let stdin = || crate::ingest::jsonl::stdin();
+            let result = match (lines_to_shards, source == "-") {
+                (true, true) => read_to_end("-", stdin(), send_lines),
+                (true, false) => follow(&source, start, stop, poll, |lines, _| send_lines(lines)),
+                (false, true) => read_to_end("-", stdin(), send),
+                (false, false) => {
+                    follow(
+                        &source,
+                        start,
+                        stop,
+                        poll,
+                        |spans: Vec<Span>, offset| match &wal {
+                            Some(wal) => {
+                                let n = spans.len();
+                                budget.take(n);
+                                if let Err(e) = wal.append_blocking(spans, &source, offset) {
+                                    budget.give_back(n);
+                                    tracing::error!(source, "spans not logged: {e}");
+                                }
+                            }
+                            None => send(spans),
+                        },
+                    )
+                }
             };
             result.unwrap_or_else(|e| {
                 tracing::error!(source, "source failed: {e}");
@@ -360,12 +397,15 @@ async fn serve(
         }));
     }
     drop(span_tx);
+    drop(lines_tx);
 
     let mut batcher = Batcher::new(max_spans);
     let mut flush_timer = tokio::time::interval(Duration::from_millis(max_wait_ms.max(1)));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let mut hangup = hangup_signals();
+    // Every source has finished when both queues are closed.
+    let (mut spans_open, mut lines_open) = (true, true);
     loop {
         tokio::select! {
             Some(()) = hangup.recv() => {
@@ -377,7 +417,17 @@ async fn serve(
                     }
                 });
             }
-            received = span_rx.recv() => match received {
+            received = lines_rx.recv(), if lines_open => match received {
+                Some(lines) => {
+                    budget.give_back(lines.len());
+                    if batch_tx.send(EngineMsg::Lines(lines)).await.is_err() {
+                        break;
+                    }
+                }
+                None if spans_open => lines_open = false,
+                None => break,
+            },
+            received = span_rx.recv(), if spans_open => match received {
                 Some(spans) => {
                     budget.give_back(spans.len());
                     let mut full = Vec::new();
@@ -397,7 +447,8 @@ async fn serve(
                         }
                     }
                 }
-                None => break, // every source finished
+                None if lines_open => spans_open = false,
+                None => break,
             },
             _ = flush_timer.tick() => {
                 match batcher.take() {
@@ -429,6 +480,10 @@ async fn serve(
                     for b in full {
                         let _ = batch_tx.send(EngineMsg::Spans(b)).await;
                     }
+                }
+                while let Ok(lines) = lines_rx.try_recv() {
+                    budget.give_back(lines.len());
+                    let _ = batch_tx.send(EngineMsg::Lines(lines)).await;
                 }
                 break;
             }

@@ -13,6 +13,7 @@ pub mod sink;
 pub mod stats;
 
 use crate::config::{BreakerPolicy, ConfigErrors, OnError, Pipeline, PluginSpec};
+use crate::ingest::jsonl::{Lines, ReadStats};
 use crate::plugin::bindings::Processor;
 use crate::plugin::bindings::evaluator::Evaluator;
 use crate::plugin::bindings::exporter::Exporter;
@@ -936,6 +937,22 @@ impl Engine {
     /// and exporters (see `shards`).
     pub(crate) fn set_forward(&mut self, forward: Option<shards::Forward>) {
         self.forward = forward;
+    }
+
+    /// Whether the trace hold is on (spans wait for their trace).
+    pub(crate) fn holds(&self) -> bool {
+        self.hold.enabled()
+    }
+
+    /// The head of a sharded pipeline without a trace hold: sends lines on
+    /// to the shards to parse (see [`shards::Forward::lines`]).
+    pub(crate) fn route_lines(&mut self, lines: Lines, parsed: &mut ReadStats) {
+        if let Some(forward) = self.forward.as_mut().filter(|f| f.is_head()) {
+            let here = forward.lines(lines, parsed);
+            self.spans_in += here;
+            self.spans_out += here;
+            forward.flush();
+        }
     }
 
     /// Sends on what the head gathered for its shards, backlog or not.

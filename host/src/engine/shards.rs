@@ -34,7 +34,9 @@ use super::hold::HoldSettings;
 use super::stats::PipelineStats;
 use super::{Engine, EngineOptions, Prepared, ReportParts, assemble_report};
 use crate::config::{ConfigErrors, Pipeline};
+use crate::ingest::jsonl::{Lines, ReadStats};
 use crate::plugin::runtime::Runtime;
+use crate::span::jsonl::trace_id_of_line;
 use crate::span::{Batch, Span, TraceId};
 use crate::wal::Wal;
 use serde_json::{Map, Value as Json};
@@ -147,6 +149,13 @@ impl ShardQueue {
         self.send(WorkerMsg::Spans(batch));
     }
 
+    /// Sends lines to parse and run, once they fit (a line is counted as a
+    /// span: nearly every line is one).
+    fn lines(&self, lines: Lines) {
+        self.in_flight.acquire(lines.len());
+        self.send(WorkerMsg::Lines(lines));
+    }
+
     /// Sends a message that is not spans (marks, questions, the end).
     fn send(&self, msg: WorkerMsg) {
         if self.tx.send(msg).is_err() {
@@ -241,11 +250,64 @@ impl Plan {
     }
 }
 
-/// Sends a shard the spans the head gathered for it, leaving a new batch
-/// with room for a whole one at once (grown span by span, a batch of 256 was
-/// copied ~8 times).
-fn send_pending(to: &ShardQueue, pending: &mut Batch, max_spans: usize) {
-    to.spans(std::mem::replace(pending, Vec::with_capacity(max_spans)));
+/// What the head gathered for one shard: spans, or lines for the shard to
+/// parse. One kind at a time (and lines of one source), so that the shard
+/// gets them in the order they came.
+#[derive(Default)]
+pub(crate) struct Pending {
+    spans: Batch,
+    lines: Lines,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.spans.len() + self.lines.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends what was gathered, leaving room for as much again at once
+    /// (grown span by span, a batch of 256 was copied ~8 times).
+    fn send(&mut self, to: &ShardQueue, max_spans: usize) {
+        if !self.spans.is_empty() {
+            to.spans(std::mem::replace(
+                &mut self.spans,
+                Vec::with_capacity(max_spans),
+            ));
+        }
+        if !self.lines.is_empty() {
+            to.lines(self.lines.take());
+        }
+    }
+
+    /// Adds a span; sends the batch when full.
+    fn push_span(&mut self, to: &ShardQueue, span: Span, max_spans: usize) {
+        if !self.lines.is_empty() {
+            self.send(to, max_spans);
+        }
+        self.spans.push(span);
+        if self.len() >= max_spans {
+            self.send(to, max_spans);
+        }
+    }
+
+    /// Adds a line to parse; sends the batch when full.
+    fn push_line(
+        &mut self,
+        to: &ShardQueue,
+        (source, number, line): (&Arc<str>, u64, &[u8]),
+        max_spans: usize,
+    ) {
+        if !self.spans.is_empty() || !self.lines.takes(source) {
+            self.send(to, max_spans);
+        }
+        self.lines.push(source, number, line);
+        if self.len() >= max_spans {
+            self.send(to, max_spans);
+        }
+    }
 }
 
 /// Where an engine that runs part of a sharded pipeline sends its spans.
@@ -253,9 +315,9 @@ pub(crate) enum Forward {
     /// The head: whole groups to the shards, by trace id.
     Shards {
         to: Vec<ShardQueue>,
-        /// Spans gathered per shard, sent when a batch is full, or at
-        /// `flush` unless more input is already waiting (`backlog`).
-        pending: Vec<Batch>,
+        /// Spans (or lines) gathered per shard, sent when a batch is full,
+        /// or at `flush` unless more input is already waiting (`backlog`).
+        pending: Vec<Pending>,
         max_spans: usize,
         /// More input waits for the head: a shard's partial batch can wait
         /// to be filled by it (see [`Runner::set_backlog`]).
@@ -293,12 +355,13 @@ impl Forward {
         } = self
         {
             let i = Self::shard_of(&first.trace_id, to.len());
-            if !pending[i].is_empty() && pending[i].len() + group.len() > *max_spans {
-                send_pending(&to[i], &mut pending[i], *max_spans);
+            let p = &mut pending[i];
+            if !p.lines.is_empty() || (!p.is_empty() && p.len() + group.len() > *max_spans) {
+                p.send(&to[i], *max_spans);
             }
-            pending[i].extend(group);
-            if pending[i].len() >= *max_spans {
-                send_pending(&to[i], &mut pending[i], *max_spans);
+            p.spans.extend(group);
+            if p.len() >= *max_spans {
+                p.send(&to[i], *max_spans);
             }
         }
     }
@@ -315,12 +378,45 @@ impl Forward {
         {
             for span in batch {
                 let i = Self::shard_of(&span.trace_id, to.len());
-                pending[i].push(span);
-                if pending[i].len() >= *max_spans {
-                    send_pending(&to[i], &mut pending[i], *max_spans);
+                pending[i].push_span(&to[i], span, *max_spans);
+            }
+        }
+    }
+
+    /// Sends lines on from the head unparsed, each to its trace's shard (the
+    /// id read without parsing the line, see [`trace_id_of_line`]). A line
+    /// whose id cannot be read so (an OTLP/JSON line, which may hold several
+    /// traces) is parsed here, failures counted in `parsed`, and its spans
+    /// sent on. Returns the spans parsed here.
+    pub(crate) fn lines(&mut self, lines: Lines, parsed: &mut ReadStats) -> u64 {
+        let Forward::Shards {
+            to,
+            pending,
+            max_spans,
+            ..
+        } = self
+        else {
+            return 0;
+        };
+        let mut here = Vec::new();
+        let mut spans_here = 0;
+        for (number, line) in lines.iter() {
+            match trace_id_of_line(line) {
+                Some(id) => {
+                    let i = Self::shard_of(&id, to.len());
+                    pending[i].push_line(&to[i], (lines.source(), number, line), *max_spans);
+                }
+                None => {
+                    parsed.parse(lines.source(), number, line, &mut here);
+                    spans_here += here.len() as u64;
+                    for span in here.drain(..) {
+                        let i = Self::shard_of(&span.trace_id, to.len());
+                        pending[i].push_span(&to[i], span, *max_spans);
+                    }
                 }
             }
         }
+        spans_here
     }
 
     /// Sends a batch a shard prepared (and its alerts) to the tail.
@@ -361,10 +457,8 @@ impl Forward {
             ..
         } = self
         {
-            for (tx, batch) in to.iter().zip(pending.iter_mut()) {
-                if !batch.is_empty() {
-                    send_pending(tx, batch, *max_spans);
-                }
+            for (tx, p) in to.iter().zip(pending.iter_mut()) {
+                p.send(tx, *max_spans);
             }
         }
     }
@@ -421,6 +515,8 @@ pub(crate) struct Mark {
 pub(crate) enum WorkerMsg {
     /// Spans to run (the head to a shard).
     Spans(Batch),
+    /// Lines to parse, then run (the head to a shard).
+    Lines(Lines),
     /// A batch a shard ran and prepared (a shard to the tail), and where its
     /// buffers go back.
     Prepared(Box<Prepared>, Spares),
@@ -442,6 +538,8 @@ pub enum Runner {
         wal: Option<Wal>,
         retired: Vec<Retired>,
         released_at: Instant,
+        /// Lines parsed here (see [`Runner::lines`]).
+        parsed: ReadStats,
     },
     /// Head here, shards and tail on threads of their own.
     Sharded(Sharded),
@@ -450,7 +548,9 @@ pub enum Runner {
 /// The head, and the threads of the shards and the tail.
 pub struct Sharded {
     head: Box<Engine>,
-    shards: Vec<(ShardQueue, JoinHandle<Engine>)>,
+    shards: Vec<(ShardQueue, JoinHandle<(Engine, ReadStats)>)>,
+    /// Lines the head parsed (see [`Forward::lines`]).
+    parsed: ReadStats,
     tail: (SyncSender<WorkerMsg>, JoinHandle<Engine>),
     wal: Option<Wal>,
     round: u64,
@@ -470,6 +570,7 @@ impl Runner {
                     wal,
                     retired: Vec::new(),
                     released_at: Instant::now(),
+                    parsed: ReadStats::default(),
                 })
             }
             Plan::Sharded {
@@ -521,7 +622,10 @@ impl Runner {
                 head.set_forward(Some(Forward::Shards {
                     to: queues,
                     pending: (0..count)
-                        .map(|_| Vec::with_capacity(head.batch_max_spans))
+                        .map(|_| Pending {
+                            spans: Vec::with_capacity(head.batch_max_spans),
+                            lines: Lines::default(),
+                        })
                         .collect(),
                     max_spans: head.batch_max_spans,
                     backlog: false,
@@ -529,6 +633,7 @@ impl Runner {
                 Ok(Runner::Sharded(Sharded {
                     head,
                     shards: threads,
+                    parsed: ReadStats::default(),
                     tail: (tail_tx, tail_thread),
                     wal,
                     round: 0,
@@ -536,6 +641,34 @@ impl Runner {
                 }))
             }
         }
+    }
+
+    /// Whether JSONL lines handed to [`Runner::lines`] are parsed by the
+    /// processor shards (otherwise on this thread).
+    pub fn shards_parse_lines(&self) -> bool {
+        matches!(self, Runner::Sharded(s) if !s.head.holds() && s.wal.is_none())
+    }
+
+    /// Runs the spans of JSONL lines. Without a trace hold or a log, a
+    /// sharded pipeline's head sends each line unparsed to its trace's
+    /// shard, which parses it: the head, one thread for all the shards,
+    /// then only finds each line's trace id, and a span is first read on the
+    /// core that runs it. Otherwise they are parsed here. Lines that do not
+    /// parse are counted in `lines_failed`.
+    pub fn lines(&mut self, lines: Lines) {
+        if self.shards_parse_lines()
+            && let Runner::Sharded(s) = self
+        {
+            s.head.route_lines(lines, &mut s.parsed);
+            return;
+        }
+        let parsed = match self {
+            Runner::Single { parsed, .. } => parsed,
+            Runner::Sharded(s) => &mut s.parsed,
+        };
+        let mut batch = Vec::with_capacity(lines.len());
+        lines.parse(parsed, &mut batch);
+        self.process(batch);
     }
 
     /// Runs spans (an empty batch releases held traces that are due), and
@@ -547,6 +680,7 @@ impl Runner {
                 wal,
                 retired,
                 released_at,
+                ..
             } => {
                 engine.process(batch);
                 if let Some(wal) = wal
@@ -581,7 +715,7 @@ impl Runner {
     /// Every entry's counters.
     pub fn stats(&mut self) -> PipelineStats {
         match self {
-            Runner::Single { engine, .. } => engine.stats(),
+            Runner::Single { engine, parsed, .. } => with_parsed(engine.stats(), parsed),
             Runner::Sharded(s) => s.stats(),
         }
     }
@@ -631,6 +765,7 @@ impl Runner {
                 mut engine,
                 wal,
                 mut retired,
+                parsed,
                 ..
             } => {
                 engine.flush();
@@ -641,7 +776,7 @@ impl Runner {
                     let keep_from = engine.wal_keep_from();
                     release(&mut engine, wal, keep_from, &retired);
                 }
-                engine.stats()
+                with_parsed(engine.stats(), &parsed)
             }
             Runner::Sharded(s) => s.finish(),
         }
@@ -695,7 +830,8 @@ impl Sharded {
     fn stats(&mut self) -> PipelineStats {
         let shards = self.ask_shards(WorkerMsg::Stats);
         let tail = self.ask_tail(WorkerMsg::Stats).unwrap_or_default();
-        combine_stats(self.head.stats(), &shards, tail)
+        let head = with_parsed(self.head.stats(), &self.parsed);
+        combine_stats(head, &shards, tail)
     }
 
     fn report(&mut self) -> Json {
@@ -736,7 +872,7 @@ impl Sharded {
             tx.send(WorkerMsg::Finish);
             drop(tx);
             match thread.join() {
-                Ok(engine) => shards.push(engine.stats()),
+                Ok((engine, parsed)) => shards.push(shard_stats(&engine, &parsed)),
                 Err(_) => tracing::error!("a processor shard panicked"),
             }
         }
@@ -749,19 +885,47 @@ impl Sharded {
                 PipelineStats::default()
             }
         };
-        combine_stats(self.head.stats(), &shards, tail)
+        let head = with_parsed(self.head.stats(), &self.parsed);
+        combine_stats(head, &shards, tail)
     }
 }
 
-/// A processor shard's thread.
-fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>, in_flight: Arc<InFlight>) -> Engine {
+/// Counters with the failures of the lines parsed beside the engine.
+fn with_parsed(mut stats: PipelineStats, parsed: &ReadStats) -> PipelineStats {
+    stats.lines_failed += parsed.failed;
+    stats
+}
+
+/// A shard's counters. Its `spans_in` are the spans it parsed from lines
+/// (those the head sent it parsed, the head counted).
+fn shard_stats(engine: &Engine, parsed: &ReadStats) -> PipelineStats {
+    PipelineStats {
+        spans_in: parsed.spans,
+        lines_failed: parsed.failed,
+        ..engine.stats()
+    }
+}
+
+/// A processor shard's thread; returns its engine, and what it parsed.
+fn run_shard(
+    mut engine: Engine,
+    rx: Receiver<WorkerMsg>,
+    in_flight: Arc<InFlight>,
+) -> (Engine, ReadStats) {
     let _close = CloseOnExit(in_flight.clone());
+    let mut parsed = ReadStats::default();
     while let Ok(msg) = rx.recv() {
         match msg {
             WorkerMsg::Spans(batch) => {
                 let n = batch.len();
                 engine.process(batch);
                 in_flight.release(n);
+            }
+            WorkerMsg::Lines(lines) => {
+                let mut batch = Vec::with_capacity(lines.len());
+                lines.parse(&mut parsed, &mut batch);
+                engine.process(batch);
+                in_flight.release(lines.len());
             }
             WorkerMsg::Prepared(..) => {}
             WorkerMsg::Mark(mark) => {
@@ -773,7 +937,7 @@ fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>, in_flight: Arc<InFligh
                 }
             }
             WorkerMsg::Stats(reply) => {
-                let _ = reply.send(engine.stats());
+                let _ = reply.send(shard_stats(&engine, &parsed));
             }
             WorkerMsg::Report(reply) => {
                 let _ = reply.send(engine.report_parts());
@@ -792,7 +956,7 @@ fn run_shard(mut engine: Engine, rx: Receiver<WorkerMsg>, in_flight: Arc<InFligh
             }
         }
     }
-    engine
+    (engine, parsed)
 }
 
 /// The tail's thread: evaluators, router, exporters, and the log's release.
@@ -821,6 +985,8 @@ impl Tail {
                     }
                 }
                 WorkerMsg::Spans(batch) => self.engine.process(batch),
+                // Only shards are sent lines.
+                WorkerMsg::Lines(_) => lost(),
                 WorkerMsg::Mark(mark) => self.mark(mark),
                 WorkerMsg::Stats(reply) => {
                     let _ = reply.send(self.engine.stats());
@@ -929,6 +1095,9 @@ fn combine_stats(
     }
     PipelineStats {
         stages,
+        // Spans the head ran, and those the shards parsed.
+        spans_in: head.spans_in + shards.iter().map(|s| s.spans_in).sum::<u64>(),
+        lines_failed: head.lines_failed + shards.iter().map(|s| s.lines_failed).sum::<u64>(),
         spans_out: tail.spans_out,
         evaluators: tail.evaluators,
         router: tail.router,
@@ -1095,7 +1264,7 @@ mod tests {
             .unzip();
         let mut head = Forward::Shards {
             to: queues,
-            pending: vec![Vec::new(), Vec::new()],
+            pending: vec![Pending::default(), Pending::default()],
             max_spans: 8,
             backlog: true,
         };
@@ -1138,6 +1307,89 @@ mod tests {
         assert!(sent(&receivers[i]).is_empty());
         head.flush_all();
         assert_eq!(sent(&receivers[i]), vec![3]);
+    }
+
+    /// Lines go unparsed to their trace's shard; a line whose trace id
+    /// cannot be read without parsing it (OTLP/JSON) is parsed by the head
+    /// and its spans sent parsed; a line that does not parse is counted.
+    /// Each shard gets its traces' spans in the order they came.
+    #[test]
+    fn lines_go_unparsed_to_their_traces_shard_in_order() {
+        let bound = InFlight::new(1 << 20);
+        let (queues, receivers): (Vec<_>, Vec<_>) = (0..2)
+            .map(|_| {
+                let (tx, rx) = channel();
+                let queue = ShardQueue {
+                    tx,
+                    in_flight: bound.clone(),
+                };
+                (queue, rx)
+            })
+            .unzip();
+        let mut head = Forward::Shards {
+            to: queues,
+            pending: vec![Pending::default(), Pending::default()],
+            max_spans: 8,
+            backlog: true,
+        };
+        let otlp = include_str!("../../tests/data/genai/openai_retry.jsonl");
+        let mut text: Vec<String> = crate::bench::synthetic_spans(40, 11, 1_000)
+            .iter()
+            .map(|s| {
+                let mut line = Vec::new();
+                crate::span::flat::write(&mut line, s);
+                String::from_utf8(line).unwrap()
+            })
+            .collect();
+        text.insert(13, otlp.lines().next().unwrap().into());
+        text.insert(20, "{broken".into());
+        text.insert(30, otlp.lines().nth(1).unwrap().into());
+        let source: Arc<str> = "mem".into();
+        let mut lines = Lines::default();
+        let mut expected = Vec::new();
+        for (i, line) in text.iter().enumerate() {
+            lines.push(&source, i as u64 + 1, format!("{line}\n").as_bytes());
+            let _ = crate::span::jsonl::parse_line(line, &mut expected);
+        }
+        let mut parsed = ReadStats::default();
+        let here = head.lines(lines, &mut parsed);
+        head.flush_all();
+        assert_eq!(parsed.failed, 1);
+        assert_eq!(parsed.errors[0].to_string().split(':').nth(1), Some("21"));
+        let otlp_spans = text
+            .iter()
+            .filter(|l| l.starts_with("{\"resourceSpans"))
+            .map(|l| crate::span::otlp_json::parse(l).unwrap().len() as u64)
+            .sum::<u64>();
+        assert_eq!(here, otlp_spans);
+        let mut kinds = Vec::new();
+        for (i, rx) in receivers.iter().enumerate() {
+            let mut got = Vec::new();
+            let mut shard_parsed = ReadStats::default();
+            for m in rx.try_iter() {
+                match m {
+                    WorkerMsg::Spans(b) => {
+                        kinds.push("spans");
+                        got.extend(b);
+                    }
+                    WorkerMsg::Lines(l) => {
+                        kinds.push("lines");
+                        assert!(l.len() <= 8);
+                        l.parse(&mut shard_parsed, &mut got);
+                    }
+                    _ => panic!("spans and lines only"),
+                }
+            }
+            assert_eq!(shard_parsed.failed, 0);
+            let ids = |s: &[Span]| s.iter().map(|s| s.span_id).collect::<Vec<_>>();
+            let mine: Vec<Span> = expected
+                .iter()
+                .filter(|s| Forward::shard_of(&s.trace_id, 2) == i)
+                .cloned()
+                .collect();
+            assert_eq!(ids(&got), ids(&mine), "shard {i}");
+        }
+        assert!(kinds.contains(&"spans") && kinds.contains(&"lines"));
     }
 
     #[test]

@@ -41,20 +41,20 @@ impl ReadStats {
         self.errors.extend(other.errors.into_iter().take(room));
     }
 
-    /// Parses the whole lines at the start of `bytes` until `out` holds
-    /// `max_spans`; returns the bytes parsed (up to the last newline used).
-    fn whole_lines(
+    /// Reads the whole lines at the start of `bytes` into `out` until it
+    /// holds `max`; returns the bytes read (up to the last newline used).
+    fn whole_lines<G: Gather>(
         &mut self,
         source: &str,
         bytes: &[u8],
-        out: &mut Vec<Span>,
-        max_spans: usize,
+        out: &mut G,
+        max: usize,
     ) -> usize {
         let mut used = 0;
-        while out.len() < max_spans
+        while out.len() < max
             && let Some(nl) = memchr::memchr(b'\n', &bytes[used..])
         {
-            self.line(source, &bytes[used..used + nl + 1], out);
+            out.add(self, source, &bytes[used..used + nl + 1]);
             used += nl + 1;
         }
         used
@@ -63,6 +63,13 @@ impl ReadStats {
     /// Parses one line (its newline included, if any) and appends its spans to `out`.
     fn line(&mut self, source: &str, bytes: &[u8], out: &mut Vec<Span>) {
         self.lines += 1;
+        self.parse(source, self.lines, bytes, out);
+    }
+
+    /// Parses line `number` of `source` and appends its spans to `out`;
+    /// counts its spans, or its failure (not the line: it was counted where
+    /// it was read).
+    pub fn parse(&mut self, source: &str, number: u64, bytes: &[u8], out: &mut Vec<Span>) {
         let before = out.len();
         let parsed = std::str::from_utf8(bytes)
             .map_err(|e| format!("not UTF-8: {e}"))
@@ -73,7 +80,7 @@ impl ReadStats {
                 self.failed += 1;
                 let error = LineError {
                     source: source.to_string(),
-                    line: self.lines,
+                    line: number,
                     message,
                 };
                 tracing::warn!("{error}");
@@ -82,6 +89,134 @@ impl ReadStats {
                 }
             }
         }
+    }
+}
+
+/// What a reader hands on: the spans of the lines, parsed where they are
+/// read, or the lines themselves ([`Lines`]), for the pipeline's shards to
+/// parse.
+pub trait Gather {
+    /// An empty one, for lines of `source`.
+    fn new(source: &Arc<str>) -> Self;
+    /// Takes one line read (its newline included, if any).
+    fn add(&mut self, stats: &mut ReadStats, source: &str, line: &[u8]);
+    /// Spans or lines held.
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Gather for Vec<Span> {
+    fn new(_: &Arc<str>) -> Self {
+        Vec::with_capacity(CHUNK_SPANS)
+    }
+
+    fn add(&mut self, stats: &mut ReadStats, source: &str, line: &[u8]) {
+        stats.line(source, line, self);
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+}
+
+/// Whole lines of one source, as read, with their numbers: a reader's
+/// chunk, or what the head of a sharded pipeline sends one shard. Parsing a
+/// line is most of what the host does for a span before the plugins; where
+/// the pipeline runs on several cores, the shards parse their own lines,
+/// and the spans are then first read on the core that runs them
+/// (BENCHMARKS.md: parsing on the head cost two shards a quarter more CPU).
+#[derive(Default)]
+pub struct Lines {
+    source: Arc<str>,
+    /// The lines, one after the other.
+    bytes: Vec<u8>,
+    /// Each line's end in `bytes`, and its number in the source.
+    ends: Vec<(usize, u64)>,
+}
+
+impl Lines {
+    pub fn source(&self) -> &Arc<str> {
+        &self.source
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Adds line `number` of `source`; lines of another source than those
+    /// held must wait for an empty one (see [`Lines::takes`]).
+    pub fn push(&mut self, source: &Arc<str>, number: u64, line: &[u8]) {
+        if self.is_empty() && !Arc::ptr_eq(&self.source, source) {
+            self.source = source.clone();
+        }
+        self.append(number, line);
+    }
+
+    fn append(&mut self, number: u64, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push((self.bytes.len(), number));
+    }
+
+    /// These lines, leaving an empty set with room for as many again.
+    pub fn take(&mut self) -> Lines {
+        let room = Lines {
+            source: self.source.clone(),
+            bytes: Vec::with_capacity(self.bytes.len()),
+            ends: Vec::with_capacity(self.ends.len()),
+        };
+        std::mem::replace(self, room)
+    }
+
+    /// Whether a line of `source` can join these.
+    pub fn takes(&self, source: &Arc<str>) -> bool {
+        self.is_empty() || Arc::ptr_eq(&self.source, source)
+    }
+
+    /// Each line, with its number.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0;
+        self.ends.iter().map(move |&(end, number)| {
+            let line = &self.bytes[start..end];
+            start = end;
+            (number, line)
+        })
+    }
+
+    /// Parses every line into `out`, counting spans and failures in `stats`.
+    pub fn parse(&self, stats: &mut ReadStats, out: &mut Vec<Span>) {
+        for (number, line) in self.iter() {
+            stats.parse(&self.source, number, line, out);
+        }
+    }
+}
+
+impl Gather for Lines {
+    fn new(source: &Arc<str>) -> Self {
+        Lines {
+            source: source.clone(),
+            // About what one read brings (see STDIN_BUFFER).
+            bytes: Vec::with_capacity(STDIN_BUFFER),
+            ends: Vec::new(),
+        }
+    }
+
+    /// Counts the line; a blank one goes no further.
+    fn add(&mut self, stats: &mut ReadStats, _: &str, line: &[u8]) {
+        stats.lines += 1;
+        if !line.trim_ascii().is_empty() {
+            self.append(stats.lines, line);
+        }
+    }
+
+    fn len(&self) -> usize {
+        Lines::len(self)
     }
 }
 
@@ -98,21 +233,23 @@ pub fn stdin() -> impl BufRead {
     std::io::BufReader::with_capacity(STDIN_BUFFER, std::io::stdin().lock())
 }
 
-/// Reads `reader` to its end, calling `on_spans` with the spans of the good
-/// lines. Lines are parsed where the reader buffered them (only a line split
-/// between two reads is copied), and spans are handed on in chunks of up to
-/// [`CHUNK_SPANS`], each as soon as the lines read so far are parsed: a slow
-/// source is not held back, and a fast one is not handed on span by span
-/// (a send to another thread per line cost more than parsing it).
-pub fn read_to_end(
+/// Reads `reader` to its end, calling `on_chunk` with the spans of the
+/// good lines (or the lines, see [`Gather`]). Lines are read where the
+/// reader buffered them (only a line split between two reads is copied),
+/// and handed on in chunks of up to [`CHUNK_SPANS`], each as soon as the
+/// lines read so far are taken: a slow source is not held back, and a fast
+/// one is not handed on span by span (a send to another thread per line
+/// cost more than parsing it).
+pub fn read_to_end<G: Gather>(
     source: &str,
     mut reader: impl BufRead,
-    mut on_spans: impl FnMut(Vec<Span>),
+    mut on_chunk: impl FnMut(G),
 ) -> std::io::Result<ReadStats> {
     let mut stats = ReadStats::default();
+    let name: Arc<str> = source.into();
     // The start of a line whose end has not been read yet.
     let mut split: Vec<u8> = Vec::new();
-    let mut spans = Vec::new();
+    let mut chunk = G::new(&name);
     loop {
         let buf = match reader.fill_buf() {
             Ok(buf) => buf,
@@ -122,10 +259,10 @@ pub fn read_to_end(
         if buf.is_empty() {
             // The end: a last line without its newline still counts.
             if !split.is_empty() {
-                stats.line(source, &split, &mut spans);
+                chunk.add(&mut stats, source, &split);
             }
-            if !spans.is_empty() {
-                on_spans(spans);
+            if !chunk.is_empty() {
+                on_chunk(chunk);
             }
             return Ok(stats);
         }
@@ -135,43 +272,41 @@ pub fn read_to_end(
             split.extend_from_slice(&buf[..end]);
             used = end;
             if split.ends_with(b"\n") {
-                stats.line(source, &split, &mut spans);
+                chunk.add(&mut stats, source, &split);
                 split.clear();
             }
         }
-        used += stats.whole_lines(source, &buf[used..], &mut spans, CHUNK_SPANS);
-        if spans.len() < CHUNK_SPANS {
+        used += stats.whole_lines(source, &buf[used..], &mut chunk, CHUNK_SPANS);
+        if chunk.len() < CHUNK_SPANS {
             // What is left has no newline: the start of a line.
             split.extend_from_slice(&buf[used..]);
             used = buf.len();
         }
         reader.consume(used);
-        if !spans.is_empty() {
-            on_spans(std::mem::replace(
-                &mut spans,
-                Vec::with_capacity(CHUNK_SPANS),
-            ));
+        if !chunk.is_empty() {
+            on_chunk(std::mem::replace(&mut chunk, G::new(&name)));
         }
     }
 }
 
 /// Reads the file at `path` from byte `start` to its end, then follows it as
 /// it grows (like `tail -F`: a truncated file is read again from the start)
-/// until `stop`. A last line without its newline waits for it. `on_spans`
-/// gets the spans of each chunk read, with the offset just past their last
-/// line (where to resume).
-pub fn follow(
+/// until `stop`. A last line without its newline waits for it. `on_chunk`
+/// gets the spans (or lines, see [`Gather`]) of each chunk read, with the
+/// offset just past their last line (where to resume).
+pub fn follow<G: Gather>(
     path: &str,
     start: u64,
     stop: Arc<AtomicBool>,
     poll: Duration,
-    mut on_spans: impl FnMut(Vec<Span>, u64),
+    mut on_chunk: impl FnMut(G, u64),
 ) -> std::io::Result<ReadStats> {
     let mut stats = ReadStats::default();
+    let name: Arc<str> = path.into();
     let mut file = std::fs::File::open(path)?;
     let mut offset: u64 = start;
     let mut pending: Vec<u8> = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut read = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::Relaxed) {
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(offset);
         if len < offset {
@@ -181,18 +316,18 @@ pub fn follow(
             pending.clear();
         }
         file.seek(SeekFrom::Start(offset))?;
-        let n = file.read(&mut chunk)?;
+        let n = file.read(&mut read)?;
         if n == 0 {
             std::thread::sleep(poll);
             continue;
         }
         offset += n as u64;
-        pending.extend_from_slice(&chunk[..n]);
-        let mut spans = Vec::new();
-        let start = stats.whole_lines(path, &pending, &mut spans, usize::MAX);
+        pending.extend_from_slice(&read[..n]);
+        let mut chunk = G::new(&name);
+        let start = stats.whole_lines(path, &pending, &mut chunk, usize::MAX);
         pending.drain(..start);
-        if !spans.is_empty() {
-            on_spans(spans, offset - pending.len() as u64);
+        if !chunk.is_empty() {
+            on_chunk(chunk, offset - pending.len() as u64);
         }
     }
     Ok(stats)
@@ -207,7 +342,7 @@ mod tests {
         let good = r#"{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","name":"a","start_time_unix_nano":1,"end_time_unix_nano":2}"#;
         let input = format!("{good}\n{{broken\n\n{good}\n");
         let mut spans = 0;
-        let stats = read_to_end("mem", input.as_bytes(), |s| spans += s.len()).unwrap();
+        let stats = read_to_end("mem", input.as_bytes(), |s: Vec<Span>| spans += s.len()).unwrap();
         assert_eq!(spans, 2);
         assert_eq!((stats.lines, stats.failed, stats.spans), (4, 1, 2));
         assert_eq!(stats.errors[0].line, 2);
@@ -234,7 +369,7 @@ mod tests {
             let reader = std::io::BufReader::with_capacity(capacity, input.as_bytes());
             let mut names = Vec::new();
             let mut chunks = Vec::new();
-            let stats = read_to_end("mem", reader, |s| {
+            let stats = read_to_end("mem", reader, |s: Vec<Span>| {
                 chunks.push(s.len());
                 names.extend(s.into_iter().map(|s| s.name.to_string()));
             })
@@ -247,7 +382,51 @@ mod tests {
         }
         // A slice is one buffer: still handed on in chunks, not at once.
         let mut chunks = Vec::new();
-        read_to_end("mem", input.as_bytes(), |s| chunks.push(s.len())).unwrap();
+        read_to_end("mem", input.as_bytes(), |s: Vec<Span>| chunks.push(s.len())).unwrap();
         assert_eq!(chunks[..2], [CHUNK_SPANS, CHUNK_SPANS]);
+    }
+
+    /// Lines handed on unparsed, then parsed (by a shard), give the spans
+    /// and the numbered failures that parsing where they are read gives.
+    #[test]
+    fn lines_parsed_later_read_as_lines_parsed_at_once() {
+        let line = |i: usize| {
+            format!(
+                r#"{{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"{:016x}","name":"s{i}","start_time_unix_nano":1,"end_time_unix_nano":2}}"#,
+                i + 1
+            )
+        };
+        let mut input = String::new();
+        for i in 0..3000 {
+            input += &line(i);
+            input += match i % 700 {
+                5 => "\n{broken\n",
+                6 => "\n   \n",
+                _ => "\n",
+            };
+        }
+        input += &line(3000); // no newline at the end
+        let mut spans = Vec::new();
+        let at_once = read_to_end("mem", input.as_bytes(), |s: Vec<Span>| spans.extend(s)).unwrap();
+        for capacity in [7, 4096, 1 << 20] {
+            let reader = std::io::BufReader::with_capacity(capacity, input.as_bytes());
+            let mut chunks = Vec::new();
+            let read = read_to_end("mem", reader, |l: Lines| chunks.push(l)).unwrap();
+            assert_eq!(read.lines, at_once.lines);
+            assert!(chunks.iter().all(|c| (1..=CHUNK_SPANS).contains(&c.len())));
+            let mut later = ReadStats::default();
+            let mut parsed = Vec::new();
+            for c in &chunks {
+                assert_eq!(&**c.source(), "mem");
+                c.parse(&mut later, &mut parsed);
+            }
+            let names = |s: &[Span]| s.iter().map(|s| s.name.to_string()).collect::<Vec<_>>();
+            assert_eq!(names(&parsed), names(&spans), "buffer of {capacity}");
+            assert_eq!((later.failed, later.spans), (at_once.failed, at_once.spans));
+            let numbers =
+                |s: &ReadStats| s.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+            assert_eq!(numbers(&later), numbers(&at_once));
+        }
+        assert_eq!(at_once.failed, 5);
     }
 }
