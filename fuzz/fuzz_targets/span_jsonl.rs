@@ -1,6 +1,8 @@
 //! Span JSONL lines (flat or OTLP/JSON): never a panic; a flat line reads
-//! the same through the fast scanner as through serde; a parsed span written
-//! as flat JSON parses back to the same span.
+//! the same through the fast scanner as through serde; the trace id read
+//! without parsing (by which a sharded pipeline's head routes lines) is the
+//! parsed span's; a parsed span written as flat JSON parses back to the
+//! same span.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use plume::span::{flat, jsonl};
@@ -14,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
     if jsonl::parse_line(line, &mut spans).is_err() {
         assert!(spans.is_empty(), "a failed line appends nothing");
         return;
+    }
+    if let Some(id) = jsonl::trace_id_of_line(data) {
+        assert_eq!(spans.len(), 1, "{line}");
+        assert_eq!(spans[0].trace_id, id, "{line}");
     }
     for span in spans {
         let mut out = Vec::new();
