@@ -16,6 +16,13 @@
 //!                               +-> shard 1 (processors) -+
 //! ```
 //!
+//! Without a trace hold (and without a log, which records spans as they
+//! arrive), JSONL lines reach the head unparsed: it reads only each line's
+//! trace id and sends the line to that trace's shard, which parses it
+//! ([`Forward::lines`]), so each span is first read on the core that runs
+//! it, and parsing, a large share of the host's work, is spread over the
+//! shards.
+//!
 //! A shard also does the rest of a batch's work that reads spans: it
 //! projects the batch for each of the tail's evaluators and renders each
 //! exporter's payload (with exporter instances of its own), then sends those
