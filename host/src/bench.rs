@@ -6,7 +6,9 @@
 use crate::span::{
     AttrValue, Attributes, Key, Span, SpanId, SpanKind, Status, StatusCode, TraceId,
 };
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 const MODELS: &[(&str, &str)] = &[
     ("gpt-4o", "openai"),
@@ -149,7 +151,6 @@ pub fn synthetic_spans(n: usize, seed: u64, start_ns: u64) -> Vec<Span> {
     out
 }
 
-/// Peak resident memory of process `pid` so far (VmHWM), MiB; Linux only.
 /// CPU time this process has used (user and system, all threads), seconds;
 /// Linux only, in clock ticks (1/100 s: enough for phases of seconds).
 pub fn cpu_seconds() -> Option<f64> {
@@ -159,6 +160,88 @@ pub fn cpu_seconds() -> Option<f64> {
     let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
     Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// CPU time of this process's threads over a phase, by role: a sharded
+/// pipeline's head (the thread that reads and routes), shards and tail. A
+/// thread of its own reads `/proc/self/task` every 20 ms, because the
+/// pipeline's threads end with the phase. Linux only (empty elsewhere), in
+/// clock ticks: for phases of seconds.
+pub struct ThreadCpu {
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<BTreeMap<u64, (String, f64)>>>,
+}
+
+/// The sampler's own thread name, left out of what it reports.
+const SAMPLER: &str = "plume-cpu";
+
+impl ThreadCpu {
+    pub fn start() -> ThreadCpu {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let sampler = std::thread::Builder::new()
+            .name(SAMPLER.into())
+            .spawn(move || {
+                // Threads that were there before the phase count from here.
+                let before: BTreeMap<u64, f64> = thread_seconds()
+                    .into_iter()
+                    .map(|(t, _, s)| (t, s))
+                    .collect();
+                let mut last = BTreeMap::new();
+                loop {
+                    let done = stopped.load(Ordering::Relaxed);
+                    for (tid, name, secs) in thread_seconds() {
+                        let base = before.get(&tid).copied().unwrap_or(0.0);
+                        last.insert(tid, (name, secs - base));
+                    }
+                    if done {
+                        return last;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            })
+            .ok();
+        ThreadCpu { stop, sampler }
+    }
+
+    /// Seconds of CPU by role since `start`: threads named `plume-shard-N`
+    /// as `shards`, `plume-tail` as `tail`, and the one that started the
+    /// phase (named after the binary) as `head`.
+    pub fn stop(self) -> BTreeMap<&'static str, f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = self.sampler.and_then(|t| t.join().ok()).unwrap_or_default();
+        let mut roles = BTreeMap::new();
+        for (name, secs) in threads.into_values() {
+            let role = match name.as_str() {
+                n if n.starts_with("plume-shard") => "shards",
+                "plume-tail" => "tail",
+                "plume" => "head",
+                _ => continue,
+            };
+            *roles.entry(role).or_default() += secs;
+        }
+        roles
+    }
+}
+
+/// Each thread of this process: id, name, CPU seconds (user and system).
+fn thread_seconds() -> Vec<(u64, String, f64)> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_string();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+            Some((tid, name, (ticks(11)? + ticks(12)?) / 100.0))
+        })
+        .filter(|(_, name, _)| name != SAMPLER)
+        .collect()
 }
 
 /// The highest resident set size of process `pid` so far, MiB.
@@ -182,4 +265,38 @@ fn status_mib(pid: u32, field: &str) -> Option<f64> {
         .parse()
         .ok()?;
     Some(kib / 1024.0)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A shard thread's CPU is counted as the shards', even though the
+    /// thread has ended before the phase does; an idle tail counts ~nothing.
+    #[test]
+    fn thread_cpu_by_role() {
+        let cpu = ThreadCpu::start();
+        let spin = |name: &str, busy: bool| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    let started = std::time::Instant::now();
+                    while started.elapsed() < std::time::Duration::from_millis(300) {
+                        if busy {
+                            std::hint::black_box(0u64.wrapping_add(1));
+                        } else {
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                        }
+                    }
+                })
+                .unwrap()
+        };
+        let (shard, tail) = (spin("plume-shard-0", true), spin("plume-tail", false));
+        shard.join().unwrap();
+        tail.join().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let roles = cpu.stop();
+        assert!(roles["shards"] >= 0.2, "{roles:?}");
+        assert!(roles.get("tail").copied().unwrap_or(0.0) < 0.1, "{roles:?}");
+    }
 }

@@ -2,7 +2,7 @@
 //! passthrough (parse, batch, write; no plugins) measured in the same run, and
 //! the plugin boundary measured against the same work done natively.
 
-use crate::bench::synthetic_spans;
+use crate::bench::{ThreadCpu, synthetic_spans};
 use crate::config::{Limits, Pipeline, PluginSpec};
 use crate::engine::EngineOptions;
 use crate::engine::batcher::Batcher;
@@ -22,6 +22,7 @@ use crate::span::{AttrValue, Key, Span, flat, otlp_proto};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -86,6 +87,8 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut pipe_rates = Vec::new();
     // CPU time over wall time of each pipeline round: the cores it kept busy.
     let mut cores_used = Vec::new();
+    // CPU of the pipeline's threads by role (last round), ns/span.
+    let mut thread_ns = BTreeMap::new();
     let mut stage_ns: Vec<(String, Vec<f64>)> = Vec::new();
     let mut stage_memory: Vec<u64> = Vec::new();
     // Host work within each entry (last round): projection, applying edits.
@@ -125,6 +128,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         let mut runner = Runner::start(plan, None)?;
         // The input is all there: shards get whole batches until the end.
         runner.set_backlog(true);
+        let threads = ThreadCpu::start();
         let cpu_before = crate::bench::cpu_seconds();
         let started = Instant::now();
         if runner.shards_parse_lines() {
@@ -143,6 +147,9 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         // What the trace hold still holds, through every thread.
         let stats = runner.finish();
         let wall = started.elapsed().as_secs_f64();
+        thread_ns = (threads.stop().into_iter())
+            .map(|(role, secs)| (role, (secs * 1e9 / spans.len() as f64).round()))
+            .collect();
         pipe_rates.push(spans.len() as f64 / wall);
         if let (Some(a), Some(b)) = (cpu_before, crate::bench::cpu_seconds()) {
             cores_used.push((b - a) / wall);
@@ -209,6 +216,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "pipeline_spans_per_s": piped.round(),
         "pipeline_over_passthrough": (piped / passthrough * 1000.0).round() / 1000.0,
         "pipeline_cores_used": (median(cores_used.clone()) * 100.0).round() / 100.0,
+        "pipeline_thread_cpu_ns_per_span": thread_ns,
         "stages": stages,
         "boundary": boundary,
         "hold": hold,
@@ -232,6 +240,13 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             piped / passthrough * 100.0,
             median(cores_used.clone())
         );
+        if args.shards > 1 && !thread_ns.is_empty() {
+            let roles: Vec<String> = ["head", "shards", "tail"]
+                .iter()
+                .filter_map(|r| Some(format!("{r} {}", thread_ns.get(r)?)))
+                .collect();
+            println!("  threads' CPU, ns/span: {}", roles.join(", "));
+        }
         for s in &stages {
             let memory = s["memory_bytes"]
                 .as_u64()
