@@ -205,17 +205,18 @@ impl ThreadCpu {
     }
 
     /// Seconds of CPU by role since `start`: threads named `plume-shard-N`
-    /// as `shards`, `plume-tail` as `tail`, and the one that started the
-    /// phase (named after the binary) as `head`.
+    /// as `shards`, `plume-tail` as `tail`, and the process's main thread
+    /// (which runs the head in `plume bench`) as `head`.
     pub fn stop(self) -> BTreeMap<&'static str, f64> {
         self.stop.store(true, Ordering::Relaxed);
         let threads = self.sampler.and_then(|t| t.join().ok()).unwrap_or_default();
+        let main = u64::from(std::process::id());
         let mut roles = BTreeMap::new();
-        for (name, secs) in threads.into_values() {
+        for (tid, (name, secs)) in threads {
             let role = match name.as_str() {
                 n if n.starts_with("plume-shard") => "shards",
                 "plume-tail" => "tail",
-                "plume" => "head",
+                _ if tid == main => "head",
                 _ => continue,
             };
             *roles.entry(role).or_default() += secs;
