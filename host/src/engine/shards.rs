@@ -1261,12 +1261,8 @@ mod tests {
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
     }
 
-    /// The head's batches to the shards: full ones leave at once; partial
-    /// ones wait while more input waits (so that shards run whole batches
-    /// under load), and leave at a flush without backlog, or any flush that
-    /// must send everything (a log mark, the end).
-    #[test]
-    fn partial_batches_wait_for_the_backlog_and_full_ones_do_not() {
+    /// A head with a backlog, batches of 8, and the queues of its two shards.
+    fn head_of_two_shards() -> (Forward, Vec<Receiver<WorkerMsg>>) {
         let bound = InFlight::new(1 << 20);
         let (queues, receivers): (Vec<_>, Vec<_>) = (0..2)
             .map(|_| {
@@ -1278,12 +1274,22 @@ mod tests {
                 (queue, rx)
             })
             .unzip();
-        let mut head = Forward::Shards {
+        let head = Forward::Shards {
             to: queues,
             pending: vec![Pending::default(), Pending::default()],
             max_spans: 8,
             backlog: true,
         };
+        (head, receivers)
+    }
+
+    /// The head's batches to the shards: full ones leave at once; partial
+    /// ones wait while more input waits (so that shards run whole batches
+    /// under load), and leave at a flush without backlog, or any flush that
+    /// must send everything (a log mark, the end).
+    #[test]
+    fn partial_batches_wait_for_the_backlog_and_full_ones_do_not() {
+        let (mut head, receivers) = head_of_two_shards();
         let sent = |rx: &Receiver<WorkerMsg>| -> Vec<usize> {
             rx.try_iter()
                 .map(|m| match m {
@@ -1331,23 +1337,7 @@ mod tests {
     /// Each shard gets its traces' spans in the order they came.
     #[test]
     fn lines_go_unparsed_to_their_traces_shard_in_order() {
-        let bound = InFlight::new(1 << 20);
-        let (queues, receivers): (Vec<_>, Vec<_>) = (0..2)
-            .map(|_| {
-                let (tx, rx) = channel();
-                let queue = ShardQueue {
-                    tx,
-                    in_flight: bound.clone(),
-                };
-                (queue, rx)
-            })
-            .unzip();
-        let mut head = Forward::Shards {
-            to: queues,
-            pending: vec![Pending::default(), Pending::default()],
-            max_spans: 8,
-            backlog: true,
-        };
+        let (mut head, receivers) = head_of_two_shards();
         let otlp = include_str!("../../tests/data/genai/openai_retry.jsonl");
         let mut text: Vec<String> = crate::bench::synthetic_spans(40, 11, 1_000)
             .iter()

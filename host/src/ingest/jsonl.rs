@@ -349,18 +349,20 @@ mod tests {
         assert!(stats.errors[0].to_string().starts_with("mem:2: "));
     }
 
+    /// Span line `i`: named `s{i}`, with span id `i + 1`.
+    fn line(i: usize) -> String {
+        format!(
+            r#"{{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"{:016x}","name":"s{i}","start_time_unix_nano":1,"end_time_unix_nano":2}}"#,
+            i + 1
+        )
+    }
+
     /// Whatever the reader's buffer size (lines split across reads, a
     /// buffer smaller than a line), every line is read once, in order, with
     /// the right numbers; chunks stay within `CHUNK_SPANS`; a last line
     /// without its newline counts.
     #[test]
     fn lines_split_between_reads_and_chunks() {
-        let line = |i: usize| {
-            format!(
-                r#"{{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"{:016x}","name":"s{i}","start_time_unix_nano":1,"end_time_unix_nano":2}}"#,
-                i + 1
-            )
-        };
         let n = CHUNK_SPANS * 2 + 7;
         let mut input: String = (0..n).map(|i| line(i) + "\n").collect();
         input.push_str("{broken\n");
@@ -390,12 +392,6 @@ mod tests {
     /// and the numbered failures that parsing where they are read gives.
     #[test]
     fn lines_parsed_later_read_as_lines_parsed_at_once() {
-        let line = |i: usize| {
-            format!(
-                r#"{{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"{:016x}","name":"s{i}","start_time_unix_nano":1,"end_time_unix_nano":2}}"#,
-                i + 1
-            )
-        };
         let mut input = String::new();
         for i in 0..3000 {
             input += &line(i);
