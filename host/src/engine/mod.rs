@@ -83,10 +83,16 @@ struct EvaluatorStage {
 const SNAPSHOT_EVERY: u32 = 32;
 const SNAPSHOT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// A snapshot stalls the engine thread (every span waits): the time between
-/// two is at least this many times the last one took, so snapshots cost at
-/// most 1/200 of the thread and a large state (10k trace summaries) does not
-/// show in the p99 latency.
-const SNAPSHOT_SHARE: u32 = 200;
+/// two of one evaluator is at least this many times the last one took, so
+/// snapshots stall at most 1/2000 of the time. At 80k spans/s the cost ledger
+/// and the trace summaries took 13-17 ms each; every 5 s (at 1/200) those
+/// stalls and their backlog held ~1% of spans, which set the p99 latency.
+/// The price: after a trap a large state resumes from up to ~30 s back.
+const SNAPSHOT_SHARE: u32 = 2000;
+/// After any evaluator's snapshot, no other for this many times as long, so
+/// two stalls never come back to back (their delays would add up) and the
+/// backlog of one drains before the next.
+const SNAPSHOT_GAP_SHARE: u32 = 50;
 
 impl EvaluatorStage {
     /// Rebuilds a trapped instance and restores the last snapshot into it.
@@ -127,8 +133,8 @@ impl EvaluatorStage {
                 .is_none_or(|t| t.elapsed() >= self.snapshot_interval)
     }
 
-    /// Takes a snapshot to restore after a trap.
-    fn take_snapshot(&mut self) {
+    /// Takes a snapshot to restore after a trap; returns how long it took.
+    fn take_snapshot(&mut self) -> std::time::Duration {
         self.batches_since_snapshot = 0;
         self.last_snapshot = Some(Instant::now());
         // Counted in the evaluator's time, so `plume bench` shows its cost.
@@ -143,6 +149,7 @@ impl EvaluatorStage {
             Ok(_) => {}
             Err(e) => note_error(&mut self.stats, self.sandbox.spec(), &e),
         }
+        took
     }
 }
 
@@ -197,7 +204,13 @@ struct Scratch {
     bytes: Vec<u8>,
     /// The last batch's [`Prepared`], its buffers reused.
     prepared: Option<Prepared>,
+    /// Each entry's time before the batch (see [`Engine::note_slow`]).
+    entry_nanos: Vec<u64>,
 }
+
+/// A batch that holds up its thread longer than this is logged (debug), with
+/// the entries that took the time: what the p99 latency is made of.
+const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A running pipeline.
 pub struct Engine {
@@ -236,6 +249,8 @@ pub struct Engine {
     /// Alerts raised elsewhere (a shard's crash-loop breakers), routed at
     /// the next batch.
     pending_alerts: Vec<Alert>,
+    /// No evaluator snapshots before this (see `SNAPSHOT_GAP_SHARE`).
+    snapshots_quiet_until: Option<Instant>,
 }
 
 fn entry_stats(spec: &PluginSpec) -> EntryStats {
@@ -382,6 +397,7 @@ impl Engine {
             batch_max_spans: pipeline.batch_max_spans,
             forward: None,
             pending_alerts: Vec::new(),
+            snapshots_quiet_until: None,
         })
     }
 
@@ -442,10 +458,16 @@ impl Engine {
     }
 
     /// Runs one batch through the whole pipeline.
-    fn run_batch(&mut self, mut batch: Batch) {
+    fn run_batch(&mut self, batch: Batch) {
         if batch.is_empty() {
             return;
         }
+        let started = self.entry_times();
+        self.run_stages(batch);
+        self.note_slow(started, "batch");
+    }
+
+    fn run_stages(&mut self, mut batch: Batch) {
         for i in 0..self.stages.len() {
             if batch.is_empty() {
                 return;
@@ -480,7 +502,7 @@ impl Engine {
             None => {
                 let prepared = self.prepare(&batch, batch_time);
                 drop(batch);
-                self.finish(prepared);
+                self.finish_batch(prepared);
             }
         }
     }
@@ -539,9 +561,59 @@ impl Engine {
         p
     }
 
+    /// Every entry's time so far, kept to find a slow batch's culprits.
+    fn entry_nanos(&self) -> impl Iterator<Item = (&str, u64)> {
+        let stages = self.stages.iter().map(|s| &s.stats);
+        let evaluators = self.evaluators.iter().map(|e| &e.stats);
+        let observers = self.observers.iter().map(|o| &o.stats);
+        let router = self.router.iter().map(|r| &r.stats);
+        let exports = self.exports.iter().map(|e| &e.stats);
+        (stages
+            .chain(evaluators)
+            .chain(observers)
+            .chain(router)
+            .chain(exports))
+        .map(|s| (s.name.as_str(), s.nanos))
+    }
+
+    /// Notes when a batch starts, when slow batches are logged.
+    fn entry_times(&mut self) -> Option<Instant> {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return None;
+        }
+        let mut nanos = std::mem::take(&mut self.scratch.entry_nanos);
+        nanos.clear();
+        nanos.extend(self.entry_nanos().map(|(_, n)| n));
+        self.scratch.entry_nanos = nanos;
+        Some(Instant::now())
+    }
+
+    /// Logs a batch that took longer than `SLOW_BATCH`, with the entries
+    /// that took more than a millisecond of it.
+    fn note_slow(&self, started: Option<Instant>, what: &str) {
+        let Some(started) = started else { return };
+        let took = started.elapsed();
+        if took < SLOW_BATCH {
+            return;
+        }
+        let entries: Vec<String> = (self.entry_nanos().zip(&self.scratch.entry_nanos))
+            .filter(|((_, after), before)| after - *before >= 1_000_000)
+            .map(|((name, after), before)| {
+                format!("{name} {:.1} ms", (after - before) as f64 / 1e6)
+            })
+            .collect();
+        tracing::debug!(?took, entries = %entries.join(", "), "slow {what}");
+    }
+
     /// The rest of a batch's run, once prepared: the evaluators observe,
     /// event time advances (alerts, routing), the payloads are written.
-    fn finish(&mut self, mut p: Prepared) {
+    fn finish(&mut self, p: Prepared) {
+        let started = self.entry_times();
+        self.finish_batch(p);
+        self.note_slow(started, "batch end");
+    }
+
+    fn finish_batch(&mut self, mut p: Prepared) {
         self.pending_alerts.append(&mut p.alerts);
         if !self.observe(&p) {
             self.recycle(p);
@@ -558,12 +630,16 @@ impl Engine {
         self.spans_out += p.spans;
         self.recycle(p);
         // After the export, so this batch does not wait for it; one snapshot
-        // per batch at most, so the stalls of several evaluators (tens of ms
-        // for a large ledger) do not add up into one.
-        let mut taken = false;
+        // at a time, spaced out, so the stalls of several evaluators (tens of
+        // ms for a large ledger) do not add up into one.
+        let quiet = self
+            .snapshots_quiet_until
+            .is_some_and(|t| Instant::now() < t);
+        let mut taken = quiet;
         for ev in &mut self.evaluators {
             if ev.snapshot_due() && !taken {
-                ev.take_snapshot();
+                let took = ev.take_snapshot();
+                self.snapshots_quiet_until = Some(Instant::now() + took * SNAPSHOT_GAP_SHARE);
                 taken = true;
             }
         }
