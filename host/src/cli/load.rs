@@ -12,6 +12,11 @@
 //!    when it arrives: the added latency is ingest, queueing, the trace hold,
 //!    the pipeline and the export together.
 //!
+//! With `--cpus`, plume is pinned to those CPUs and this process (senders
+//! and backend) to the others, when there are others, so that what is
+//! measured is plume's own time; the report's `generator_cpus` says where
+//! the generator ran (`null`: on plume's CPUs too).
+//!
 //! The pipeline is the embedded default one (`--stages default`) or none
 //! (`--stages none`, the passthrough to compare with), with `[traces] wait`
 //! as given (`--hold`, default the default hold; `0s` turns it off).
@@ -60,7 +65,8 @@ pub struct LoadArgs {
     /// Seconds of each latency phase.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// CPUs for plume (`taskset -c`), e.g. `0`.
+    /// CPUs for plume (`taskset -c`), e.g. `0`. The load generator and the
+    /// backend then run on the other CPUs, if there are any.
     #[arg(long)]
     cpus: Option<String>,
     /// Log spans before acknowledging them (`[wal]`) with this `fsync`
@@ -309,6 +315,8 @@ fn percentile(sorted: &[u64], q: f64) -> f64 {
 }
 
 pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
+    // Before any thread starts, so that every one of them inherits it.
+    let generator_cpus = args.cpus.as_deref().and_then(pin_generator);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -405,6 +413,7 @@ pub(super) fn load(args: &LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let idle_rss = peak_rss_mib(child.id());
     let result = drive(args, &client, &received, child.id()).map(|mut report| {
+        report["generator_cpus"] = serde_json::json!(generator_cpus);
         // taskset execs plume: the child's pid is plume's.
         report["rss_mib"] = serde_json::json!({
             "at_start": idle_rss,
@@ -547,9 +556,61 @@ fn drive(
     }))
 }
 
+/// The CPUs of a `taskset -c` list such as `0,2-3`; `None` if malformed.
+fn cpu_list(text: &str) -> Option<std::collections::BTreeSet<u32>> {
+    let mut cpus = std::collections::BTreeSet::new();
+    for part in text.trim().split(',') {
+        let (from, to): (u32, u32) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let n = part.trim().parse().ok()?;
+                (n, n)
+            }
+        };
+        if from > to {
+            return None;
+        }
+        cpus.extend(from..=to);
+    }
+    Some(cpus)
+}
+
+/// Pins this process (the load generator and the backend) to the online
+/// CPUs that plume is not given, so that they neither take plume's CPU time
+/// nor preempt its threads; returns that list. `None` (nothing pinned) when
+/// plume has every CPU: then the two share them, and the report says so.
+fn pin_generator(plume_cpus: &str) -> Option<String> {
+    let plume = cpu_list(plume_cpus)?;
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    let others: Vec<String> = (cpu_list(&online)?.difference(&plume))
+        .map(u32::to_string)
+        .collect();
+    if others.is_empty() {
+        return None;
+    }
+    let list = others.join(",");
+    let pinned = Command::new("taskset")
+        .args(["-p", "-c", &list, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    pinned.then_some(list)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_lists_read_as_taskset_writes_them() {
+        let set = |v: &[u32]| v.iter().copied().collect();
+        assert_eq!(cpu_list("0"), Some(set(&[0])));
+        assert_eq!(cpu_list("0-1\n"), Some(set(&[0, 1])));
+        assert_eq!(cpu_list("0,2-4,7"), Some(set(&[0, 2, 3, 4, 7])));
+        assert_eq!(cpu_list("3-1"), None);
+        assert_eq!(cpu_list("a"), None);
+        assert_eq!(cpu_list(""), None);
+    }
 
     #[test]
     fn the_load_pipelines_are_valid() {
