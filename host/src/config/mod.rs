@@ -535,6 +535,10 @@ pub struct PluginSpec {
     pub line: usize,
     /// Its key path, e.g. `stage[2]`.
     pub key: String,
+    /// How many instances of this entry share the spans: one per processor
+    /// shard for processors and exporters, else 1. Plugins read it (the
+    /// host's `instances`) to divide state bounded by a count of keys.
+    pub instances: u32,
 }
 
 impl PluginSpec {
@@ -559,6 +563,7 @@ impl PluginSpec {
             file: "<plume>".to_string(),
             line: 0,
             key: key.to_string(),
+            instances: 1,
         }
     }
 
@@ -879,6 +884,7 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                     file: file.to_string(),
                     line: line_of(text, span.start),
                     key,
+                    instances: 1,
                 });
             }
             out

@@ -40,7 +40,7 @@ use super::delivery::Floor;
 use super::hold::HoldSettings;
 use super::stats::PipelineStats;
 use super::{Engine, EngineOptions, Prepared, ReportParts, assemble_report};
-use crate::config::{ConfigErrors, Pipeline};
+use crate::config::{ConfigErrors, Pipeline, PluginSpec};
 use crate::ingest::jsonl::{Lines, ReadStats};
 use crate::plugin::runtime::Runtime;
 use crate::span::jsonl::trace_id_of_line;
@@ -218,8 +218,19 @@ impl Plan {
             ..pipeline.clone()
         };
         // A shard renders the exporters' payloads but never writes them:
-        // its sinks are the tail's.
+        // its sinks are the tail's. Its processors and exporters each see
+        // 1/shards of the traces: they are told so (`instances`).
+        let shared = |specs: &[PluginSpec]| -> Vec<PluginSpec> {
+            (specs.iter().cloned())
+                .map(|spec| PluginSpec {
+                    instances: shards as u32,
+                    ..spec
+                })
+                .collect()
+        };
         let shard = Pipeline {
+            stages: shared(&pipeline.stages),
+            exports: shared(&pipeline.exports),
             evaluators: Vec::new(),
             router: None,
             hold: no_hold.clone(),
@@ -1262,6 +1273,30 @@ mod tests {
     }
 
     /// A head with a backlog, batches of 8, and the queues of its two shards.
+    /// Each shard's processors and exporters are told that `shards`
+    /// instances share the spans (the host's `instances`), so that their
+    /// bounded state can be divided; without shards there is one.
+    #[test]
+    fn plugins_on_shards_are_told_how_many_instances_share_the_spans() {
+        let chaos = concat!(env!("PLUME_TEST_PLUGINS"), "/test-chaos.wasm");
+        let text = format!(
+            "[traces]\nwait = \"0s\"\n[[stage]]\nname = \"chaos\"\nplugin = \"{chaos}\"\n\
+             [[export]]\nplugin = \"builtin:jsonl\"\nconfig = {{ path = \"-\" }}\n"
+        );
+        let pipeline = crate::config::parse("p.toml", &text, |_| None).unwrap();
+        let rt = Runtime::new().unwrap();
+        let options = EngineOptions {
+            discard_output: true,
+            ..EngineOptions::default()
+        };
+        for (shards, told) in [(1, json!([1])), (2, json!([2, 2])), (3, json!([3, 3, 3]))] {
+            let plan = Plan::build(&pipeline, &rt, &options, shards).unwrap();
+            let mut runner = Runner::start(plan, None).unwrap();
+            assert_eq!(runner.report()["chaos_instances"], told, "{shards} shards");
+            runner.finish();
+        }
+    }
+
     fn head_of_two_shards() -> (Forward, Vec<Receiver<WorkerMsg>>) {
         let bound = InFlight::new(1 << 20);
         let (queues, receivers): (Vec<_>, Vec<_>) = (0..2)

@@ -242,8 +242,7 @@ impl<W: World> Sandbox<W> {
                 spec.kind
             )
         })?;
-        let mut store = new_store(engine, &spec.name, &spec.limits, &spec.grants)
-            .map_err(|e| format!("{e:#}"))?;
+        let mut store = new_store(engine, spec).map_err(|e| format!("{e:#}"))?;
         store.set_epoch_deadline(deadline_ticks(INSTANTIATE_TIMEOUT_MS));
         let world =
             W::instantiate(&pre, &mut store).map_err(|e| format!("cannot instantiate: {e:#}"))?;
@@ -290,13 +289,7 @@ impl<W: World> Sandbox<W> {
 
     /// A new store and a new instance of the same code, not yet initialised.
     fn fresh_instance(&self) -> Result<(Store<HostState>, W), PluginError> {
-        let mut store = new_store(
-            &self.engine,
-            &self.spec.name,
-            &self.spec.limits,
-            &self.spec.grants,
-        )
-        .map_err(|e| PluginError::Trap {
+        let mut store = new_store(&self.engine, &self.spec).map_err(|e| PluginError::Trap {
             message: format!("{e:#}"),
             stderr: String::new(),
         })?;

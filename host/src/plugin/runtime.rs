@@ -3,7 +3,7 @@
 //! that enforces time limits.
 
 use super::bindings::host_api;
-use crate::config::{Grants, Limits, PluginSource};
+use crate::config::{PluginSource, PluginSpec};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,8 @@ pub struct HostState {
     pub stage: Arc<str>,
     /// The plugin's captured stderr.
     pub stderr: MemoryOutputPipe,
+    /// Instances of this entry sharing the spans (see `PluginSpec`).
+    instances: u32,
 }
 
 impl HostState {
@@ -112,6 +114,10 @@ impl host_api::Host for HostState {
 
     fn format_time(&mut self, unix_nanos: u64) -> String {
         crate::span::format_unix_nanos(unix_nanos)
+    }
+
+    fn instances(&mut self) -> u32 {
+        self.instances
     }
 }
 
@@ -297,12 +303,8 @@ fn flavor(fuel: bool) -> Result<Flavor> {
 /// A fresh sandboxed store: no files (beyond read-only `grants`), network,
 /// environment, arguments or clock; stdout discarded; stderr captured; memory
 /// limited; calls interruptible by epoch.
-pub fn new_store(
-    engine: &Engine,
-    stage: &str,
-    limits: &Limits,
-    grants: &Grants,
-) -> Result<Store<HostState>> {
+pub fn new_store(engine: &Engine, spec: &PluginSpec) -> Result<Store<HostState>> {
+    let (limits, grants) = (&spec.limits, &spec.grants);
     {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut builder = WasiCtx::builder();
@@ -339,8 +341,9 @@ pub fn new_store(
                     .build(),
                 memory_bytes: 0,
             },
-            stage: Arc::from(stage),
+            stage: Arc::from(spec.name.as_str()),
             stderr,
+            instances: spec.instances.max(1),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);

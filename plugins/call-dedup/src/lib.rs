@@ -23,7 +23,7 @@
 //! | `wrapper_operations` | `["invoke_agent", "invoke_workflow", "agent_step", "handle_conversation_turn", "create_agent", "plan", "workflow", "chain", "task"]` | `gen_ai.operation.name` values whose usage restates the calls below |
 //! | `join_response_id` | `true` | spans with the same `gen_ai.response.id` are one call |
 //! | `join_contained_siblings` | `true` | siblings with equal token counts, one inside the other in time, are one call |
-//! | `remember` | `100000` | response ids of counted calls remembered for late spans (the most recent, at least this many and at most twice; 0: none) |
+//! | `remember` | `100000` | response ids of counted calls remembered for late spans (the most recent, at least this many and at most twice; 0: none), across the pipeline: with processor shards each shard's instance remembers its share of them |
 //!
 //! Spans marked as wrappers also by their framework's own attributes:
 //! OpenInference `CHAIN`/`AGENT`, OpenLLMetry `workflow`/`task`/`agent`, and
@@ -416,7 +416,8 @@ impl Guest for CallDedup {
                     response_id: c.join_response_id,
                     contained_siblings: c.join_contained_siblings,
                 },
-                counted_ids: Recent::new(c.remember),
+                // Each shard's instance remembers the calls of its traces.
+                counted_ids: Recent::new(plume_sdk::share_of(c.remember, plume_sdk::instances())),
             })
         });
         Ok(Manifest {

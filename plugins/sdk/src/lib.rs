@@ -435,6 +435,23 @@ pub fn format_time(unix_nanos: u64) -> String {
     host::format_time(unix_nanos)
 }
 
+/// How many instances of this entry share the pipeline's spans (one per
+/// processor shard; 1 without shards), each seeing the traces of its shard.
+/// Divide state bounded by a count of keys by it ([`share_of`]).
+pub fn instances() -> u32 {
+    #[cfg(target_family = "wasm")]
+    return host::instances();
+    // Unit tests run natively, without a host: one instance.
+    #[cfg(not(target_family = "wasm"))]
+    1
+}
+
+/// This instance's share of `total` (a bound for the whole pipeline), when
+/// `instances` share the spans: rounded up, and never 0 unless `total` is.
+pub fn share_of(total: usize, instances: u32) -> usize {
+    total.div_ceil(instances.max(1) as usize)
+}
+
 /// Logs through the host at `warn`.
 pub fn log_warn(message: &str) {
     host::log(host::Level::Warn, message);
@@ -869,6 +886,16 @@ impl<'a> Payloads<'a, '_> {
 mod tests {
     use super::{bound, state};
     use std::collections::{BTreeMap, HashMap};
+
+    #[test]
+    fn a_share_rounds_up_and_keeps_zero_and_one() {
+        assert_eq!(super::share_of(100_000, 1), 100_000);
+        assert_eq!(super::share_of(100_000, 2), 50_000);
+        assert_eq!(super::share_of(100_001, 2), 50_001);
+        assert_eq!(super::share_of(1, 4), 1);
+        assert_eq!(super::share_of(0, 4), 0);
+        assert_eq!(super::share_of(10, 0), 10);
+    }
 
     #[test]
     fn recent_keeps_at_least_the_bound_and_keys_in_use() {

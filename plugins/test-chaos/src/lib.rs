@@ -1,5 +1,6 @@
 //! Test fixture, not embedded in the binary: a processor that misbehaves on
-//! demand, so the host's limits and `on_error` policies can be tested.
+//! demand, so the host's limits and `on_error` policies can be tested. Its
+//! report gives the host's `instances()` (`chaos_instances`).
 //!
 //! | key | default | meaning |
 //! |---|---|---|
@@ -137,8 +138,10 @@ impl Guest for Chaos {
         }
     }
 
+    /// How many instances share the spans, as the host says: one entry per
+    /// instance once the shards' reports are merged.
     fn report() -> String {
-        "{}".into()
+        serde_json::json!({ "chaos_instances": [plume_sdk::instances()] }).to_string()
     }
 }
 

@@ -8,7 +8,7 @@
 //! | `rules` | `[]` | extra rules, tried before the built-in ones (see below) |
 //! | `builtin_rules` | `true` | false to use only `rules` |
 //! | `retry_keys` | `["plume.retry.count", "http.request.resend_count", "retry.count", "gen_ai.tool.retry.count"]` | attributes that already hold a retry count |
-//! | `retry_memory` | `100000` | tool calls remembered to count repeats across batches (the most recent, at least this many and at most twice) |
+//! | `retry_memory` | `100000` | tool calls remembered to count repeats across batches (the most recent, at least this many and at most twice), across the pipeline: with processor shards each shard's instance remembers its share of them |
 //!
 //! A rule: `{ category = "quota", pattern = "(?i)insufficient_quota", http_status = [402], tool_status = "rate_limited" }`.
 //! It matches when any of its conditions holds: `pattern` (a regular
@@ -298,7 +298,11 @@ impl Guest for Classifier {
                 rules,
                 matches: RuleMemo::default(),
                 retry_keys,
-                seen: Recent::new(config.retry_memory.max(1)),
+                // Each shard's instance remembers the calls of its traces.
+                seen: Recent::new(plume_sdk::share_of(
+                    config.retry_memory.max(1),
+                    plume_sdk::instances(),
+                )),
             })
         });
         Ok(Manifest {
