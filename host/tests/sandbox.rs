@@ -156,6 +156,42 @@ fn endless_loop_is_stopped_by_the_time_limit() {
     assert_eq!(run.lines("spans.jsonl").len(), 6, "the host went on");
 }
 
+/// A batch that holds the engine thread for more than 5 ms is logged at
+/// debug with the entry that took the time.
+#[test]
+fn a_slow_batch_is_logged_with_the_entry_that_took_the_time() {
+    #[derive(Clone, Default)]
+    struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let mut run = pipeline("loop", "pass", "{ timeout_ms = 50 }");
+        run.bad_then_good();
+    });
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    // The looping batch (stopped at 50 ms) names the stage. (Whether another
+    // batch is slow is up to the machine: not checked.)
+    assert!(
+        text.lines()
+            .any(|l| l.contains("slow batch") && l.contains("entries=chaos ")),
+        "{text}"
+    );
+}
+
 #[test]
 fn endless_loop_is_stopped_by_fuel_before_the_time_limit() {
     // A minute of time, ten million instructions of fuel: fuel stops it.

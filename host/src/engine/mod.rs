@@ -589,20 +589,26 @@ impl Engine {
     }
 
     /// Logs a batch that took longer than `SLOW_BATCH`, with the entries
-    /// that took more than a millisecond of it.
+    /// that took more than a millisecond of it, and the time spent in none
+    /// of them (`elsewhere`: waiting for room in the next thread's queue, or
+    /// the host's own work).
     fn note_slow(&self, started: Option<Instant>, what: &str) {
         let Some(started) = started else { return };
         let took = started.elapsed();
         if took < SLOW_BATCH {
             return;
         }
-        let entries: Vec<String> = (self.entry_nanos().zip(&self.scratch.entry_nanos))
-            .filter(|((_, after), before)| after - *before >= 1_000_000)
-            .map(|((name, after), before)| {
-                format!("{name} {:.1} ms", (after - before) as f64 / 1e6)
-            })
-            .collect();
-        tracing::debug!(?took, entries = %entries.join(", "), "slow {what}");
+        let mut in_entries = 0u64;
+        let mut entries = Vec::new();
+        for ((name, after), before) in self.entry_nanos().zip(&self.scratch.entry_nanos) {
+            let spent = after.saturating_sub(*before);
+            in_entries += spent;
+            if spent >= 1_000_000 {
+                entries.push(format!("{name} {:.1} ms", spent as f64 / 1e6));
+            }
+        }
+        let elsewhere = took.saturating_sub(std::time::Duration::from_nanos(in_entries));
+        tracing::debug!(?took, ?elsewhere, entries = %entries.join(", "), "slow {what}");
     }
 
     /// The rest of a batch's run, once prepared: the evaluators observe,
