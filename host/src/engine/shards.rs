@@ -1272,7 +1272,6 @@ mod tests {
         assert!(counts.iter().all(|&c| c > 800), "{counts:?}");
     }
 
-    /// A head with a backlog, batches of 8, and the queues of its two shards.
     /// Each shard's processors and exporters are told that `shards`
     /// instances share the spans (the host's `instances`), so that their
     /// bounded state can be divided; without shards there is one.
@@ -1297,6 +1296,7 @@ mod tests {
         }
     }
 
+    /// A head with a backlog, batches of 8, and the queues of its two shards.
     fn head_of_two_shards() -> (Forward, Vec<Receiver<WorkerMsg>>) {
         let bound = InFlight::new(1 << 20);
         let (queues, receivers): (Vec<_>, Vec<_>) = (0..2)
