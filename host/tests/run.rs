@@ -109,3 +109,81 @@ fn default_pipeline_reads_stdin_and_writes_stdout() {
     assert_eq!(alerts[0]["rule"], "slo_burn");
     assert_eq!(spans[3]["name"], "execute_tool search_docs");
 }
+
+/// `builtin:jsonl` writes each span as one line (one `span-lines` part per
+/// batch), in plume's flat JSON or as one-span OTLP/JSON requests: every
+/// span of the input, in order, in both files.
+#[test]
+fn jsonl_export_writes_one_line_per_span_in_either_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let flat = dir.path().join("flat.jsonl");
+    let otlp = dir.path().join("otlp.jsonl");
+    let pipeline = dir.path().join("p.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[ingest]\njsonl = [\"-\"]\n\
+             [[export]]\nname = \"flat\"\nplugin = \"builtin:jsonl\"\nconfig = {{ path = \"{}\" }}\n\
+             [[export]]\nname = \"otlp\"\nplugin = \"builtin:jsonl\"\nconfig = {{ path = \"{}\", format = \"otlp-json\" }}\n",
+            flat.display(),
+            otlp.display()
+        ),
+    )
+    .unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spans.jsonl");
+    let input = std::fs::read_to_string(examples).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plume"))
+        .arg("run")
+        .arg(&pipeline)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json_lines = |text: &str| -> Vec<serde_json::Value> {
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    // The span id of a flat line, or of a one-span OTLP/JSON request (the
+    // example's last line is one).
+    let span_id = |v: &serde_json::Value| -> String {
+        let id = match v.get("span_id") {
+            Some(id) => id,
+            None => {
+                let spans = &v["resourceSpans"][0]["scopeSpans"][0]["spans"];
+                assert_eq!(spans.as_array().unwrap().len(), 1, "{v}");
+                &spans[0]["spanId"]
+            }
+        };
+        id.as_str().unwrap().to_string()
+    };
+    // Written lowercase, as W3C ids are (the example has one in capitals).
+    let sent: Vec<String> = json_lines(&input)
+        .iter()
+        .map(|v| span_id(v).to_lowercase())
+        .collect();
+    assert_eq!(sent.len(), 4);
+    let flat_text = std::fs::read_to_string(&flat).unwrap();
+    assert!(flat_text.ends_with('\n'));
+    let flat_lines = json_lines(&flat_text);
+    assert!(flat_lines.iter().all(|l| l.get("span_id").is_some()));
+    assert_eq!(flat_lines.iter().map(span_id).collect::<Vec<_>>(), sent);
+    let otlp_text = std::fs::read_to_string(&otlp).unwrap();
+    assert!(otlp_text.ends_with('\n'));
+    let requests = json_lines(&otlp_text);
+    assert!(requests.iter().all(|r| r.get("resourceSpans").is_some()));
+    assert_eq!(requests.iter().map(span_id).collect::<Vec<_>>(), sent);
+}

@@ -19,7 +19,7 @@ use crate::plugin::bindings::evaluator::Evaluator;
 use crate::plugin::bindings::exporter::Exporter;
 use crate::plugin::bindings::router::Router;
 use crate::plugin::bindings::types::{
-    Alert, Batch as WitBatch, Notification, Part, Severity, Sink as WitSink, Value,
+    Alert, Batch as WitBatch, LineFormat, Notification, Part, Severity, Sink as WitSink, Value,
 };
 use crate::plugin::breaker::BreakerEvent;
 use crate::plugin::instance::{PluginError, Sandbox};
@@ -1483,6 +1483,16 @@ fn render(
                     render_flat(out, span);
                 } else {
                     render_otlp_json(out, span);
+                }
+            }
+            Part::SpanLines(lines) => {
+                for &r in &lines.rows {
+                    let span = row(r)?;
+                    match lines.format {
+                        LineFormat::Flat => render_flat(out, span),
+                        LineFormat::OtlpJson => render_otlp_json(out, span),
+                    }
+                    out.push(b'\n');
                 }
             }
         }

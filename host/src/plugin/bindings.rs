@@ -50,7 +50,7 @@ pub use self::plume::pipeline::types;
 /// The version of the `plume:pipeline` package in `wit/pipeline.wit`: a
 /// plugin built against another one is refused by name, before its types
 /// fail to match in ways that do not say why.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = "0.3.0";
 
 /// The version a component was built against, when it names plume's
 /// package (`plume:pipeline/types@0.1.0` among its imports or exports) and

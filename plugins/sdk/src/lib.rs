@@ -57,8 +57,8 @@ pub mod evaluator {
         export_macro_name: "export_evaluator",
         default_bindings_module: "plume_sdk::evaluator",
         with: {
-            "plume:pipeline/types@0.2.0": crate::processor::plume::pipeline::types,
-            "plume:pipeline/host@0.2.0": crate::processor::plume::pipeline::host,
+            "plume:pipeline/types@0.3.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.3.0": crate::processor::plume::pipeline::host,
         },
     });
 }
@@ -73,8 +73,8 @@ pub mod router {
         export_macro_name: "export_router",
         default_bindings_module: "plume_sdk::router",
         with: {
-            "plume:pipeline/types@0.2.0": crate::processor::plume::pipeline::types,
-            "plume:pipeline/host@0.2.0": crate::processor::plume::pipeline::host,
+            "plume:pipeline/types@0.3.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.3.0": crate::processor::plume::pipeline::host,
         },
     });
 }
@@ -89,8 +89,8 @@ pub mod exporter {
         export_macro_name: "export_exporter",
         default_bindings_module: "plume_sdk::exporter",
         with: {
-            "plume:pipeline/types@0.2.0": crate::processor::plume::pipeline::types,
-            "plume:pipeline/host@0.2.0": crate::processor::plume::pipeline::host,
+            "plume:pipeline/types@0.3.0": crate::processor::plume::pipeline::types,
+            "plume:pipeline/host@0.3.0": crate::processor::plume::pipeline::host,
         },
     });
 }
