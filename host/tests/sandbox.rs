@@ -249,6 +249,25 @@ fn plugins_can_drop_and_write() {
     assert_eq!(tagged.len(), 1);
 }
 
+/// An answer with one bad edit (a row past the batch) breaks the contract:
+/// none of its edits is applied, and the batch goes on under `on_error`.
+#[test]
+fn a_bad_edit_leaves_the_whole_batch_untouched() {
+    let mut run = pipeline("bad-edit", "pass", "{ timeout_ms = 1000 }");
+    run.bad_then_good();
+    let chaos = &run.engine.stats().stages[0];
+    assert_eq!(chaos.errors.get("contract"), Some(&1), "{:?}", chaos.errors);
+    assert_eq!(chaos.passed_on_error, 3);
+    let lines = run.lines("spans.jsonl");
+    assert_eq!(lines.len(), 6);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["attributes"].get("chaos.seen").is_none()),
+        "the good edit before the bad one is not applied either"
+    );
+}
+
 /// A stage that traps on every batch is disabled after `max_failures`: no
 /// more rebuilds, spans bypass it, a page alert is raised (and resolved when a
 /// try after the cooldown works), and the state is in the counters.

@@ -131,12 +131,46 @@ export function init(configJson) {
   };
 }
 
+// [row, slot, value] triples as the WIT's `record edits`: packed in columns as
+// a batch is, each value's payload in the column of its kind.
+const KINDS = { absent: 0, str: 1, int: 2, float: 3, boolean: 4, json: 5 };
+const utf8Out = new TextEncoder();
+function pack(edits) {
+  const [rows, slots, kinds, ints, floats, textEnds] = [[], [], [], [], [], []];
+  const text = [];
+  let length = 0;
+  for (const [row, slot, value] of edits) {
+    rows.push(row);
+    slots.push(slot);
+    kinds.push(KINDS[value.tag]);
+    if (value.tag === 'str' || value.tag === 'json') {
+      const bytes = utf8Out.encode(value.val);
+      text.push(bytes);
+      length += bytes.length;
+      textEnds.push(length);
+    } else if (value.tag === 'int') ints.push(BigInt(value.val));
+    else if (value.tag === 'boolean') ints.push(value.val ? 1n : 0n);
+    else if (value.tag === 'float') floats.push(value.val);
+  }
+  const joined = new Uint8Array(length);
+  text.reduce((at, bytes) => (joined.set(bytes, at), at + bytes.length), 0);
+  return {
+    rows: Uint32Array.from(rows),
+    slots: Uint32Array.from(slots),
+    kinds: Uint8Array.from(kinds),
+    ints: BigInt64Array.from(ints),
+    floats: Float64Array.from(floats),
+    text: joined,
+    textEnds: Uint32Array.from(textEnds),
+  };
+}
+
 export function process(batch) {
   const edits = [];
   for (const [row, v] of rows(batch)) {
-    for (const [slot, value] of classify(v)) edits.push({ row, slot, value });
+    for (const [slot, value] of classify(v)) edits.push([row, slot, value]);
   }
-  return { edits, drops: [] };
+  return { edits: pack(edits), drops: [] };
 }
 
 export function report() {

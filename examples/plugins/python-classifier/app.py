@@ -105,6 +105,32 @@ def rows(batch):
         yield r, values[r * WIDTH:(r + 1) * WIDTH]
 
 
+def pack(edits):
+    """(row, slot, value) triples as the WIT's `record edits`: packed in
+    columns as a batch is, each value's payload in the column of its kind."""
+    rows, slots, kinds, ints, floats, text, ends = [], [], [], [], [], bytearray(), []
+    for row, slot, value in edits:
+        rows.append(row)
+        slots.append(slot)
+        if isinstance(value, (t.Value_Str, t.Value_Json)):
+            kinds.append(1 if isinstance(value, t.Value_Str) else 5)
+            text += value.value.encode()
+            ends.append(len(text))
+        elif isinstance(value, t.Value_Int):
+            kinds.append(2)
+            ints.append(value.value)
+        elif isinstance(value, t.Value_Float):
+            kinds.append(3)
+            floats.append(value.value)
+        elif isinstance(value, t.Value_Boolean):
+            kinds.append(4)
+            ints.append(1 if value.value else 0)
+        else:  # absent: removes the attribute
+            kinds.append(0)
+    # `list<u8>` columns are `bytes` in Python.
+    return t.Edits(rows, slots, bytes(kinds), ints, floats, bytes(text), ends)
+
+
 class WitWorld(wit_world.WitWorld):
     def init(self, config_json: str) -> t.Manifest:
         global config
@@ -131,11 +157,11 @@ class WitWorld(wit_world.WitWorld):
         )
 
     def process(self, batch: t.Batch) -> t.BatchResult:
-        edits = [
-            t.Edit(row, slot, value)
+        edits = pack(
+            (row, slot, value)
             for row, v in rows(batch)
             for slot, value in classify(v)
-        ]
+        )
         return t.BatchResult(edits=edits, drops=[])
 
     def report(self) -> str:

@@ -23,7 +23,8 @@ use crate::plugin::bindings::types::{
 };
 use crate::plugin::breaker::BreakerEvent;
 use crate::plugin::instance::{PluginError, Sandbox};
-use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
+use crate::plugin::packed;
+use crate::plugin::projection::{Projection, Read, render_flat, render_otlp_json};
 use crate::plugin::runtime::Runtime;
 use crate::span::{Batch, Span, flat};
 use crate::wal::WalCounters;
@@ -1398,36 +1399,35 @@ fn apply_result(
     result: crate::plugin::bindings::types::BatchResult,
     stats: &mut EntryStats,
 ) -> Result<(), PluginError> {
-    for e in &result.edits {
-        if e.row as usize >= rows.len() || e.slot as usize >= projection.writes.len() {
-            return Err(PluginError::Contract(format!(
-                "edit (row {}, slot {}) is out of range ({} rows, {} writes)",
-                e.row,
-                e.slot,
+    packed::for_each_edit(&result.edits, |row, slot, value| {
+        if row as usize >= rows.len() || slot as usize >= projection.writes.len() {
+            return Err(format!(
+                "edit (row {row}, slot {slot}) is out of range ({} rows, {} writes)",
                 rows.len(),
                 projection.writes.len()
-            )));
+            ));
         }
-        if let Value::Json(text) = &e.value
+        if let Read::Json(text) = value
             && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()
         {
-            return Err(PluginError::Contract(format!(
+            return Err(format!(
                 "edit of {} holds invalid JSON",
-                projection.writes[e.slot as usize]
-            )));
+                projection.writes[slot as usize]
+            ));
         }
-    }
+        Ok(())
+    })
+    .map_err(PluginError::Contract)?;
     if let Some(bad) = result.drops.iter().find(|&&r| r as usize >= rows.len()) {
         return Err(PluginError::Contract(format!(
             "drop of row {bad}, but the batch has {} rows",
             rows.len()
         )));
     }
-    for e in result.edits {
-        projection
-            .apply(batch, rows, e.row, e.slot, e.value)
-            .map_err(PluginError::Contract)?;
-    }
+    packed::for_each_edit(&result.edits, |row, slot, value| {
+        projection.apply(batch, rows, row, slot, value)
+    })
+    .map_err(PluginError::Contract)?;
     if !result.drops.is_empty() {
         let mut doomed = vec![false; batch.len()];
         for r in &result.drops {

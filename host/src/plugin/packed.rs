@@ -6,7 +6,7 @@
 //! allocator) for every string, and the host a store per field of every
 //! value: see BENCHMARKS.md, "One packed batch".
 
-use super::bindings::types::Batch as WitBatch;
+use super::bindings::types::{Batch as WitBatch, Edits as WitEdits};
 use super::projection::Read;
 use crate::span::{flat, push_hex};
 
@@ -115,6 +115,51 @@ fn offset(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// Calls `each` with every edit of a processor's answer, in order, as
+/// (row, slot, value), the strings borrowed from the answer. Fails on columns
+/// that do not match the kinds (lengths, text ends, UTF-8, an unknown kind),
+/// or with `each`'s error; the plugin's SDK never writes such columns.
+pub fn for_each_edit<'a>(
+    edits: &'a WitEdits,
+    mut each: impl FnMut(u32, u32, Read<'a>) -> Result<(), String>,
+) -> Result<(), String> {
+    let n = edits.kinds.len();
+    if edits.rows.len() != n || edits.slots.len() != n {
+        return Err(format!(
+            "edits hold {} rows, {} slots and {n} kinds",
+            edits.rows.len(),
+            edits.slots.len()
+        ));
+    }
+    let text = std::str::from_utf8(&edits.text).map_err(|_| "edits: text is not UTF-8")?;
+    let (mut ints, mut floats, mut ends) = (
+        edits.ints.iter(),
+        edits.floats.iter(),
+        edits.text_ends.iter(),
+    );
+    let mut start = 0usize;
+    let mut next_text = || -> Result<&'a str, String> {
+        let end = *ends.next().ok_or("edits: fewer text ends than texts")? as usize;
+        let s = (text.get(start..end)).ok_or("edits: a text end is out of range")?;
+        start = end;
+        Ok(s)
+    };
+    let few = || "edits: fewer payloads than values".to_string();
+    for (i, &kind) in edits.kinds.iter().enumerate() {
+        let value = match kind {
+            kind::ABSENT => Read::Absent,
+            kind::STR => Read::Str(next_text()?),
+            kind::JSON => Read::Json(next_text()?),
+            kind::INT => Read::Int(*ints.next().ok_or_else(few)?),
+            kind::BOOLEAN => Read::Bool(*ints.next().ok_or_else(few)? != 0),
+            kind::FLOAT => Read::Float(*floats.next().ok_or_else(few)?),
+            other => return Err(format!("edits: unknown kind {other}")),
+        };
+        each(edits.rows[i], edits.slots[i], value)?;
+    }
+    Ok(())
+}
+
 /// The values of a packed batch as `rows * width` WIT values, laid out
 /// densely: what a plugin's SDK reads from it (tests and the bench check
 /// the host's packing against it).
@@ -158,6 +203,106 @@ pub fn unpack(batch: &WitBatch, width: usize) -> Vec<super::bindings::types::Val
 mod tests {
     use super::*;
     use crate::plugin::bindings::types::Value;
+
+    fn edits_of(
+        kinds: Vec<u8>,
+        ints: Vec<i64>,
+        floats: Vec<f64>,
+        text: &[u8],
+        ends: Vec<u32>,
+    ) -> WitEdits {
+        let n = kinds.len() as u32;
+        WitEdits {
+            rows: (0..n).collect(),
+            slots: (0..n).map(|i| n - i).collect(),
+            kinds,
+            ints,
+            floats,
+            text: text.to_vec(),
+            text_ends: ends,
+        }
+    }
+
+    fn decoded(e: &WitEdits) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for_each_edit(e, |row, slot, value| {
+            out.push(format!("{row} {slot} {value:?}"));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Packed edits (as the SDK's `Edits` writes them) read back in order,
+    /// each kind from its column; columns that do not match are refused.
+    #[test]
+    fn edits_read_back_in_order_and_bad_columns_are_refused() {
+        let good = edits_of(
+            vec![
+                kind::STR,
+                kind::INT,
+                kind::ABSENT,
+                kind::FLOAT,
+                kind::BOOLEAN,
+                kind::JSON,
+                kind::STR,
+            ],
+            vec![-3, 1],
+            vec![2.5],
+            "héllo[1]".as_bytes(),
+            vec![6, 9, 9],
+        );
+        assert_eq!(
+            decoded(&good).unwrap(),
+            [
+                "0 7 Str(\"héllo\")",
+                "1 6 Int(-3)",
+                "2 5 Absent",
+                "3 4 Float(2.5)",
+                "4 3 Bool(true)",
+                "5 2 Json(\"[1]\")",
+                "6 1 Str(\"\")",
+            ]
+        );
+        let refused = |e: WitEdits, what: &str| {
+            let err = decoded(&e).unwrap_err();
+            assert!(err.contains(what), "{err}");
+        };
+        let mut short = good.clone();
+        short.slots.pop();
+        refused(short, "6 slots and 7 kinds");
+        refused(
+            edits_of(vec![kind::INT], vec![], vec![], b"", vec![]),
+            "fewer payloads",
+        );
+        refused(
+            edits_of(vec![kind::STR], vec![], vec![], b"ab", vec![]),
+            "fewer text ends",
+        );
+        refused(
+            edits_of(vec![kind::STR], vec![], vec![], b"ab", vec![3]),
+            "out of range",
+        );
+        // Not on a character boundary: inside the two bytes of `é`.
+        refused(
+            edits_of(vec![kind::STR], vec![], vec![], "é".as_bytes(), vec![1]),
+            "out of range",
+        );
+        refused(
+            edits_of(vec![kind::STR], vec![], vec![], &[0xff], vec![1]),
+            "not UTF-8",
+        );
+        refused(
+            edits_of(vec![9], vec![], vec![], b"", vec![]),
+            "unknown kind 9",
+        );
+        // An error of the caller's stops the walk.
+        let mut seen = 0;
+        let e = for_each_edit(&good, |_, _, _| {
+            seen += 1;
+            Err("stop".into())
+        });
+        assert_eq!((e, seen), (Err("stop".into()), 1));
+    }
 
     /// Every kind of read lands in its column and reads back as the value
     /// it stands for, dense or sparse, after a batch cleared for reuse.

@@ -378,7 +378,7 @@ impl Projection {
         rows: &[u32],
         row: u32,
         slot: u32,
-        value: Value,
+        value: Read<'_>,
     ) -> Result<(), String> {
         let span_index = *rows.get(row as usize).ok_or_else(|| {
             format!(
@@ -393,7 +393,7 @@ impl Projection {
             )
         })?;
         let span = &mut spans[span_index as usize];
-        match attr_value(value, key)? {
+        match edit_value(value, key)? {
             None => {
                 span.attributes.remove(key);
             }
@@ -401,6 +401,25 @@ impl Projection {
         }
         Ok(())
     }
+}
+
+/// An edit's value as an attribute value; `None` for `absent` (remove).
+/// Strings are copied once, from the plugin's answer into the span (up to
+/// 24 bytes inline). `key` names the attribute in errors.
+fn edit_value(value: Read<'_>, key: &str) -> Result<Option<AttrValue>, String> {
+    Ok(Some(match value {
+        Read::Absent => return Ok(None),
+        Read::Str(s) => AttrValue::Str(s.into()),
+        Read::Int(i) => AttrValue::Int(i),
+        Read::Float(f) => AttrValue::Float(f),
+        Read::Bool(b) => AttrValue::Bool(b),
+        Read::Json(j) => AttrValue::Json(
+            RawValue::from_string(j.to_owned())
+                .map_err(|e| format!("edit of {key} holds invalid JSON: {e}"))?,
+        ),
+        // Reads of a span, never in an edit.
+        Read::Id(_) | Read::SpanJson(_) => return Err(format!("edit of {key}: not a value")),
+    }))
 }
 
 /// A plugin's value as an attribute value; `None` for `absent` (remove).

@@ -19,7 +19,7 @@
 //! ```
 
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, Field, Manifest, Value};
 use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -134,7 +134,7 @@ fn plan(config: Config) -> Result<Plan, String> {
 
 /// Applies the plan to one row. `current` tracks writes made by earlier actions
 /// so that actions see each other's effects, as they would applied one by one.
-fn apply_row(plan: &Plan, row: u32, values: &[ValueRef<'_>], edits: &mut Vec<Edit>) {
+fn apply_row(plan: &Plan, row: u32, values: &[ValueRef<'_>], edits: &mut Edits) {
     let mut current: Vec<Value> = values.iter().map(ValueRef::to_value).collect();
     for a in &plan.actions {
         let present = current[a.target_read] != Value::Absent;
@@ -153,12 +153,8 @@ fn apply_row(plan: &Plan, row: u32, values: &[ValueRef<'_>], edits: &mut Vec<Edi
                 v => v.clone(),
             },
         };
-        current[a.target_read] = new.clone();
-        edits.push(Edit {
-            row,
-            slot: a.slot,
-            value: new,
-        });
+        edits.set(row, a.slot, new.as_ref());
+        current[a.target_read] = new;
     }
 }
 
@@ -180,7 +176,7 @@ impl Guest for Attributes {
     fn process(batch: Batch) -> Result<BatchResult, String> {
         PLAN.with(|cell| {
             let plan = cell.borrow();
-            let mut edits = Vec::new();
+            let mut edits = Edits::new();
             for (row, values) in Rows::new(&batch, plan.reads.len())?.iter() {
                 apply_row(&plan, row, values, &mut edits);
             }
@@ -213,7 +209,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.reads, vec!["app.feature", "plume.feature"]);
-        let mut edits = vec![];
+        let mut edits = Edits::new();
         apply_row(
             &p,
             0,
@@ -227,9 +223,7 @@ mod tests {
             &mut edits,
         );
         apply_row(&p, 2, &[ValueRef::Absent, ValueRef::Absent], &mut edits);
-        assert_eq!(edits.len(), 1);
-        assert_eq!(edits[0].row, 0);
-        assert!(matches!(&edits[0].value, Value::Str(s) if s == "chat"));
+        assert_eq!(edits.to_vec().unwrap(), [(0, 0, ValueRef::Str("chat"))]);
     }
 
     #[test]
@@ -240,15 +234,14 @@ mod tests {
                            {"key":"a","action":"delete"}]}"#,
         )
         .unwrap();
-        let mut edits = vec![];
+        let mut edits = Edits::new();
         apply_row(&p, 0, &[ValueRef::Absent, ValueRef::Absent], &mut edits);
-        let got: Vec<_> = edits
-            .iter()
-            .map(|e| (p.writes[e.slot as usize].as_str(), e.value.clone()))
+        let got: Vec<_> = (edits.to_vec().unwrap().into_iter())
+            .map(|(_, slot, value)| (p.writes[slot as usize].as_str(), value))
             .collect();
         assert_eq!(got.len(), 3);
-        assert!(matches!(got[1], ("b", Value::Int(1))));
-        assert!(matches!(got[2], ("a", Value::Absent)));
+        assert!(matches!(got[1], ("b", ValueRef::Int(1))));
+        assert!(matches!(got[2], ("a", ValueRef::Absent)));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, Field, Manifest};
 
 /// USD per token (input, output). The host's native twin uses the same table.
 const PRICES: &[(&str, f64, f64)] = &[
@@ -36,18 +36,14 @@ impl Guest for Probe {
 
     fn process(batch: Batch) -> Result<BatchResult, String> {
         let rows = Rows::new(&batch, 3)?;
-        let mut edits = Vec::with_capacity(rows.len());
+        let mut edits = Edits::with_capacity(rows.len());
         for (row, v) in rows.iter() {
             let Some(model) = v[0].as_str() else { continue };
             let Some(&(_, input, output)) = PRICES.iter().find(|p| p.0 == model) else {
                 continue;
             };
             let cost = v[1].as_f64().unwrap_or(0.0) * input + v[2].as_f64().unwrap_or(0.0) * output;
-            edits.push(Edit {
-                row,
-                slot: 0,
-                value: Value::Float(cost),
-            });
+            edits.set_float(row, 0, cost);
         }
         Ok(BatchResult {
             edits,

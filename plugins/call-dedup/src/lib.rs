@@ -36,7 +36,7 @@ use plume_sdk::bound::Recent;
 use plume_sdk::hash::{HashMap, fixed_str};
 use plume_sdk::ids::{hex16, same};
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, Field, Manifest};
 use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -261,13 +261,13 @@ impl State {
         }
     }
 
-    fn process(&mut self, batch: &Batch) -> Result<Vec<Edit>, String> {
+    fn process(&mut self, batch: &Batch) -> Result<Edits, String> {
         let rows = Rows::new(batch, read::WIDTH)?;
         let spans: Vec<CallSpan> = (0..rows.len())
             .map(|r| self.call_span(rows.row(r).first_chunk().expect("rows of WIDTH")))
             .collect();
         if !spans.iter().any(|s| s.usage) {
-            return Ok(Vec::new()); // nothing to decide
+            return Ok(Edits::new()); // nothing to decide
         }
         let mut verdicts = calls::decide(&spans, self.joins);
         self.late_calls(&spans, &mut verdicts);
@@ -341,26 +341,26 @@ impl State {
 }
 
 /// The edits for the verdicts, row by row.
-fn edits(spans: &[CallSpan<'_>], verdicts: Vec<Option<Verdict>>) -> Vec<Edit> {
+fn edits(spans: &[CallSpan<'_>], verdicts: Vec<Option<Verdict>>) -> Edits {
     let edit_count = |v: &Option<Verdict>| match v {
         None => 0,
         Some(Verdict::Counted) => 1,
         Some(Verdict::Duplicate { .. }) => 2,
         Some(Verdict::Restates { .. }) => 3 + write::OWN_PRICE.len(),
     };
-    let mut edits = Vec::with_capacity(verdicts.iter().map(edit_count).sum());
+    let mut edits = Edits::with_capacity(verdicts.iter().map(edit_count).sum());
     for (row, verdict) in verdicts.into_iter().enumerate() {
         let row = row as u32;
-        let mut set = |slot: u32, value: Value| edits.push(Edit { row, slot, value });
+        let mut set = |slot: u32, value: ValueRef<'_>| edits.set(row, slot, value);
         match verdict {
             None => {}
-            Some(Verdict::Counted) => set(write::COUNTED, Value::Boolean(true)),
+            Some(Verdict::Counted) => set(write::COUNTED, ValueRef::Boolean(true)),
             Some(Verdict::Duplicate { of }) => {
-                set(write::COUNTED, Value::Boolean(false));
-                set(write::DUPLICATE_OF, Value::Str(of));
+                set(write::COUNTED, ValueRef::Boolean(false));
+                set(write::DUPLICATE_OF, ValueRef::Str(&of));
             }
             Some(Verdict::Restates { calls }) => {
-                set(write::COUNTED, Value::Boolean(false));
+                set(write::COUNTED, ValueRef::Boolean(false));
                 let mut ids = String::with_capacity(calls.len() * 17);
                 for (k, &c) in calls.iter().enumerate() {
                     if k > 0 {
@@ -368,18 +368,18 @@ fn edits(spans: &[CallSpan<'_>], verdicts: Vec<Option<Verdict>>) -> Vec<Edit> {
                     }
                     ids.push_str(spans[c].span);
                 }
-                set(write::DUPLICATE_OF, Value::Str(ids));
+                set(write::DUPLICATE_OF, ValueRef::Str(&ids));
                 let mut costs = calls.iter().filter_map(|&c| spans[c].cost).peekable();
                 set(
                     write::COST,
                     if costs.peek().is_none() {
-                        Value::Absent
+                        ValueRef::Absent
                     } else {
-                        Value::Float(costs.sum())
+                        ValueRef::Float(costs.sum())
                     },
                 );
                 for slot in write::OWN_PRICE {
-                    set(slot, Value::Absent);
+                    set(slot, ValueRef::Absent);
                 }
             }
         }
@@ -449,6 +449,7 @@ export_processor!(CallDedup);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plume_sdk::types::Value;
 
     #[test]
     fn span_ids_pack_as_from_str_radix_read_them() {
@@ -517,9 +518,8 @@ mod tests {
 
     fn verdicts(rows: &[Vec<ValueRef<'_>>]) -> Vec<(u32, u32, Value)> {
         let r = CallDedup::process(batch(rows)).expect("processed");
-        r.edits
-            .into_iter()
-            .map(|e| (e.row, e.slot, e.value))
+        (r.edits.to_vec().expect("packed edits").into_iter())
+            .map(|(row, slot, value)| (row, slot, value.to_value()))
             .collect()
     }
 

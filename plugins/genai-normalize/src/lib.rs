@@ -20,7 +20,7 @@ mod finish;
 mod tables;
 
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, Field, Manifest};
 use plume_sdk::{Cell, Cells, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -178,7 +178,7 @@ fn normalize_row<'a>(
     row_no: u32,
     row: &[ValueRef<'a>],
     present: &[Cell<'a>],
-    edits: &mut Vec<Edit>,
+    edits: &mut Edits,
 ) {
     let l = &state.layout;
     // For each canonical attribute, its first alias present (lowest rank).
@@ -191,13 +191,7 @@ fn normalize_row<'a>(
             }
         }
     }
-    let set = |edits: &mut Vec<Edit>, slot: u32, value: Value| {
-        edits.push(Edit {
-            row: row_no,
-            slot,
-            value,
-        })
-    };
+    let set = |edits: &mut Edits, slot: u32, value: ValueRef<'_>| edits.set(row_no, slot, value);
     // OpenInference keeps the request model only inside its JSON invocation
     // parameters (and on failed calls there is no other model attribute).
     let model_slot = canonical_index(Canonical::RequestModel);
@@ -217,17 +211,13 @@ fn normalize_row<'a>(
         if let Some((_, v)) = *found {
             let current = row[l.aliases[i][0]];
             if !current.is_present() || (state.config.overwrite && current != v) {
-                set(edits, slot::CANONICAL + i as u32, v.to_value());
+                set(edits, slot::CANONICAL + i as u32, v);
             }
             canonical_values[i] = Some(v);
         }
     }
     if let Some(m) = &params_model {
-        set(
-            edits,
-            slot::CANONICAL + model_slot as u32,
-            Value::Str(m.clone()),
-        );
+        set(edits, slot::CANONICAL + model_slot as u32, ValueRef::Str(m));
         canonical_values[model_slot] = Some(ValueRef::Str(m));
     }
     let get_num = |c: Canonical| canonical_values[canonical_index(c)].and_then(|v| v.as_f64());
@@ -284,7 +274,7 @@ fn normalize_row<'a>(
             if canonical_values[i].is_none()
                 && let Some(v) = v
             {
-                set(edits, slot::CANONICAL + i as u32, Value::Int(v as i64));
+                set(edits, slot::CANONICAL + i as u32, ValueRef::Int(v as i64));
             }
         }
     }
@@ -309,16 +299,12 @@ fn normalize_row<'a>(
     }
     if exclusive && let Some(i) = input {
         let inclusive = i + cache_read.unwrap_or(0.0) + cache_write.unwrap_or(0.0);
-        edits.push(Edit {
-            row: row_no,
-            slot: slot::INPUT_EXCLUSIVE,
-            value: Value::Int(i as i64),
-        });
-        edits.push(Edit {
-            row: row_no,
-            slot: slot::CANONICAL + canonical_index(Canonical::InputTokens) as u32,
-            value: Value::Int(inclusive as i64),
-        });
+        edits.set_int(row_no, slot::INPUT_EXCLUSIVE, i as i64);
+        edits.set_int(
+            row_no,
+            slot::CANONICAL + canonical_index(Canonical::InputTokens) as u32,
+            inclusive as i64,
+        );
     }
 
     // Provider: looked up only when it may be written (most spans carry
@@ -332,11 +318,7 @@ fn normalize_row<'a>(
             .find_map(tables::provider)
         && (!provider_present || row[l.provider[0]].as_str() != Some(p.as_str()))
     {
-        edits.push(Edit {
-            row: row_no,
-            slot: slot::PROVIDER,
-            value: Value::Str(p),
-        });
+        edits.set_str(row_no, slot::PROVIDER, &p);
     }
 
     // Operation.
@@ -353,11 +335,7 @@ fn normalize_row<'a>(
             (has_model && input.is_some()).then_some("chat")
         });
         if let Some(op) = op {
-            edits.push(Edit {
-                row: row_no,
-                slot: slot::OPERATION,
-                value: Value::Str(op.into()),
-            });
+            edits.set_str(row_no, slot::OPERATION, op);
         }
     }
 
@@ -366,23 +344,12 @@ fn normalize_row<'a>(
     if let Some(first_reason) = finish::first_reason(reasons()) {
         if !row[l.finish[0]].is_present() {
             let raw = finish::raw_reasons(reasons());
-            edits.push(Edit {
-                row: row_no,
-                slot: slot::FINISH_REASONS,
-                value: Value::Json(serde_json::to_string(&raw).unwrap_or_default()),
-            });
+            let raw = serde_json::to_string(&raw).unwrap_or_default();
+            edits.set(row_no, slot::FINISH_REASONS, ValueRef::Json(&raw));
         }
         let normalized = finish::normalize(&first_reason);
-        edits.push(Edit {
-            row: row_no,
-            slot: slot::FINISH_REASON,
-            value: Value::Str(normalized.into()),
-        });
-        edits.push(Edit {
-            row: row_no,
-            slot: slot::TRUNCATED,
-            value: Value::Boolean(normalized == "length"),
-        });
+        edits.set_str(row_no, slot::FINISH_REASON, normalized);
+        edits.set_bool(row_no, slot::TRUNCATED, normalized == "length");
     }
 
     // Speed.
@@ -390,11 +357,7 @@ fn normalize_row<'a>(
         && o > 0.0
         && d > 0
     {
-        edits.push(Edit {
-            row: row_no,
-            slot: slot::TOKENS_PER_SECOND,
-            value: Value::Float(o / (d as f64 / 1e9)),
-        });
+        edits.set_float(row_no, slot::TOKENS_PER_SECOND, o / (d as f64 / 1e9));
     }
 }
 
@@ -412,7 +375,7 @@ impl Guest for Normalize {
             let s = s.borrow();
             let state = s.as_ref().ok_or("process before init")?;
             // A few edits per span: sized once, not grown.
-            let mut edits = Vec::with_capacity(batch.rows as usize * 4);
+            let mut edits = Edits::with_capacity(batch.rows as usize * 4);
             // Of ~75 reads a span has a dozen: one row buffer, filled with
             // each span's present values and cleared after them.
             let cells = Cells::new(&batch, state.layout.width)?;

@@ -32,11 +32,13 @@ fn normalize(attrs: &[(&str, Value)], duration_ns: i64, config: Config) -> BTree
             value,
         })
         .collect();
-    let mut edits = Vec::new();
+    let mut edits = Edits::new();
     normalize_row(&state, 0, &row, &present, &mut edits);
     edits
+        .to_vec()
+        .unwrap()
         .into_iter()
-        .map(|e| (manifest.writes[e.slot as usize].clone(), e.value))
+        .map(|(_, slot, value)| (manifest.writes[slot as usize].clone(), value.to_value()))
         .collect()
 }
 

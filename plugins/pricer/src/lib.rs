@@ -19,7 +19,7 @@ pub mod table;
 use cost::{Usage, price};
 use plume_sdk::hash::HashMap;
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, Field, Manifest};
 use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -119,7 +119,7 @@ fn price_row(
     state: &mut State,
     row: u32,
     v: &[ValueRef<'_>],
-    edits: &mut Vec<Edit>,
+    edits: &mut Edits,
 ) -> Option<Result<(), String>> {
     if v[8].is_present() && !state.overwrite {
         return None;
@@ -136,11 +136,7 @@ fn price_row(
         .and_then(|m| state.find(m, provider))
         .or_else(|| v[1].as_str().and_then(|m| state.find(m, provider)));
     let Some(entry) = found.map(|i| &state.table.entries[i]) else {
-        edits.push(Edit {
-            row,
-            slot: 7,
-            value: Value::Boolean(true),
-        });
+        edits.set_bool(row, 7, true);
         return Some(Err(model.to_string()));
     };
     let usage = Usage {
@@ -159,17 +155,9 @@ fn price_row(
         (4, c.cache_write),
         (5, c.reasoning),
     ] {
-        edits.push(Edit {
-            row,
-            slot,
-            value: Value::Float(value),
-        });
+        edits.set_float(row, slot, value);
     }
-    edits.push(Edit {
-        row,
-        slot: 6,
-        value: Value::Str(entry.name.clone()),
-    });
+    edits.set_str(row, 6, &entry.name);
     Some(Ok(()))
 }
 
@@ -207,7 +195,7 @@ impl Guest for Pricer {
     fn process(batch: Batch) -> Result<BatchResult, String> {
         STATE.with(|s| {
             let mut s = s.borrow_mut();
-            let mut edits = Vec::new();
+            let mut edits = Edits::with_capacity(batch.rows as usize * 8);
             let mut missing = Vec::new();
             let mut priced = 0;
             for (row, v) in Rows::new(&batch, READS.len())?.iter() {
@@ -273,13 +261,12 @@ mod tests {
         let mut row = vec![ValueRef::Absent; READS.len()];
         row[1] = ValueRef::Str("totally-unknown-model-x");
         row[3] = ValueRef::Int(100);
-        let mut edits = vec![];
+        let mut edits = Edits::new();
         assert_eq!(
             price_row(&mut state, 0, &row, &mut edits),
             Some(Err("totally-unknown-model-x".into()))
         );
-        assert_eq!(edits.len(), 1);
-        assert_eq!((edits[0].slot, &edits[0].value), (7, &Value::Boolean(true)));
+        assert_eq!(edits.to_vec().unwrap(), [(0, 7, ValueRef::Boolean(true))]);
     }
 
     /// The match cache answers as the table does, per (model, provider)

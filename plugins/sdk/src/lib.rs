@@ -560,6 +560,109 @@ impl Value {
     }
 }
 
+/// A processor's attribute writes (`record edits` in the WIT), packed in
+/// columns as the host reads them: a string written is copied into the
+/// answer's text, not allocated on its own.
+///
+/// ```ignore
+/// let mut edits = Edits::with_capacity(batch.rows as usize);
+/// edits.set(row, SLOT_COST, ValueRef::Float(0.0125));
+/// edits.set_str(row, SLOT_STATUS, "success");
+/// Ok(BatchResult { edits, drops: vec![] })
+/// ```
+impl types::Edits {
+    /// No edits.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// No edits, with room for `n` before growing.
+    pub fn with_capacity(n: usize) -> Self {
+        types::Edits {
+            rows: Vec::with_capacity(n),
+            slots: Vec::with_capacity(n),
+            kinds: Vec::with_capacity(n),
+            ints: Vec::new(),
+            floats: Vec::new(),
+            text: Vec::new(),
+            text_ends: Vec::new(),
+        }
+    }
+
+    /// Sets slot `slot` (index into the manifest's `writes`) of row `row` to
+    /// `value`; [`ValueRef::Absent`] removes the attribute.
+    pub fn set(&mut self, row: u32, slot: u32, value: ValueRef<'_>) {
+        self.rows.push(row);
+        self.slots.push(slot);
+        let kind = push_payload(
+            &mut self.ints,
+            &mut self.floats,
+            &mut self.text,
+            &mut self.text_ends,
+            value,
+        );
+        self.kinds.push(kind);
+    }
+
+    /// Sets a string.
+    pub fn set_str(&mut self, row: u32, slot: u32, value: &str) {
+        self.set(row, slot, ValueRef::Str(value));
+    }
+
+    /// Sets an integer.
+    pub fn set_int(&mut self, row: u32, slot: u32, value: i64) {
+        self.set(row, slot, ValueRef::Int(value));
+    }
+
+    /// Sets a float.
+    pub fn set_float(&mut self, row: u32, slot: u32, value: f64) {
+        self.set(row, slot, ValueRef::Float(value));
+    }
+
+    /// Sets a boolean.
+    pub fn set_bool(&mut self, row: u32, slot: u32, value: bool) {
+        self.set(row, slot, ValueRef::Boolean(value));
+    }
+
+    /// Removes the attribute.
+    pub fn remove(&mut self, row: u32, slot: u32) {
+        self.set(row, slot, ValueRef::Absent);
+    }
+
+    /// Number of edits.
+    pub fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// The edits as `(row, slot, value)`, in order (for tests). Fails on
+    /// columns that do not match the kinds, which `set` never writes.
+    pub fn to_vec(&self) -> Result<Vec<(u32, u32, ValueRef<'_>)>, String> {
+        if self.rows.len() != self.kinds.len() || self.slots.len() != self.kinds.len() {
+            return Err(bad("edits: rows, slots and kinds differ in length"));
+        }
+        let mut payloads = Payloads::new(&self.ints, &self.floats, &self.text, &self.text_ends)?;
+        let mut out = Vec::with_capacity(self.kinds.len());
+        for (i, &kind) in self.kinds.iter().enumerate() {
+            let value = payloads
+                .next(kind)
+                .ok_or_else(|| bad(&payloads.fault(kind)))?;
+            out.push((self.rows[i], self.slots[i], value));
+        }
+        Ok(out)
+    }
+}
+
+impl Default for types::Edits {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A dense batch of the given rows, each value in read order: what the host
 /// sends, for a plugin's tests (and those of [`Rows`]).
 pub fn dense_batch<'a, R: AsRef<[ValueRef<'a>]>>(rows: &[R]) -> types::Batch {
@@ -573,30 +676,54 @@ pub fn dense_batch<'a, R: AsRef<[ValueRef<'a>]>>(rows: &[R]) -> types::Batch {
         text_ends: vec![],
     };
     for v in rows.iter().flat_map(|r| r.as_ref()) {
-        let (kind, text) = match *v {
-            ValueRef::Absent => (0, None),
-            ValueRef::Str(s) => (1, Some(s)),
-            ValueRef::Int(i) => {
-                b.ints.push(i);
-                (2, None)
-            }
-            ValueRef::Float(f) => {
-                b.floats.push(f);
-                (3, None)
-            }
-            ValueRef::Boolean(x) => {
-                b.ints.push(i64::from(x));
-                (4, None)
-            }
-            ValueRef::Json(s) => (5, Some(s)),
-        };
+        let kind = push_payload(
+            &mut b.ints,
+            &mut b.floats,
+            &mut b.text,
+            &mut b.text_ends,
+            *v,
+        );
         b.kinds.push(kind);
-        if let Some(s) = text {
-            b.text.extend_from_slice(s.as_bytes());
-            b.text_ends.push(b.text.len() as u32);
-        }
     }
     b
+}
+
+/// Appends `value`'s payload to the column of its kind (none for `absent`)
+/// and returns the kind: how batches and edits are packed alike.
+fn push_payload(
+    ints: &mut Vec<i64>,
+    floats: &mut Vec<f64>,
+    text: &mut Vec<u8>,
+    text_ends: &mut Vec<u32>,
+    value: ValueRef<'_>,
+) -> u8 {
+    let mut push_text = |s: &str| {
+        text.extend_from_slice(s.as_bytes());
+        text_ends.push(text.len() as u32);
+    };
+    match value {
+        ValueRef::Absent => 0,
+        ValueRef::Str(s) => {
+            push_text(s);
+            1
+        }
+        ValueRef::Int(i) => {
+            ints.push(i);
+            2
+        }
+        ValueRef::Float(f) => {
+            floats.push(f);
+            3
+        }
+        ValueRef::Boolean(b) => {
+            ints.push(i64::from(b));
+            4
+        }
+        ValueRef::Json(s) => {
+            push_text(s);
+            5
+        }
+    }
 }
 
 /// A projected batch as rows of values, one per declared read, whether the
@@ -833,11 +960,21 @@ struct Payloads<'a, 'b> {
 impl<'a> Payloads<'a, 'a> {
     /// The payloads of `batch`, its text checked as UTF-8 once.
     fn of(batch: &'a Batch) -> Result<Self, String> {
+        Self::new(&batch.ints, &batch.floats, &batch.text, &batch.text_ends)
+    }
+
+    /// The payloads of these columns, the text checked as UTF-8 once.
+    fn new(
+        ints: &'a [i64],
+        floats: &'a [f64],
+        text: &'a [u8],
+        ends: &'a [u32],
+    ) -> Result<Self, String> {
         Ok(Payloads {
-            ints: batch.ints.iter(),
-            floats: batch.floats.iter(),
-            ends: batch.text_ends.iter(),
-            text: std::str::from_utf8(&batch.text).map_err(|_| bad("text is not UTF-8"))?,
+            ints: ints.iter(),
+            floats: floats.iter(),
+            ends: ends.iter(),
+            text: std::str::from_utf8(text).map_err(|_| bad("text is not UTF-8"))?,
             start: 0,
         })
     }
@@ -972,6 +1109,35 @@ mod tests {
 
     /// Dense and sparse batches read the same; a batch that breaks the
     /// layout is refused with a message, never misread.
+    #[test]
+    fn edits_read_back_as_written() {
+        use super::ValueRef;
+        let mut e = super::types::Edits::new();
+        assert!(e.is_empty());
+        e.set_str(0, 1, "héllo");
+        e.set_int(0, 2, -7);
+        e.set_float(1, 0, 2.5);
+        e.set_bool(1, 3, true);
+        e.set(2, 1, ValueRef::Json(r#"["stop"]"#));
+        e.remove(2, 2);
+        e.set_str(3, 0, "");
+        assert_eq!(e.len(), 7);
+        assert_eq!(
+            e.to_vec().unwrap(),
+            vec![
+                (0, 1, ValueRef::Str("héllo")),
+                (0, 2, ValueRef::Int(-7)),
+                (1, 0, ValueRef::Float(2.5)),
+                (1, 3, ValueRef::Boolean(true)),
+                (2, 1, ValueRef::Json(r#"["stop"]"#)),
+                (2, 2, ValueRef::Absent),
+                (3, 0, ValueRef::Str("")),
+            ]
+        );
+        e.kinds.push(2);
+        assert!(e.to_vec().is_err());
+    }
+
     #[test]
     fn rows_read_dense_and_sparse_batches_alike() {
         use super::types::Batch;

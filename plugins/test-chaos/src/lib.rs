@@ -4,7 +4,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `mode` | `"pass"` | `pass`, `trap` (panic, which aborts), `loop` (never returns), `grow` (allocates until memory runs out), `error` (returns an error), `drop` (drops triggering rows), `tag` (writes `chaos.seen = true`) |
+//! | `mode` | `"pass"` | `pass`, `trap` (panic, which aborts), `loop` (never returns), `grow` (allocates until memory runs out), `error` (returns an error), `drop` (drops triggering rows), `tag` (writes `chaos.seen = true`), `bad-edit` (`tag`'s edit, then one naming a row past the batch) |
 //! | `trigger` | none | attribute key; when set, only batches holding a span with it misbehave |
 //! | `path`, `env`, `port` | none | for `escape`: a directory to read and write in, an environment variable, a loopback port to connect to |
 //!
@@ -16,7 +16,7 @@
 
 use plume_sdk::Rows;
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, Field, Manifest};
 use serde::Deserialize;
 use std::cell::RefCell;
 
@@ -45,7 +45,7 @@ impl Guest for Chaos {
     fn init(config: String) -> Result<Manifest, String> {
         let c: Config = plume_sdk::parse_config(&config)?;
         if ![
-            "pass", "trap", "loop", "grow", "error", "drop", "tag", "escape", "giant",
+            "pass", "trap", "loop", "grow", "error", "drop", "tag", "escape", "giant", "bad-edit",
         ]
         .contains(&c.mode.as_str())
         {
@@ -72,7 +72,7 @@ impl Guest for Chaos {
             .collect();
         if triggered.is_empty() {
             return Ok(BatchResult {
-                edits: vec![],
+                edits: Edits::new(),
                 drops: vec![],
             });
         }
@@ -93,46 +93,53 @@ impl Guest for Chaos {
             }
             "error" => Err(format!("chaos: failing a batch of {} rows", batch.rows)),
             "escape" => {
-                let report = Value::Str(escape(&c).to_string());
+                let report = escape(&c).to_string();
+                let mut edits = Edits::new();
+                for row in triggered {
+                    edits.set_str(row, 1, &report);
+                }
                 Ok(BatchResult {
-                    edits: triggered
-                        .into_iter()
-                        .map(|row| Edit {
-                            row,
-                            slot: 1,
-                            value: report.clone(),
-                        })
-                        .collect(),
+                    edits,
                     drops: vec![],
                 })
             }
-            "giant" => Ok(BatchResult {
-                edits: (0..batch.rows)
-                    .map(|row| Edit {
-                        row,
-                        slot: 1,
-                        value: Value::Str("x".repeat(8 << 20)),
-                    })
-                    .collect(),
-                drops: vec![],
-            }),
+            "giant" => {
+                let mut edits = Edits::new();
+                for row in 0..batch.rows {
+                    edits.set_str(row, 1, &"x".repeat(8 << 20));
+                }
+                Ok(BatchResult {
+                    edits,
+                    drops: vec![],
+                })
+            }
             "drop" => Ok(BatchResult {
-                edits: vec![],
+                edits: Edits::new(),
                 drops: triggered,
             }),
-            "tag" => Ok(BatchResult {
-                edits: triggered
-                    .into_iter()
-                    .map(|row| Edit {
-                        row,
-                        slot: 0,
-                        value: Value::Boolean(true),
-                    })
-                    .collect(),
-                drops: vec![],
-            }),
+            "tag" => {
+                let mut edits = Edits::new();
+                for row in triggered {
+                    edits.set_bool(row, 0, true);
+                }
+                Ok(BatchResult {
+                    edits,
+                    drops: vec![],
+                })
+            }
+            "bad-edit" => {
+                // A good edit, then one naming a row past the batch: the
+                // host refuses the whole answer.
+                let mut edits = Edits::new();
+                edits.set_bool(triggered[0], 0, true);
+                edits.set_bool(batch.rows, 0, true);
+                Ok(BatchResult {
+                    edits,
+                    drops: vec![],
+                })
+            }
             _ => Ok(BatchResult {
-                edits: vec![],
+                edits: Edits::new(),
                 drops: vec![],
             }),
         }

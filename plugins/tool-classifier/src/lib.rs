@@ -30,7 +30,7 @@ mod rules;
 use plume_sdk::bound::Recent;
 use plume_sdk::hash::Seeded;
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, EventAttribute, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, EventAttribute, Field, Manifest};
 use plume_sdk::{Rows, ValueRef};
 use rules::{Rule, RuleConfig};
 use serde::Deserialize;
@@ -331,28 +331,16 @@ impl Guest for Classifier {
             // Repeats are ranked in start-time order, whatever the arrival order.
             let mut order: Vec<(u32, &[ValueRef<'_>])> = rows.iter().collect();
             order.sort_by_key(|(_, v)| v[read::START].as_i64().unwrap_or(0));
-            let mut edits = Vec::new();
+            let mut edits = Edits::with_capacity(batch.rows as usize * 3);
             for (row, v) in order {
                 let verdict = classify(&state.rules, &mut state.matches, v);
                 if let Some(status) = verdict.tool_status {
-                    edits.push(Edit {
-                        row,
-                        slot: slot::TOOL_STATUS,
-                        value: Value::Str(status.into()),
-                    });
+                    edits.set_str(row, slot::TOOL_STATUS, status);
                     let retries = state.retries(v);
-                    edits.push(Edit {
-                        row,
-                        slot: slot::RETRIES,
-                        value: Value::Int(retries as i64),
-                    });
+                    edits.set_int(row, slot::RETRIES, retries as i64);
                 }
                 if let Some(c) = verdict.category {
-                    edits.push(Edit {
-                        row,
-                        slot: slot::CATEGORY,
-                        value: Value::Str(c),
-                    });
+                    edits.set_str(row, slot::CATEGORY, &c);
                 }
             }
             Ok(BatchResult {

@@ -13,7 +13,7 @@
 //! - `team.tool.slow` (derived): true when the call took longer than `slow_ms`.
 
 use plume_sdk::processor::{Guest, export_processor};
-use plume_sdk::types::{Batch, BatchResult, Edit, EventAttribute, Field, Manifest, Value};
+use plume_sdk::types::{Batch, BatchResult, Edits, EventAttribute, Field, Manifest, Value};
 use plume_sdk::{Rows, ValueRef};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -128,10 +128,10 @@ impl Guest for Classifier {
         CONFIG.with(|c| {
             let c = c.borrow();
             let config = c.as_ref().ok_or("process before init")?;
-            let mut edits = Vec::new();
+            let mut edits = Edits::new();
             for (row, v) in Rows::new(&batch, 6)?.iter() {
                 for (slot, value) in classify(config, v) {
-                    edits.push(Edit { row, slot, value });
+                    edits.set(row, slot, value.as_ref());
                 }
             }
             Ok(BatchResult {
