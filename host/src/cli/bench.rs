@@ -16,7 +16,6 @@ use crate::plugin::bindings::exporter::Exporter;
 use crate::plugin::bindings::router::Router;
 use crate::plugin::bindings::types::Batch as WitBatch;
 use crate::plugin::instance::{RebuildCost, Sandbox, World};
-use crate::plugin::packed;
 use crate::plugin::projection::Projection;
 use crate::plugin::runtime::Runtime;
 use crate::span::{AttrValue, Key, Span, flat, otlp_proto};
@@ -467,10 +466,10 @@ fn boundary(rt: &Runtime, spans: &[Span], rounds: usize) -> anyhow::Result<Vec<s
                     .map_err(|e| anyhow::anyhow!("bench-probe {e}"))?;
                 let t2 = Instant::now();
                 c += (t2 - t1).as_nanos();
-                packed::for_each_edit(&result.edits, |row, slot, value| {
-                    projection.apply(b, &rows, row, slot, value)
-                })
-                .map_err(anyhow::Error::msg)?;
+                let writes = projection
+                    .writes_of(&result.edits, rows.len())
+                    .map_err(anyhow::Error::msg)?;
+                projection.apply(b, &rows, writes);
                 a += t2.elapsed().as_nanos();
             }
             wasm.push(started.elapsed().as_nanos() as f64 / n as f64);

@@ -23,8 +23,7 @@ use crate::plugin::bindings::types::{
 };
 use crate::plugin::breaker::BreakerEvent;
 use crate::plugin::instance::{PluginError, Sandbox};
-use crate::plugin::packed;
-use crate::plugin::projection::{Projection, Read, render_flat, render_otlp_json};
+use crate::plugin::projection::{Projection, render_flat, render_otlp_json};
 use crate::plugin::runtime::Runtime;
 use crate::span::{Batch, Span, flat};
 use crate::wal::WalCounters;
@@ -1399,35 +1398,16 @@ fn apply_result(
     result: crate::plugin::bindings::types::BatchResult,
     stats: &mut EntryStats,
 ) -> Result<(), PluginError> {
-    packed::for_each_edit(&result.edits, |row, slot, value| {
-        if row as usize >= rows.len() || slot as usize >= projection.writes.len() {
-            return Err(format!(
-                "edit (row {row}, slot {slot}) is out of range ({} rows, {} writes)",
-                rows.len(),
-                projection.writes.len()
-            ));
-        }
-        if let Read::Json(text) = value
-            && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()
-        {
-            return Err(format!(
-                "edit of {} holds invalid JSON",
-                projection.writes[slot as usize]
-            ));
-        }
-        Ok(())
-    })
-    .map_err(PluginError::Contract)?;
+    let writes = projection
+        .writes_of(&result.edits, rows.len())
+        .map_err(PluginError::Contract)?;
     if let Some(bad) = result.drops.iter().find(|&&r| r as usize >= rows.len()) {
         return Err(PluginError::Contract(format!(
             "drop of row {bad}, but the batch has {} rows",
             rows.len()
         )));
     }
-    packed::for_each_edit(&result.edits, |row, slot, value| {
-        projection.apply(batch, rows, row, slot, value)
-    })
-    .map_err(PluginError::Contract)?;
+    projection.apply(batch, rows, writes);
     if !result.drops.is_empty() {
         let mut doomed = vec![false; batch.len()];
         for r in &result.drops {

@@ -2,9 +2,9 @@
 //! fields it declared (a projection, row by row) and answers with edits.
 //! Measured against whole-span and per-field designs in BENCHMARKS.md.
 
-use super::bindings::types::{Batch as WitBatch, Field, Value};
+use super::bindings::types::{Batch as WitBatch, Edits as WitEdits, Field, Value};
 use super::packed;
-use crate::span::{AttrValue, Key, Span, flat, otlp_json};
+use crate::span::{AttrValue, Attributes, Key, Span, flat, otlp_json};
 use serde_json::value::RawValue;
 
 /// A field a plugin reads, resolved once at init.
@@ -177,6 +177,10 @@ pub struct Projection {
     pub writes: Vec<Key>,
     /// Indexes into `reads`; a span is sent only if one of them is present.
     pub require_any: Vec<usize>,
+    /// By interned key number: 1 + the slot writing that key; 0 for none.
+    /// Empty when a written key is not interned or is written by two slots:
+    /// then edits look their key up in the span one by one.
+    write_slots: Vec<u32>,
     /// The span attributes read, found by key.
     attributes: AttributeReads,
     /// The indexes of the reads that are not span attributes.
@@ -308,11 +312,13 @@ impl Projection {
         let others = (0..reads.len())
             .filter(|&i| !matches!(reads[i], FieldSpec::Attribute(_)))
             .collect();
+        let writes: Vec<Key> = writes.into_iter().map(Key::from).collect();
         Ok(Projection {
             attributes: AttributeReads::new(&reads),
             others,
             reads,
-            writes: writes.into_iter().map(Key::from).collect(),
+            write_slots: write_slots(&writes),
+            writes,
             require_any,
             sparse,
         })
@@ -371,36 +377,103 @@ impl Projection {
         out.rows = rows.len() as u32;
     }
 
-    /// Applies one edit from a plugin. `rows` maps batch rows to spans.
-    pub fn apply(
-        &self,
-        spans: &mut [Span],
-        rows: &[u32],
-        row: u32,
-        slot: u32,
-        value: Read<'_>,
-    ) -> Result<(), String> {
-        let span_index = *rows.get(row as usize).ok_or_else(|| {
-            format!(
-                "edit names row {row}, but the batch has {} rows",
-                rows.len()
-            )
-        })?;
-        let key = self.writes.get(slot as usize).ok_or_else(|| {
-            format!(
-                "edit names slot {slot}, but the manifest declares {} writes",
-                self.writes.len()
-            )
-        })?;
-        let span = &mut spans[span_index as usize];
-        match edit_value(value, key)? {
-            None => {
-                span.attributes.remove(key);
+    /// A processor's edits, checked (rows, slots, the columns, JSON) and
+    /// converted, changing no span: an answer with one bad edit is refused
+    /// whole. `rows` is the number of rows the plugin received.
+    pub fn writes_of(&self, edits: &WitEdits, rows: usize) -> Result<Vec<Write>, String> {
+        let mut writes = Vec::with_capacity(edits.kinds.len());
+        packed::for_each_edit(edits, |row, slot, value| {
+            if row as usize >= rows || slot as usize >= self.writes.len() {
+                return Err(format!(
+                    "edit (row {row}, slot {slot}) is out of range ({rows} rows, {} writes)",
+                    self.writes.len()
+                ));
             }
-            Some(value) => span.attributes.set(key.clone(), value),
-        }
-        Ok(())
+            let value = edit_value(value, &self.writes[slot as usize])?;
+            writes.push(Write { row, slot, value });
+            Ok(())
+        })?;
+        Ok(writes)
     }
+
+    /// Applies checked writes (from [`Projection::writes_of`]), in order.
+    /// `rows` maps batch rows to spans.
+    pub fn apply(&self, spans: &mut [Span], rows: &[u32], writes: Vec<Write>) {
+        // Where each written key is in the current span: found in one pass
+        // over its attributes when the span changes, instead of a pass per
+        // edit (a processor writes a few keys to each span it changes).
+        let mut at = vec![NOT_FOUND; self.writes.len()];
+        let mut found_for = None;
+        for Write { row, slot, value } in writes {
+            let attributes = &mut spans[rows[row as usize] as usize].attributes;
+            if found_for != Some(row) {
+                found_for = self.find_writes(attributes, &mut at).then_some(row);
+            }
+            let key = &self.writes[slot as usize];
+            match (value, found_for.is_some()) {
+                (None, _) => {
+                    attributes.remove(key);
+                    // The positions after it moved.
+                    found_for = None;
+                }
+                (Some(value), true) => match at[slot as usize] {
+                    NOT_FOUND => {
+                        at[slot as usize] = attributes.0.len() as u32;
+                        attributes.0.push((key.clone(), value));
+                    }
+                    i => attributes.0[i as usize].1 = value,
+                },
+                (Some(value), false) => attributes.set(key.clone(), value),
+            }
+        }
+    }
+
+    /// Sets `at[slot]` to the position of each written key in `attributes`
+    /// (its first, as `Attributes::set` finds it), or `NOT_FOUND`. False
+    /// when keys must be compared by text (a key that is not interned).
+    fn find_writes(&self, attributes: &Attributes, at: &mut [u32]) -> bool {
+        if self.write_slots.is_empty() {
+            return false;
+        }
+        at.fill(NOT_FOUND);
+        for (i, (k, _)) in attributes.0.iter().enumerate() {
+            let Some(id) = k.id() else { return false };
+            let slot = self.write_slots.get(id as usize).copied().unwrap_or(0);
+            if slot != 0 && at[slot as usize - 1] == NOT_FOUND {
+                at[slot as usize - 1] = i as u32;
+            }
+        }
+        true
+    }
+}
+
+/// One checked edit: `None` removes the attribute.
+pub struct Write {
+    row: u32,
+    slot: u32,
+    value: Option<AttrValue>,
+}
+
+/// A written key the span does not have (yet).
+const NOT_FOUND: u32 = u32::MAX;
+
+/// `Projection::write_slots` of these written keys.
+fn write_slots(writes: &[Key]) -> Vec<u32> {
+    let mut slots = Vec::new();
+    for (slot, key) in writes.iter().enumerate() {
+        let Some(id) = key.id() else {
+            return Vec::new();
+        };
+        let id = id as usize;
+        if slots.len() <= id {
+            slots.resize(id + 1, 0);
+        }
+        if slots[id] != 0 {
+            return Vec::new(); // written by two slots
+        }
+        slots[id] = slot as u32 + 1;
+    }
+    slots
 }
 
 /// An edit's value as an attribute value; `None` for `absent` (remove).
@@ -544,6 +617,91 @@ mod tests {
             format!("{:?}", packed::unpack(&out, 4)),
             format!("{expected:?}")
         );
+    }
+
+    /// Edits applied with the positions found in one pass over a span end
+    /// as `Attributes::set` and `remove`, edit by edit, leave it: a key the
+    /// span has (the first of two) is replaced in place, new keys are
+    /// appended in order, a key written twice keeps the last value, a
+    /// removal moves what follows, rows come in any order, and owned keys
+    /// or a key written by two slots are compared by text.
+    #[test]
+    fn edits_apply_as_set_and_remove_one_by_one() {
+        use crate::plugin::bindings::types::Edits as WitEdits;
+        let span_of = |keys: &[Key]| {
+            let mut span = crate::bench::synthetic_spans(1, 3, 1_000).remove(0);
+            span.attributes.0 = (keys.iter().cloned())
+                .zip(100..)
+                .map(|(k, v)| (k, AttrValue::Int(v)))
+                .collect();
+            span
+        };
+        let k = Key::new;
+        let spans = vec![
+            span_of(&[k("e.b"), k("e.x"), k("e.b"), k("e.y")]),
+            span_of(&[k("e.y"), Key::owned("e.c")]),
+            span_of(&[]),
+        ];
+        // (row, slot, value; None removes)
+        let edits: &[(u32, u32, Option<i64>)] = &[
+            (1, 2, Some(1)),
+            (0, 0, Some(2)),
+            (0, 3, Some(3)),
+            (0, 3, Some(4)),
+            (0, 1, None),
+            (0, 2, Some(5)),
+            (0, 0, Some(6)),
+            (1, 0, Some(7)),
+            (2, 3, Some(8)),
+            (1, 2, None),
+        ];
+        let packed = WitEdits {
+            rows: edits.iter().map(|e| e.0).collect(),
+            slots: edits.iter().map(|e| e.1).collect(),
+            kinds: (edits.iter())
+                .map(|e| {
+                    if e.2.is_some() {
+                        packed::kind::INT
+                    } else {
+                        packed::kind::ABSENT
+                    }
+                })
+                .collect(),
+            ints: edits.iter().filter_map(|e| e.2).collect(),
+            floats: vec![],
+            text: vec![],
+            text_ends: vec![],
+        };
+        let rows = [2, 0, 1]; // batch rows -> spans
+        for writes in [
+            vec!["e.b", "e.x", "e.c", "e.new"],
+            vec!["e.b", "e.x", "e.c", "e.b"], // e.b by two slots
+        ] {
+            let writes: Vec<String> = writes.into_iter().map(String::from).collect();
+            let p = Projection::new(vec![], writes, vec![], false).unwrap();
+            let mut expected = spans.clone();
+            for &(row, slot, value) in edits {
+                let attributes = &mut expected[rows[row as usize] as usize].attributes;
+                let key = p.writes[slot as usize].clone();
+                match value {
+                    Some(v) => attributes.set(key, AttrValue::Int(v)),
+                    None => {
+                        attributes.remove(&key);
+                    }
+                }
+            }
+            let mut got = spans.clone();
+            p.apply(&mut got, &rows, p.writes_of(&packed, rows.len()).unwrap());
+            for (g, e) in got.iter().zip(&expected) {
+                assert_eq!(g.attributes, e.attributes);
+            }
+        }
+        // Out of range: refused before anything is applied.
+        let p = Projection::new(vec![], vec!["e.b".into()], vec![], false).unwrap();
+        let e = p.writes_of(&packed, rows.len()).err().unwrap();
+        assert!(e.contains("slot 2") && e.contains("1 writes"), "{e}");
+        let p = Projection::new(vec![], vec!["e.b".into(); 4], vec![], false).unwrap();
+        assert!(p.writes_of(&packed, 2).err().unwrap().contains("row 2"));
     }
 
     /// Interned keys are found by number; owned keys (too long to intern,
