@@ -178,6 +178,12 @@ fn a_slow_batch_is_logged_with_the_entry_that_took_the_time() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
+    // Other tests run the engine on other threads, without a subscriber.
+    // While a single subscriber exists, tracing decides whether a log site
+    // is ever enabled from the subscriber of the thread that reaches it
+    // first, and would remember the engine's as never enabled. A second
+    // one (that enables nothing) makes it ask every live subscriber.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     tracing::subscriber::with_default(subscriber, || {
         let mut run = pipeline("loop", "pass", "{ timeout_ms = 50 }");
         run.bad_then_good();
