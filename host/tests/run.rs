@@ -20,6 +20,27 @@ fn wait_for_lines(path: &Path, n: usize) -> usize {
     }
 }
 
+/// `plume run ARGS` with `input` on its standard input, to its end; fails
+/// the test unless plume exits 0.
+fn run_with_input(args: &[&std::ffi::OsStr], input: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plume"))
+        .arg("run")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[test]
 fn follows_a_file_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,25 +100,7 @@ fn follows_a_file_and_drains_on_sigterm() {
 #[test]
 fn default_pipeline_reads_stdin_and_writes_stdout() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spans.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plume"))
-        .arg("run")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&std::fs::read(examples).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_with_input(&[], &std::fs::read(examples).unwrap());
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -132,26 +135,7 @@ fn jsonl_export_writes_one_line_per_span_in_either_format() {
     .unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/spans.jsonl");
     let input = std::fs::read_to_string(examples).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plume"))
-        .arg("run")
-        .arg(&pipeline)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_with_input(&[pipeline.as_os_str()], input.as_bytes());
     let json_lines = |text: &str| -> Vec<serde_json::Value> {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -1498,9 +1498,7 @@ fn edit_copies(
             ))
         })?;
         let attrs = &mut spans[i].to_mut().attributes;
-        match crate::plugin::projection::attr_value(value.clone(), key)
-            .map_err(PluginError::Contract)?
-        {
+        match crate::plugin::projection::attr_value(value, key).map_err(PluginError::Contract)? {
             Some(v) => attrs.set(crate::span::Key::from(key.as_str()), v),
             None => match key.strip_suffix('*') {
                 Some(prefix) => attrs.0.retain(|(k, _)| !k.starts_with(prefix)),

@@ -495,20 +495,19 @@ fn edit_value(value: Read<'_>, key: &str) -> Result<Option<AttrValue>, String> {
     }))
 }
 
-/// A plugin's value as an attribute value; `None` for `absent` (remove).
+/// A plugin's value (an exporter's payload-only edit) as an attribute value,
+/// as [`edit_value`] converts a packed one; `None` for `absent` (remove).
 /// `key` names the attribute in errors.
-pub fn attr_value(value: Value, key: &str) -> Result<Option<AttrValue>, String> {
-    Ok(Some(match value {
-        Value::Absent => return Ok(None),
-        Value::Str(s) => AttrValue::Str(s.into()),
-        Value::Int(i) => AttrValue::Int(i),
-        Value::Float(f) => AttrValue::Float(f),
-        Value::Boolean(b) => AttrValue::Bool(b),
-        Value::Json(j) => AttrValue::Json(
-            RawValue::from_string(j)
-                .map_err(|e| format!("edit of {key} holds invalid JSON: {e}"))?,
-        ),
-    }))
+pub fn attr_value(value: &Value, key: &str) -> Result<Option<AttrValue>, String> {
+    let value = match value {
+        Value::Absent => Read::Absent,
+        Value::Str(s) => Read::Str(s),
+        Value::Int(i) => Read::Int(*i),
+        Value::Float(f) => Read::Float(*f),
+        Value::Boolean(b) => Read::Bool(*b),
+        Value::Json(j) => Read::Json(j),
+    };
+    edit_value(value, key)
 }
 
 /// Renders a span part of an exporter's payload.
