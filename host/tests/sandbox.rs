@@ -199,6 +199,16 @@ fn a_slow_batch_is_logged_with_the_entry_that_took_the_time() {
 }
 
 #[test]
+fn without_a_time_limit_fuel_still_stops_an_endless_loop() {
+    // `timeout_ms = 0`: code compiled without epoch checks; fuel bounds it.
+    let mut run = pipeline("loop", "pass", "{ timeout_ms = 0, fuel = 10000000 }");
+    run.bad_then_good();
+    let chaos = &run.engine.stats().stages[0];
+    assert_eq!(chaos.errors.get("fuel"), Some(&1), "{:?}", chaos.errors);
+    assert_eq!(run.lines("spans.jsonl").len(), 6, "the host went on");
+}
+
+#[test]
 fn endless_loop_is_stopped_by_fuel_before_the_time_limit() {
     // A minute of time, ten million instructions of fuel: fuel stops it.
     let started = std::time::Instant::now();

@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// thread). Per-entry times are then summed over the shards.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     shards: u32,
+    /// Run every entry with `limits.timeout_ms = 0`: no time limit, so no
+    /// epoch checks in the compiled code (measures what they cost).
+    #[arg(long)]
+    no_time_limits: bool,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -59,13 +63,22 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let pipeline = match super::load(args.file.as_deref()) {
+    let mut pipeline = match super::load(args.file.as_deref()) {
         Ok(p) => p,
         Err(errors) => {
             eprintln!("{errors}");
             return Ok(ExitCode::FAILURE);
         }
     };
+    if args.no_time_limits {
+        let entries = (pipeline.stages.iter_mut())
+            .chain(&mut pipeline.evaluators)
+            .chain(&mut pipeline.router)
+            .chain(&mut pipeline.exports);
+        for spec in entries {
+            spec.limits.timeout_ms = 0;
+        }
+    }
     let spans = synthetic_spans(args.spans, 42, 1_764_000_000_000_000_000);
     let mut input = Vec::with_capacity(spans.len() * 700);
     for s in &spans {
@@ -212,6 +225,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         "pipeline": pipeline.file,
         "batch_max_spans": pipeline.batch_max_spans,
         "shards": args.shards,
+        "time_limits": !args.no_time_limits,
         "passthrough_spans_per_s": passthrough.round(),
         "pipeline_spans_per_s": piped.round(),
         "pipeline_over_passthrough": (piped / passthrough * 1000.0).round() / 1000.0,
@@ -226,12 +240,17 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "{} spans through {} (median of {} rounds, {} shard{})",
+            "{} spans through {} (median of {} rounds, {} shard{}{})",
             spans.len(),
             pipeline.file,
             args.rounds.max(1),
             args.shards,
-            if args.shards == 1 { "" } else { "s" }
+            if args.shards == 1 { "" } else { "s" },
+            if args.no_time_limits {
+                ", no time limits"
+            } else {
+                ""
+            }
         );
         println!("  passthrough  {:>12.0} spans/s", passthrough);
         println!(

@@ -53,7 +53,7 @@
 //! plugin = "builtin:pricer"        # or a path to a .wasm component
 //! config = { table = "p.json" }    # given to the plugin as JSON; default {}
 //! on_error = "pass"                # pass | drop | dead-letter; default pass
-//! limits = { memory_mb = 64, timeout_ms = 100 }   # defaults shown; 1..=4096 MiB, 1..=60000 ms;
+//! limits = { memory_mb = 64, timeout_ms = 100 }   # defaults shown; 1..=4096 MiB, 0..=60000 ms (0: none);
 //!                                  # also `fuel = N`: at most ~N wasm instructions per call (optional)
 //! grants = { read = ["DIR"], write = ["DIR"], env = ["NAME"] }   # capabilities; default none
 //! breaker = { max_failures = 5, window = "60s", cooldown = "5m", policy = "bypass" }
@@ -327,7 +327,9 @@ pub struct Limits {
     /// Linear memory limit, MiB.
     #[serde(default = "default_memory_mb")]
     pub memory_mb: u64,
-    /// Wall-clock limit per call, ms (enforced by epoch interruption).
+    /// Wall-clock limit per call, ms (enforced by epoch interruption). 0:
+    /// none, and the plugin's code is compiled without the epoch checks
+    /// (faster; a plugin that never returns then stalls its shard for good).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Fuel per call (about one unit per WebAssembly instruction): a limit
@@ -805,11 +807,14 @@ fn validate(file: &str, text: &str, raw: PipelineConfig) -> Result<Pipeline, Con
                         format!("must be 1..=4096, got {}", limits.memory_mb),
                     );
                 }
-                if !(1..=60_000).contains(&limits.timeout_ms) {
+                if limits.timeout_ms > 60_000 {
                     err(
                         c.limits.span(),
                         format!("{key}.limits.timeout_ms"),
-                        format!("must be 1..=60000, got {}", limits.timeout_ms),
+                        format!(
+                            "must be 0..=60000 (0: no time limit), got {}",
+                            limits.timeout_ms
+                        ),
                     );
                 }
                 if limits.fuel == Some(0) {

@@ -11,7 +11,7 @@ use super::bindings::types::{
 };
 use super::bindings::{Processor, ProcessorPre};
 use super::breaker::{Breaker, BreakerEvent};
-use super::runtime::{HostState, Runtime, deadline_ticks, new_store};
+use super::runtime::{Checks, HostState, Runtime, deadline_ticks, new_store};
 use crate::config::PluginSpec;
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -216,12 +216,12 @@ impl<W: World> Sandbox<W> {
     /// Compiles (or reuses) the component, links, instantiates and calls
     /// `init`. Errors are messages for the operator.
     pub fn new(rt: &Runtime, spec: &PluginSpec) -> Result<(Self, W::Manifest), String> {
-        let fuel = spec.limits.fuel.is_some();
+        let checks = Checks::of(&spec.limits);
         let (component, code_hash) = rt
-            .component(&spec.source, fuel)
+            .component(&spec.source, checks)
             .map_err(|e| format!("{e:#}"))?;
         let ty = component.component_type();
-        let engine = rt.engine(fuel);
+        let engine = rt.engine(checks).map_err(|e| format!("{e:#}"))?;
         let names: Vec<&str> = (ty.imports(engine).map(|(n, _)| n))
             .chain(ty.exports(engine).map(|(n, _)| n))
             .collect();
@@ -232,7 +232,8 @@ impl<W: World> Sandbox<W> {
                 super::bindings::WIT_VERSION
             ));
         }
-        let ip = rt.linker(fuel).instantiate_pre(&component).map_err(|e| {
+        let linker = rt.linker(checks).map_err(|e| format!("{e:#}"))?;
+        let ip = linker.instantiate_pre(&component).map_err(|e| {
             format!("cannot link: {e:#} (plugins may import only WASI 0.2 and plume:pipeline/host)")
         })?;
         let pre = W::pre(ip).map_err(|e| {

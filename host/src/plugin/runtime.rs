@@ -3,10 +3,10 @@
 //! that enforces time limits.
 
 use super::bindings::host_api;
-use crate::config::{PluginSource, PluginSpec};
+use crate::config::{Limits, PluginSource, PluginSpec};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Cache, CacheConfig, Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
@@ -159,22 +159,54 @@ pub fn compile_cache_dir() -> Option<std::path::PathBuf> {
     }
 }
 
-/// A wasmtime engine with its linker. Two exist: one plain, one counting
-/// fuel for plugins with `limits.fuel` (the fuel checks slow compiled code,
-/// so plugins without the limit do not pay for them).
+/// The checks compiled into a plugin's code, from its limits. Each costs
+/// every call, so a plugin without the limit does not pay for it: fuel
+/// checks for `limits.fuel`; epoch checks (at every function entry and loop
+/// iteration: ~20% of the builtin plugins' instructions, ~9% of the seven
+/// stages' time, BENCHMARKS.md) for a time limit, unless `timeout_ms = 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Checks {
+    /// Counts fuel (`limits.fuel`).
+    pub fuel: bool,
+    /// Can be interrupted at a deadline (`limits.timeout_ms` > 0).
+    pub deadline: bool,
+}
+
+impl Checks {
+    /// What the defaults need: a deadline, no fuel.
+    pub const DEFAULT: Checks = Checks {
+        fuel: false,
+        deadline: true,
+    };
+
+    /// The checks `limits` need.
+    pub fn of(limits: &Limits) -> Checks {
+        Checks {
+            fuel: limits.fuel.is_some(),
+            deadline: limits.timeout_ms > 0,
+        }
+    }
+
+    fn index(self) -> usize {
+        usize::from(self.fuel) * 2 + usize::from(self.deadline)
+    }
+}
+
+/// A wasmtime engine with its linker, one per set of [`Checks`].
 struct Flavor {
     engine: Engine,
     linker: Linker<HostState>,
 }
 
-type CompileKey = (PluginSource, u64, bool);
+type CompileKey = (PluginSource, u64, Checks);
 type CompileSlot = Arc<Mutex<Option<Component>>>;
 
 /// The engines, linkers and compiled-component cache.
 pub struct Runtime {
-    plain: Flavor,
-    fueled: Flavor,
-    /// Compiled components by source, content hash and flavor: a plugin file
+    /// By [`Checks::index`], made on first use (most pipelines need one);
+    /// an engine that could not be made keeps its error.
+    flavors: [OnceLock<Result<Flavor, String>>; 4],
+    /// Compiled components by source, content hash and checks: a plugin file
     /// replaced on disk is compiled again (on reload), an unchanged one is not.
     /// One slot per key, so that threads building engines at once (shards)
     /// wait for one compilation instead of each making its own: each copy
@@ -184,33 +216,38 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Creates the engines and starts their epoch tickers.
+    /// Creates the default engine and starts its epoch ticker; the others
+    /// are made when a plugin's limits first need them.
     pub fn new() -> Result<Self> {
-        Ok(Runtime {
-            plain: flavor(false)?,
-            fueled: flavor(true)?,
+        let rt = Runtime {
+            flavors: Default::default(),
             compiled: Mutex::new(HashMap::new()),
-        })
+        };
+        rt.flavor(Checks::DEFAULT)?;
+        Ok(rt)
     }
 
-    fn flavor(&self, fuel: bool) -> &Flavor {
-        if fuel { &self.fueled } else { &self.plain }
+    fn flavor(&self, checks: Checks) -> Result<&Flavor> {
+        self.flavors[checks.index()]
+            .get_or_init(|| flavor(checks).map_err(|e| format!("{e:#}")))
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("cannot make the wasmtime engine: {e}"))
     }
 
-    /// The engine for plugins with (`fuel`) or without a fuel limit.
-    pub fn engine(&self, fuel: bool) -> &Engine {
-        &self.flavor(fuel).engine
+    /// The engine for plugins with these checks.
+    pub fn engine(&self, checks: Checks) -> Result<&Engine> {
+        Ok(&self.flavor(checks)?.engine)
     }
 
     /// The linker with WASI and plume's host interface.
-    pub fn linker(&self, fuel: bool) -> &Linker<HostState> {
-        &self.flavor(fuel).linker
+    pub fn linker(&self, checks: Checks) -> Result<&Linker<HostState>> {
+        Ok(&self.flavor(checks)?.linker)
     }
 
     /// Compiles a plugin, once per source, content and flavor for the life
     /// of the runtime. Also returns the content's hash, which tells a reload
     /// whether the code changed.
-    pub fn component(&self, source: &PluginSource, fuel: bool) -> Result<(Component, u64)> {
+    pub fn component(&self, source: &PluginSource, checks: Checks) -> Result<(Component, u64)> {
         let bytes: std::borrow::Cow<'static, [u8]> = match source {
             PluginSource::Builtin(name) => super::builtins::lookup(name)
                 .with_context(|| format!("unknown builtin:{name}"))?
@@ -234,7 +271,7 @@ impl Runtime {
             // A replaced file's old compilation is not needed again.
             cache.retain(|(s, h, _), _| s != source || *h == hash);
             cache
-                .entry((source.clone(), hash, fuel))
+                .entry((source.clone(), hash, checks))
                 .or_default()
                 .clone()
         };
@@ -244,7 +281,7 @@ impl Runtime {
             return Ok((c.clone(), hash));
         }
         // A failure leaves the slot empty: the next caller tries again.
-        let component = Component::new(self.engine(fuel), &bytes).map_err(|e| match source {
+        let component = Component::new(self.engine(checks)?, &bytes).map_err(|e| match source {
             PluginSource::Path(path) => {
                 anyhow::anyhow!("{} is not a valid component: {e}", path.display())
             }
@@ -255,11 +292,12 @@ impl Runtime {
     }
 }
 
-/// An engine (counting fuel or not), its linker and its epoch ticker.
-fn flavor(fuel: bool) -> Result<Flavor> {
+/// An engine with these checks, its linker, and (for deadlines) its epoch
+/// ticker.
+fn flavor(checks: Checks) -> Result<Flavor> {
     let mut config = Config::new();
-    config.epoch_interruption(true);
-    config.consume_fuel(fuel);
+    config.epoch_interruption(checks.deadline);
+    config.consume_fuel(checks.fuel);
     // Component-model async is unused; turning it off makes calls cheaper.
     config.concurrency_support(false);
     if let Some(dir) = compile_cache_dir() {
@@ -287,6 +325,9 @@ fn flavor(fuel: bool) -> Result<Flavor> {
     let mut linker = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     host_api::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    if !checks.deadline {
+        return Ok(Flavor { engine, linker });
+    }
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("plume-epoch".into())
@@ -378,17 +419,52 @@ mod tests {
         let bytes = |name: &str| super::super::builtins::lookup(name).unwrap().bytes;
         std::fs::write(&path, bytes("attributes")).unwrap();
         let source = PluginSource::Path(path.clone());
-        let (_, first) = rt.component(&source, false).unwrap();
-        let (_, again) = rt.component(&source, false).unwrap();
+        let (_, first) = rt.component(&source, Checks::DEFAULT).unwrap();
+        let (_, again) = rt.component(&source, Checks::DEFAULT).unwrap();
         assert_eq!(first, again);
         std::fs::write(&path, bytes("bench-probe")).unwrap();
-        let (_, swapped) = rt.component(&source, false).unwrap();
+        let (_, swapped) = rt.component(&source, Checks::DEFAULT).unwrap();
         assert_ne!(first, swapped);
         assert_eq!(
             rt.compiled.lock().unwrap().len(),
             1,
             "the old compilation is dropped"
         );
+    }
+
+    /// A plugin without a time limit runs on an engine compiled without the
+    /// epoch checks, and its compilation is kept apart from the default's.
+    #[test]
+    fn no_time_limit_gets_an_engine_without_epoch_checks() {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let limits = |timeout_ms| Limits {
+            timeout_ms,
+            ..Limits::default()
+        };
+        assert_eq!(Checks::of(&limits(100)), Checks::DEFAULT);
+        let none = Checks::of(&limits(0));
+        assert_eq!(
+            none,
+            Checks {
+                fuel: false,
+                deadline: false
+            }
+        );
+        let rt = Runtime::new().unwrap();
+        // The settings that compiled code depends on (epochs among them).
+        let settings = |checks| {
+            let mut h = DefaultHasher::new();
+            rt.engine(checks)
+                .unwrap()
+                .precompile_compatibility_hash()
+                .hash(&mut h);
+            h.finish()
+        };
+        assert_ne!(settings(Checks::DEFAULT), settings(none));
+        let source = PluginSource::Builtin("attributes".into());
+        let (a, _) = rt.component(&source, Checks::DEFAULT).unwrap();
+        let (b, _) = rt.component(&source, none).unwrap();
+        assert_ne!(a.image_range(), b.image_range(), "two compilations");
     }
 
     /// Engines built at once on several threads (shards) share one
@@ -403,7 +479,7 @@ mod tests {
                 .map(|_| {
                     scope.spawn(|| {
                         start.wait();
-                        let (c, _) = rt.component(&source, false).unwrap();
+                        let (c, _) = rt.component(&source, Checks::DEFAULT).unwrap();
                         c.image_range().start as usize
                     })
                 })
