@@ -70,7 +70,10 @@ pub fn push(batch: &mut WitBatch, value: Read<'_>) {
             batch.text.extend_from_slice(s.as_bytes());
             end_text(batch, kind::JSON)
         }
-        Read::SpanJson(span) => push_span_json(batch, span),
+        Read::SpanJson(span) => {
+            push_span_json(&mut batch.text, span);
+            end_text(batch, kind::STR)
+        }
         Read::Int(i) => {
             batch.ints.push(i);
             kind::INT
@@ -94,11 +97,12 @@ pub fn push_at(batch: &mut WitBatch, position: usize, value: Read<'_>) {
     push(batch, value);
 }
 
-/// The whole span as text: rare and large, so kept out of `push`.
+/// The whole span as text: rare and large, so kept out of `push`. Takes
+/// the text alone: a call that took the whole batch would keep every column
+/// of the caller's batch in memory rather than in registers.
 #[inline(never)]
-fn push_span_json(batch: &mut WitBatch, span: &crate::span::Span) -> u8 {
-    flat::write(&mut batch.text, span);
-    end_text(batch, kind::STR)
+fn push_span_json(text: &mut Vec<u8>, span: &crate::span::Span) {
+    flat::write(text, span);
 }
 
 /// Records where the text just written ends.

@@ -326,7 +326,12 @@ impl Projection {
 
     /// Projects `spans` into `out` (reused across calls) and returns the
     /// indexes of the spans sent, in row order.
-    pub fn project(&self, spans: &[Span], out: &mut WitBatch, rows: &mut Vec<u32>) {
+    pub fn project(&self, spans: &[Span], batch: &mut WitBatch, rows: &mut Vec<u32>) {
+        // Filled as a local and put back: the compiler then keeps the
+        // columns' lengths in registers instead of reloading and storing
+        // them through `batch` at every value.
+        let mut local = std::mem::take(batch);
+        let out = &mut local;
         packed::clear(out);
         rows.clear();
         let width = self.reads.len();
@@ -375,6 +380,7 @@ impl Projection {
             }
         }
         out.rows = rows.len() as u32;
+        *batch = local;
     }
 
     /// A processor's edits, checked (rows, slots, the columns, JSON) and

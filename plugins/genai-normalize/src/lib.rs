@@ -169,6 +169,10 @@ const fn canonical_index(c: Canonical) -> usize {
 
 /// How many canonical attributes there are (one per `ALIASES` entry).
 const CANONICAL: usize = ALIASES.len();
+const _: () = assert!(
+    CANONICAL <= 32,
+    "normalize_row keeps a bit per canonical in a u32"
+);
 
 /// Normalises one span's row into edits. `row` holds every read (absent
 /// ones too), `present` the row's present values: the aliases are looked up
@@ -181,16 +185,22 @@ fn normalize_row<'a>(
     edits: &mut Edits,
 ) {
     let l = &state.layout;
-    // For each canonical attribute, its first alias present (lowest rank).
+    // For each canonical attribute, its first alias present (lowest rank);
+    // `found_mask` has a bit per canonical found, so that the loops below
+    // visit the few a span has, not all of them (in wasm every loop
+    // iteration also pays the host's interruption check).
     let mut found: [Option<(u8, ValueRef<'a>)>; CANONICAL] = [None; CANONICAL];
+    let mut found_mask: u32 = 0;
     for c in present {
         if let Some((i, rank)) = l.alias_of[c.read as usize] {
             let slot = &mut found[i as usize];
             if slot.is_none_or(|(r, _)| rank < r) {
                 *slot = Some((rank, c.value));
+                found_mask |= 1 << i;
             }
         }
     }
+    let value_of = |c: Canonical| found[canonical_index(c)].map(|(_, v)| v);
     let set = |edits: &mut Edits, slot: u32, value: ValueRef<'_>| edits.set(row_no, slot, value);
     // OpenInference keeps the request model only inside its JSON invocation
     // parameters (and on failed calls there is no other model attribute).
@@ -205,22 +215,25 @@ fn normalize_row<'a>(
     };
     // Plain renames: copy the first alias found to the canonical name. The
     // values are borrowed from the row: only what is written is copied.
-    // On the stack: this runs for every span.
-    let mut canonical_values: [Option<ValueRef<'_>>; CANONICAL] = [None; CANONICAL];
-    for (i, found) in found.iter().enumerate() {
-        if let Some((_, v)) = *found {
-            let current = row[l.aliases[i][0]];
+    let mut each = found_mask;
+    while each != 0 {
+        let i = each.trailing_zeros() as usize;
+        each &= each - 1;
+        if let Some((rank, v)) = found[i] {
+            // Rank 0 is the canonical name itself.
+            let current = if rank == 0 { v } else { row[l.aliases[i][0]] };
             if !current.is_present() || (state.config.overwrite && current != v) {
                 set(edits, slot::CANONICAL + i as u32, v);
             }
-            canonical_values[i] = Some(v);
         }
     }
     if let Some(m) = &params_model {
         set(edits, slot::CANONICAL + model_slot as u32, ValueRef::Str(m));
-        canonical_values[model_slot] = Some(ValueRef::Str(m));
     }
-    let get_num = |c: Canonical| canonical_values[canonical_index(c)].and_then(|v| v.as_f64());
+    // A canonical attribute's value after the renames (the request model
+    // possibly from the invocation parameters).
+    let has = |c: Canonical| found_mask & (1 << canonical_index(c)) != 0;
+    let get_num = |c: Canonical| value_of(c).and_then(|v| v.as_f64());
 
     // Tokens: Langfuse usage_details (exclusive buckets) fill gaps, and
     // exclusive input counts become inclusive.
@@ -270,10 +283,10 @@ fn normalize_row<'a>(
             (Canonical::CacheWriteTokens, cache_write),
             (Canonical::ReasoningTokens, reasoning),
         ] {
-            let i = canonical_index(c);
-            if canonical_values[i].is_none()
+            if !has(c)
                 && let Some(v) = v
             {
+                let i = canonical_index(c);
                 set(edits, slot::CANONICAL + i as u32, ValueRef::Int(v as i64));
             }
         }
@@ -287,11 +300,9 @@ fn normalize_row<'a>(
     {
         exclusive = true;
     }
-    if let (Some(i), Some(o), Some(total)) = (
-        input,
-        output,
-        first(row, &l.total_tokens).and_then(|v| v.as_f64()),
-    ) {
+    if let (Some(i), Some(o)) = (input, output)
+        && let Some(total) = first(row, &l.total_tokens).and_then(|v| v.as_f64())
+    {
         let cache = cache_read.unwrap_or(0.0) + cache_write.unwrap_or(0.0);
         if cache > 0.0 && i + o != total && i + o + cache == total {
             exclusive = true;
@@ -330,8 +341,9 @@ fn normalize_row<'a>(
         let op = op.or_else(|| {
             // A model with token usage and nothing else saying what it is: an
             // inference call.
-            let has_model = canonical_values[canonical_index(Canonical::RequestModel)].is_some()
-                || canonical_values[canonical_index(Canonical::ResponseModel)].is_some();
+            let has_model = has(Canonical::RequestModel)
+                || params_model.is_some()
+                || has(Canonical::ResponseModel);
             (has_model && input.is_some()).then_some("chat")
         });
         if let Some(op) = op {
