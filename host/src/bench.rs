@@ -272,6 +272,19 @@ fn status_mib(pid: u32, field: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    /// This thread's CPU seconds, as the kernel counts them (10 ms ticks).
+    fn own_cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("stat")
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks");
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
     /// A shard thread's CPU is counted as the shards', even though the
     /// thread has ended before the phase does; an idle tail counts ~nothing.
     #[test]
@@ -282,10 +295,18 @@ mod tests {
                 .name(name.into())
                 .spawn(move || {
                     let started = std::time::Instant::now();
-                    while started.elapsed() < std::time::Duration::from_millis(300) {
-                        if busy {
-                            std::hint::black_box(0u64.wrapping_add(1));
-                        } else {
+                    let wall = std::time::Duration::from_millis(300);
+                    if busy {
+                        // Until it has had 300 ms of CPU, however busy the
+                        // machine (other tests run alongside): spinning for
+                        // 300 ms of wall time got 150 ms of CPU under load.
+                        while own_cpu_seconds() < 0.3 && started.elapsed() < 40 * wall {
+                            for i in 0..100_000u64 {
+                                std::hint::black_box(i);
+                            }
+                        }
+                    } else {
+                        while started.elapsed() < wall {
                             std::thread::sleep(std::time::Duration::from_millis(10));
                         }
                     }
