@@ -162,8 +162,9 @@ pub fn compile_cache_dir() -> Option<std::path::PathBuf> {
 /// The checks compiled into a plugin's code, from its limits. Each costs
 /// every call, so a plugin without the limit does not pay for it: fuel
 /// checks for `limits.fuel`; epoch checks (at every function entry and loop
-/// iteration: ~20% of the builtin plugins' instructions, ~9% of the seven
-/// stages' time, BENCHMARKS.md) for a time limit, unless `timeout_ms = 0`.
+/// iteration: ~20% of the builtin plugins' instructions, 3-6% of the seven
+/// stages' throughput, BENCHMARKS.md) for a time limit, unless
+/// `timeout_ms = 0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Checks {
     /// Counts fuel (`limits.fuel`).
