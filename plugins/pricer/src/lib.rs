@@ -8,7 +8,8 @@
 //!
 //! Reads the current OpenTelemetry names (run `builtin:genai-normalize`
 //! first for other spellings). Writes `gen_ai.usage.cost`, its parts
-//! `plume.cost.{input,output,cache_read,cache_write,reasoning}` and
+//! `plume.cost.{input,output,cache_read,cache_write,reasoning}` (each only
+//! when the span reports that token count; absent parts are zero) and
 //! `plume.price.model`; a span with a model and token counts but no matching
 //! entry gets `plume.price.missing = true` and no cost, and is listed in the
 //! report under `pricing.missing_models`.
@@ -147,15 +148,19 @@ fn price_row(
         reasoning: v[7].as_f64().unwrap_or(0.0),
     };
     let c = price(entry, &usage);
-    for (slot, value) in [
-        (0, c.total()),
-        (1, c.input),
-        (2, c.output),
-        (3, c.cache_read),
-        (4, c.cache_write),
-        (5, c.reasoning),
+    edits.set_float(row, 0, c.total());
+    // A part only for the token counts the span reports: most calls report
+    // no cache writes or reasoning, and a zero part there says nothing.
+    for (slot, read, value) in [
+        (1, 3, c.input),
+        (2, 4, c.output),
+        (3, 5, c.cache_read),
+        (4, 6, c.cache_write),
+        (5, 7, c.reasoning),
     ] {
-        edits.set_float(row, slot, value);
+        if v[read].is_present() {
+            edits.set_float(row, slot, value);
+        }
     }
     edits.set_str(row, 6, &entry.name);
     Some(Ok(()))
@@ -267,6 +272,32 @@ mod tests {
             Some(Err("totally-unknown-model-x".into()))
         );
         assert_eq!(edits.to_vec().unwrap(), [(0, 7, ValueRef::Boolean(true))]);
+    }
+
+    /// The total always; a part only for a token count the span reports
+    /// (a reported zero is a part of zero).
+    #[test]
+    fn parts_only_for_the_token_counts_reported() {
+        let mut state = State {
+            table: table::parse(DEFAULT_TABLE, "default").unwrap(),
+            ..State::default()
+        };
+        let mut row = vec![ValueRef::Absent; READS.len()];
+        row[0] = ValueRef::Str("gpt-4o");
+        row[3] = ValueRef::Int(1000);
+        row[4] = ValueRef::Int(200);
+        row[6] = ValueRef::Int(0);
+        let mut edits = Edits::new();
+        assert_eq!(price_row(&mut state, 0, &row, &mut edits), Some(Ok(())));
+        let slots: Vec<u32> = edits.to_vec().unwrap().iter().map(|e| e.1).collect();
+        // total, input, output, cache_write (reported as 0), the entry's name.
+        assert_eq!(slots, [0, 1, 2, 4, 6]);
+        let parts: f64 = (edits.to_vec().unwrap().iter())
+            .filter(|e| (1..=5).contains(&e.1))
+            .filter_map(|e| e.2.as_f64())
+            .sum();
+        let total = edits.to_vec().unwrap()[0].2.as_f64().unwrap();
+        assert!((parts - total).abs() < 1e-12, "{parts} {total}");
     }
 
     /// The match cache answers as the table does, per (model, provider)
