@@ -948,11 +948,12 @@ fn decode_dense(batch: &Batch) -> Result<Vec<ValueRef<'_>>, String> {
     }
 }
 
-/// `text` as a `str`, if it is UTF-8. A batch's text is nearly always
-/// ASCII, which is checked here 32 bytes an iteration (`from_utf8` goes 8 at
-/// a time on wasm32, and in a plugin every loop iteration also pays the
-/// host's interruption check); any other text goes through `from_utf8`.
-fn utf8(text: &[u8]) -> Option<&str> {
+/// `text` as a `str`, if it is UTF-8, and whether it is ASCII. A batch's
+/// text nearly always is, which is checked here 32 bytes an iteration
+/// (`from_utf8` goes 8 at a time on wasm32, and in a plugin every loop
+/// iteration also pays the host's interruption check); any other text goes
+/// through `from_utf8`.
+fn utf8(text: &[u8]) -> Option<(&str, bool)> {
     let (blocks, rest) = text.as_chunks::<32>();
     let mut high = 0u64;
     for block in blocks {
@@ -966,9 +967,9 @@ fn utf8(text: &[u8]) -> Option<&str> {
     if high & 0x8080_8080_8080_8080 == 0 {
         // SAFETY: no byte has its high bit set: the text is ASCII, which is
         // valid UTF-8.
-        return Some(unsafe { std::str::from_utf8_unchecked(text) });
+        return Some((unsafe { std::str::from_utf8_unchecked(text) }, true));
     }
-    std::str::from_utf8(text).ok()
+    std::str::from_utf8(text).ok().map(|t| (t, false))
 }
 
 /// The payload columns of a batch, read in step with its kinds.
@@ -977,6 +978,9 @@ struct Payloads<'a, 'b> {
     floats: std::slice::Iter<'b, f64>,
     ends: std::slice::Iter<'b, u32>,
     text: &'a str,
+    /// The text is ASCII: any piece of it is a `str`, without the check
+    /// that a piece starts and ends on a character boundary.
+    ascii: bool,
     start: usize,
 }
 
@@ -993,11 +997,13 @@ impl<'a> Payloads<'a, 'a> {
         text: &'a [u8],
         ends: &'a [u32],
     ) -> Result<Self, String> {
+        let (text, ascii) = utf8(text).ok_or_else(|| bad("text is not UTF-8"))?;
         Ok(Payloads {
             ints: ints.iter(),
             floats: floats.iter(),
             ends: ends.iter(),
-            text: utf8(text).ok_or_else(|| bad("text is not UTF-8"))?,
+            text,
+            ascii,
             start: 0,
         })
     }
@@ -1024,7 +1030,14 @@ impl<'a> Payloads<'a, '_> {
     #[inline(always)]
     fn next_text(&mut self) -> Option<&'a str> {
         let (&end, rest) = self.ends.as_slice().split_first()?;
-        let s = self.text.get(self.start..end as usize)?;
+        let range = self.start..end as usize;
+        let s = if self.ascii {
+            let bytes = self.text.as_bytes().get(range)?;
+            // SAFETY: the whole text is ASCII, so every piece of it is UTF-8.
+            unsafe { std::str::from_utf8_unchecked(bytes) }
+        } else {
+            self.text.get(range)?
+        };
         self.ends = rest.iter();
         self.start = end as usize;
         Some(s)
@@ -1053,12 +1066,17 @@ mod tests {
     fn utf8_agrees_with_from_utf8() {
         for len in 0..80usize {
             let ascii: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
-            assert_eq!(super::utf8(&ascii), std::str::from_utf8(&ascii).ok());
+            fn text(t: &[u8]) -> Option<&str> {
+                super::utf8(t).map(|(s, _)| s)
+            }
+            assert_eq!(super::utf8(&ascii).map(|(_, a)| a), Some(true));
+            assert_eq!(text(&ascii), std::str::from_utf8(&ascii).ok());
             for at in 0..len {
                 for bad in [&[0xc3u8, 0xa9][..], &[0xff], &[0xe2, 0x82], &[0x80]] {
                     let mut t = ascii.clone();
                     t.splice(at..at + 1, bad.iter().copied());
-                    assert_eq!(super::utf8(&t), std::str::from_utf8(&t).ok(), "{len} {at}");
+                    assert_eq!(text(&t), std::str::from_utf8(&t).ok(), "{len} {at}");
+                    assert_ne!(super::utf8(&t).map(|(_, a)| a), Some(true));
                 }
             }
         }
@@ -1305,6 +1323,15 @@ mod tests {
         };
         assert_eq!(
             Rows::new(&out_of_range, 4).err().as_deref(),
+            Some("batch: text end out of range")
+        );
+        // An end inside a character (the text is not ASCII: é is two bytes).
+        let mid_char = Batch {
+            text_ends: vec![2, 6, 6],
+            ..dense.clone()
+        };
+        assert_eq!(
+            Rows::new(&mid_char, 4).err().as_deref(),
             Some("batch: text end out of range")
         );
         assert_eq!(
