@@ -208,10 +208,18 @@ struct AttributeReads {
     /// or made once the table was full): then an interned span key may
     /// equal it in text only, and is compared with it too.
     owned_reads: bool,
+    /// Looked up key by key instead (`Attributes::get_key`, which stops at
+    /// the key): for a dense projection of one or two interned keys, such as
+    /// the latency and SLO evaluators', where the pass over every attribute
+    /// cost more than two short scans.
+    by_key: bool,
 }
 
+/// At most this many attribute reads are looked up key by key.
+const BY_KEY_READS: usize = 2;
+
 impl AttributeReads {
-    fn new(reads: &[FieldSpec]) -> AttributeReads {
+    fn new(reads: &[FieldSpec], sparse: bool) -> AttributeReads {
         let mut index = AttributeReads {
             next: vec![0; reads.len()],
             ..AttributeReads::default()
@@ -233,6 +241,10 @@ impl AttributeReads {
             }
         }
         index.by_text.reverse();
+        // Sparse batches list the attributes in the span's order; a dense
+        // one does not depend on the order they are found in.
+        index.by_key =
+            !sparse && !index.owned_reads && (1..=BY_KEY_READS).contains(&index.by_text.len());
         index
     }
 
@@ -252,6 +264,14 @@ impl AttributeReads {
                 present.push(read);
             }
         };
+        if self.by_key {
+            for (key, read) in &self.by_text {
+                if let Some(v) = span.attributes.get_key(key) {
+                    visit(*read, v);
+                }
+            }
+            return;
+        }
         for (k, v) in &span.attributes.0 {
             match k.id() {
                 Some(id) => {
@@ -314,7 +334,7 @@ impl Projection {
             .collect();
         let writes: Vec<Key> = writes.into_iter().map(Key::from).collect();
         Ok(Projection {
-            attributes: AttributeReads::new(&reads),
+            attributes: AttributeReads::new(&reads, sparse),
             others,
             reads,
             write_slots: write_slots(&writes),
@@ -737,7 +757,7 @@ mod tests {
             FieldSpec::Attribute(Key::owned("w.c")),
         ]);
         reads.push(key("w.b"));
-        let index = AttributeReads::new(&reads);
+        let index = AttributeReads::new(&reads, true);
         assert!(index.owned_reads);
         let mut found = vec![None; reads.len()];
         let mut present = Vec::new();
@@ -750,5 +770,39 @@ mod tests {
         assert_eq!(format!("{values:?}"), format!("{expected:?}"));
         // The reads found, in the span's order, each once.
         assert_eq!(present, vec![8, 9, 12, 10, 11]);
+    }
+
+    /// A dense projection of one or two keys looks them up key by key, and
+    /// finds what the pass over the attributes finds: the first of
+    /// duplicate keys, a key read twice, a key the span lacks.
+    #[test]
+    fn few_reads_by_key_find_what_the_pass_finds() {
+        let mut span = crate::bench::synthetic_spans(1, 1, 0).remove(0);
+        span.attributes.0.clear();
+        for (k, v) in [("k.x", 0), ("k.b", 1), ("k.a", 2), ("k.b", 3)] {
+            span.attributes.0.push((Key::new(k), AttrValue::Int(v)));
+        }
+        let key = |k: &str| FieldSpec::Attribute(Key::new(k));
+        for reads in [
+            vec![key("k.a"), key("k.b")],
+            vec![key("k.b"), FieldSpec::Duration, key("k.b")],
+            vec![key("k.missing"), key("k.a")],
+            vec![key("k.b")],
+        ] {
+            let find = |sparse: bool| {
+                let index = AttributeReads::new(&reads, sparse);
+                assert_eq!(index.by_key, !sparse);
+                let mut found = vec![None; reads.len()];
+                let mut present = Vec::new();
+                index.find(&span, &mut found, &mut present);
+                present.sort_unstable();
+                let values: Vec<Value> = found.iter().map(|v| attr_read(*v).to_value()).collect();
+                (format!("{values:?}"), present)
+            };
+            assert_eq!(find(false), find(true), "{reads:?}");
+        }
+        // Three keys: the pass.
+        let three = [key("k.a"), key("k.b"), key("k.x")];
+        assert!(!AttributeReads::new(&three, false).by_key);
     }
 }
