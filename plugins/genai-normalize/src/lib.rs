@@ -230,8 +230,9 @@ fn normalize_row<'a>(
     if let Some(m) = &params_model {
         set(edits, slot::CANONICAL + model_slot as u32, ValueRef::Str(m));
     }
-    // A canonical attribute's value after the renames (the request model
-    // possibly from the invocation parameters).
+    // Whether the span has a canonical attribute under any of its names
+    // (the request model in the invocation parameters is `params_model`),
+    // and its number.
     let has = |c: Canonical| found_mask & (1 << canonical_index(c)) != 0;
     let get_num = |c: Canonical| value_of(c).and_then(|v| v.as_f64());
 
