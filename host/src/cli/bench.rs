@@ -71,11 +71,7 @@ pub(super) fn bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     if args.no_time_limits {
-        let entries = (pipeline.stages.iter_mut())
-            .chain(&mut pipeline.evaluators)
-            .chain(&mut pipeline.router)
-            .chain(&mut pipeline.exports);
-        for spec in entries {
+        for spec in pipeline.entries_mut() {
             spec.limits.timeout_ms = 0;
         }
     }
@@ -335,11 +331,7 @@ fn rebuild_costs(rt: &Runtime, pipeline: &Pipeline) -> anyhow::Result<Vec<serde_
     }
     let us = |d: std::time::Duration| (d.as_secs_f64() * 1e7).round() / 10.0;
     let mut out = Vec::new();
-    let entries = (pipeline.stages.iter())
-        .chain(&pipeline.evaluators)
-        .chain(&pipeline.router)
-        .chain(&pipeline.exports);
-    for spec in entries {
+    for spec in pipeline.entries() {
         let c = match spec.kind {
             PluginKind::Processor => cost::<Processor>(rt, spec)?,
             PluginKind::Evaluator => cost::<Evaluator>(rt, spec)?,

@@ -616,6 +616,22 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Every plugin entry: processors, evaluators, the router, exporters.
+    pub fn entries(&self) -> impl Iterator<Item = &PluginSpec> {
+        (self.stages.iter())
+            .chain(&self.evaluators)
+            .chain(&self.router)
+            .chain(&self.exports)
+    }
+
+    /// Every plugin entry, to change (as [`Pipeline::entries`]).
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = &mut PluginSpec> {
+        (self.stages.iter_mut())
+            .chain(&mut self.evaluators)
+            .chain(&mut self.router)
+            .chain(&mut self.exports)
+    }
+
     /// Processor shards to run: `[engine] shards`, or for "auto" one per
     /// core this process may run on (its CPU affinity and quota included), at
     /// most [`AUTO_MAX_SHARDS`]. One without processors: there is nothing to
