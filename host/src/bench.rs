@@ -235,14 +235,21 @@ fn thread_seconds() -> Vec<(u64, String, f64)> {
         .filter_map(|task| {
             let tid = task.file_name().to_str()?.parse().ok()?;
             let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-            let (head, rest) = stat.rsplit_once(')')?;
-            let name = head.split_once('(')?.1.to_string();
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-            Some((tid, name, (ticks(11)? + ticks(12)?) / 100.0))
+            let (name, secs) = stat_cpu_seconds(&stat)?;
+            Some((tid, name.to_string(), secs))
         })
         .filter(|(_, name, _)| name != SAMPLER)
         .collect()
+}
+
+/// A thread's name and CPU seconds (user and system, 10 ms ticks) from its
+/// `/proc/.../stat` line.
+fn stat_cpu_seconds(stat: &str) -> Option<(&str, f64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((name, (ticks(11)? + ticks(12)?) / 100.0))
 }
 
 /// The highest resident set size of process `pid` so far, MiB.
@@ -275,14 +282,7 @@ mod tests {
     /// This thread's CPU seconds, as the kernel counts them (10 ms ticks).
     fn own_cpu_seconds() -> f64 {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("thread stat");
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .expect("stat")
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks");
-        (ticks(11) + ticks(12)) / 100.0
+        stat_cpu_seconds(&stat).expect("stat line").1
     }
 
     /// A shard thread's CPU is counted as the shards', even though the
