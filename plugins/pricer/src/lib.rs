@@ -257,12 +257,17 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unknown_models_are_flagged_never_priced_zero() {
-        let mut state = State {
+    /// A pricer on the embedded table.
+    fn default_state() -> State {
+        State {
             table: table::parse(DEFAULT_TABLE, "default").unwrap(),
             ..State::default()
-        };
+        }
+    }
+
+    #[test]
+    fn unknown_models_are_flagged_never_priced_zero() {
+        let mut state = default_state();
         let mut row = vec![ValueRef::Absent; READS.len()];
         row[1] = ValueRef::Str("totally-unknown-model-x");
         row[3] = ValueRef::Int(100);
@@ -278,10 +283,7 @@ mod tests {
     /// (a reported zero is a part of zero).
     #[test]
     fn parts_only_for_the_token_counts_reported() {
-        let mut state = State {
-            table: table::parse(DEFAULT_TABLE, "default").unwrap(),
-            ..State::default()
-        };
+        let mut state = default_state();
         let mut row = vec![ValueRef::Absent; READS.len()];
         row[0] = ValueRef::Str("gpt-4o");
         row[3] = ValueRef::Int(1000);
@@ -304,10 +306,7 @@ mod tests {
     /// pair, and stays within its bound.
     #[test]
     fn match_cache_agrees_with_the_table_and_is_bounded() {
-        let mut state = State {
-            table: table::parse(DEFAULT_TABLE, "default").unwrap(),
-            ..State::default()
-        };
+        let mut state = default_state();
         for _ in 0..2 {
             for (model, provider) in [
                 ("gpt-4o-2024-08-06", Some("openai")),
